@@ -1,0 +1,102 @@
+-- hubauth schema, version 1. Timestamps are Unix seconds. Bearer values (codes, tokens, cookies)
+-- are stored only as SHA-256 hashes.
+
+CREATE TABLE users (
+    id              TEXT PRIMARY KEY,          -- the OIDC `sub`: random, never reused
+    username        TEXT NOT NULL UNIQUE,
+    name            TEXT,
+    email           TEXT,
+    email_verified  INTEGER NOT NULL DEFAULT 0,
+    groups_json     TEXT NOT NULL DEFAULT '[]',
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    last_login_at   INTEGER
+);
+
+-- Which upstream account is which user. (connector, upstream subject) never moves to another user.
+CREATE TABLE user_identities (
+    connector_id     TEXT NOT NULL,
+    upstream_subject TEXT NOT NULL,
+    user_id          TEXT NOT NULL REFERENCES users(id),
+    created_at       INTEGER NOT NULL,
+    PRIMARY KEY (connector_id, upstream_subject)
+);
+CREATE INDEX user_identities_user ON user_identities(user_id);
+
+CREATE TABLE browser_sessions (
+    id           TEXT PRIMARY KEY,
+    token_hash   TEXT NOT NULL UNIQUE,
+    user_id      TEXT NOT NULL REFERENCES users(id),
+    connector_id TEXT NOT NULL,
+    csrf_token   TEXT NOT NULL,
+    auth_time    INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    ended_at     INTEGER
+);
+CREATE INDEX browser_sessions_user ON browser_sessions(user_id);
+
+-- An authorization request waiting for the person to log in.
+CREATE TABLE pending_authorizations (
+    id                    TEXT PRIMARY KEY,
+    request_json          TEXT NOT NULL,
+    browser_binding_hash  TEXT NOT NULL,
+    csrf_token            TEXT NOT NULL,
+    created_at            INTEGER NOT NULL,
+    expires_at            INTEGER NOT NULL
+);
+
+CREATE TABLE authorization_codes (
+    code_hash    TEXT PRIMARY KEY,
+    client_id    TEXT NOT NULL,
+    user_id      TEXT NOT NULL REFERENCES users(id),
+    session_id   TEXT,
+    request_json TEXT NOT NULL,
+    auth_time    INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    used_at      INTEGER,
+    grant_id     TEXT                     -- what the code was exchanged for; revoked on replay
+);
+
+-- A grant is one token family: everything issued from one code and its refreshes.
+CREATE TABLE grants (
+    id          TEXT PRIMARY KEY,
+    client_id   TEXT NOT NULL,
+    user_id     TEXT NOT NULL REFERENCES users(id),
+    session_id  TEXT,
+    scope       TEXT NOT NULL,
+    auth_time   INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER,
+    revoked_reason TEXT
+);
+CREATE INDEX grants_user ON grants(user_id);
+
+CREATE TABLE access_tokens (
+    token_hash  TEXT PRIMARY KEY,
+    grant_id    TEXT NOT NULL REFERENCES grants(id),
+    scope       TEXT NOT NULL,            -- may be narrower than the grant's after a refresh
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+);
+CREATE INDEX access_tokens_grant ON access_tokens(grant_id);
+
+CREATE TABLE refresh_tokens (
+    token_hash  TEXT PRIMARY KEY,
+    grant_id    TEXT NOT NULL REFERENCES grants(id),
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    used_at     INTEGER                   -- set when rotated; presenting it again is reuse
+);
+CREATE INDEX refresh_tokens_grant ON refresh_tokens(grant_id);
+
+CREATE TABLE signing_keys (
+    kid           TEXT PRIMARY KEY,
+    alg           TEXT NOT NULL,
+    private_pkcs8 BLOB NOT NULL,
+    created_at    INTEGER NOT NULL,
+    rotated_at    INTEGER,                -- no longer signs
+    expires_at    INTEGER                 -- no longer published after this
+);

@@ -1,0 +1,172 @@
+//! Wiring: the shared state every handler receives, the router, and the server loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::connectors::Connectors;
+use crate::crypto::keys::KeyManager;
+use crate::provider::{authorize, discovery, introspect, logout, revoke, token, userinfo};
+use crate::store::{SqliteStore, Store};
+use crate::web::login;
+use crate::web::pages::{templates, PageError};
+
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub keys: Arc<KeyManager>,
+    pub connectors: Arc<Connectors>,
+}
+
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    pub async fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<SharedState> {
+        let keys = Arc::new(KeyManager::load_or_init(store.clone(), clock.clone()).await?);
+        let connectors = Arc::new(Connectors::from_config(&config.connectors));
+        Ok(Arc::new(Self {
+            config: Arc::new(config),
+            store,
+            clock,
+            keys,
+            connectors,
+        }))
+    }
+}
+
+/// Opens the configured store.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(Arc::new(SqliteStore::open(&config.storage.url).await?))
+}
+
+async fn home(State(state): State<SharedState>) -> Response {
+    templates().render(
+        StatusCode::OK,
+        "home.html",
+        minijinja::context! { discovery_url => state.config.endpoint("/.well-known/openid-configuration") },
+    )
+}
+
+async fn not_found() -> Response {
+    PageError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "Page not found",
+        "There is nothing at this address.",
+    )
+    .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub fn router(state: SharedState) -> Router {
+    let routes = Router::new()
+        .route("/", get(home))
+        .route("/healthz", get(healthz))
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::openid_configuration),
+        )
+        .route("/jwks", get(discovery::jwks))
+        .route(
+            "/authorize",
+            get(authorize::authorize_get).post(authorize::authorize_post),
+        )
+        .route("/login", get(login::login_page))
+        .route("/login/{connector}", post(login::login_submit))
+        .route("/token", post(token::token))
+        .route(
+            "/userinfo",
+            get(userinfo::userinfo_get).post(userinfo::userinfo_post),
+        )
+        .route("/revoke", post(revoke::revoke))
+        .route("/introspect", post(introspect::introspect))
+        .route("/logout", get(logout::logout_get).post(logout::logout_post))
+        .fallback(not_found);
+    let prefix = state.config.path_prefix();
+    let app = if prefix.is_empty() {
+        routes
+    } else {
+        Router::new().nest(&prefix, routes).fallback(not_found)
+    };
+    app.with_state(state)
+        .layer(RequestBodyLimitLayer::new(64 * 1024))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action *; frame-ancestors 'none'"),
+        ))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Runs the server until Ctrl-C / SIGTERM, with the housekeeping tasks beside it.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let listen = config.listen;
+    let state = AppState::new(config, store, clock).await?;
+
+    let background = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        let mut rounds: u64 = 0;
+        loop {
+            tick.tick().await;
+            // Pick up keys rotated by the CLI or another replica.
+            if let Err(e) = background.keys.reload().await {
+                tracing::warn!(error = %e, "could not reload signing keys");
+            }
+            if rounds % 20 == 0 {
+                match background.store.purge_expired(background.clock.now()).await {
+                    Ok(n) if n > 0 => tracing::debug!(removed = n, "purged expired rows"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not purge expired rows"),
+                }
+            }
+            rounds += 1;
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(issuer = %state.config.issuer, %listen, "hubauth is listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

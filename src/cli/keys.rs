@@ -1,0 +1,77 @@
+//! `hubauth keys`: list and rotate ID-token signing keys.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use crate::clock::{Clock, SystemClock};
+use crate::crypto::keys::KeyManager;
+use crate::crypto::SigningAlgorithm;
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Show the signing keys and their state.
+    List {
+        #[arg(long, short, env = "HUBAUTH_CONFIG")]
+        config: PathBuf,
+    },
+    /// Replace the active key(s). The old public key stays in the JWKS until every token it
+    /// signed has expired; running servers pick the new key up within 30 seconds.
+    Rotate {
+        #[arg(long, short, env = "HUBAUTH_CONFIG")]
+        config: PathBuf,
+        /// RS256 or ES256; both when omitted.
+        #[arg(long)]
+        alg: Option<String>,
+    },
+}
+
+pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::List { config } => {
+            let config = super::load_config(&config)?;
+            let store = crate::app::open_store(&config).await?;
+            let now = SystemClock.now();
+            println!(
+                "{:<18} {:<6} {:<10} {:>12}",
+                "KID", "ALG", "STATE", "CREATED"
+            );
+            for k in store.signing_keys().await? {
+                let state = match (k.rotated_at, k.expires_at) {
+                    (None, _) => "active".to_string(),
+                    (Some(_), Some(e)) if e > now => format!("published until {e}"),
+                    _ => "expired".to_string(),
+                };
+                println!(
+                    "{:<18} {:<6} {:<10} {:>12}",
+                    k.kid,
+                    k.alg.as_str(),
+                    state,
+                    k.created_at
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Rotate { config, alg } => {
+            let config = super::load_config(&config)?;
+            let algs: Vec<SigningAlgorithm> = match alg.as_deref() {
+                None => SigningAlgorithm::ALL.to_vec(),
+                Some(a) => vec![SigningAlgorithm::parse(a).ok_or_else(|| {
+                    anyhow::anyhow!("unknown algorithm {a:?}; use RS256 or ES256")
+                })?],
+            };
+            let store = crate::app::open_store(&config).await?;
+            // Everything a key signed is an ID token; keep the key published a little longer than they live.
+            let keep_for = config.tokens.id_token_lifetime.as_secs() as i64 + 300;
+            for alg in algs {
+                let kid =
+                    KeyManager::rotate(store.as_ref(), SystemClock.now(), alg, keep_for).await?;
+                println!(
+                    "{}: new active key {kid}; the previous key stays published for {keep_for} s",
+                    alg.as_str()
+                );
+            }
+            Ok(())
+        }
+    }
+}

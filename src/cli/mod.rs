@@ -1,0 +1,91 @@
+//! The `hubauth` command line.
+
+pub mod demo;
+pub mod jupyterhub_config;
+pub mod keys;
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hubauth",
+    version,
+    about = "An OpenID Connect identity broker for JupyterHub"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a ready-to-try broker: embedded SQLite, generated keys, demo users, a JupyterHub client.
+    Demo(demo::DemoArgs),
+    /// Run the broker from a configuration file.
+    Serve {
+        #[arg(long, short, env = "HUBAUTH_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check a configuration file and say what is wrong with it, if anything.
+    CheckConfig {
+        #[arg(long, short, env = "HUBAUTH_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print the jupyterhub_config.py fragment for one client.
+    JupyterhubConfig(jupyterhub_config::Args),
+    /// Manage ID-token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Print the argon2 hash of a password, for `dev` connector users (reads stdin without --password).
+    HashPassword {
+        #[arg(long)]
+        password: Option<String>,
+    },
+}
+
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Serve { config } => crate::app::serve(load_config(&config)?).await,
+        Command::CheckConfig { config } => {
+            let c = load_config(&config)?;
+            println!(
+                "{}: OK — issuer {}, {} client(s), {} connector(s), storage {}",
+                config.display(),
+                c.issuer,
+                c.clients.len(),
+                c.connectors.len(),
+                c.storage.url
+            );
+            Ok(())
+        }
+        Command::JupyterhubConfig(args) => jupyterhub_config::run(args),
+        Command::Keys { command } => keys::run(command).await,
+        Command::HashPassword { password } => {
+            let password = match password {
+                Some(p) => p,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            if password.is_empty() {
+                anyhow::bail!("the password is empty");
+            }
+            println!("{}", crate::crypto::password::hash_password(&password)?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! The TOML configuration, parsed into typed values at the edge.
+//!
+//! Every problem is reported with the path of the key at fault (`clients[0].redirect_uris[1]`) and
+//! why, so `hubauth check-config` can say exactly what to change.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::crypto::{Secret, SigningAlgorithm};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// A secret given inline, or read from an environment variable or a file at start-up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SecretSource {
+    Inline(String),
+    Env { env: String },
+    File { file: PathBuf },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    issuer: String,
+    listen: Option<SocketAddr>,
+    #[serde(default)]
+    storage: StorageConfig,
+    #[serde(default)]
+    tokens: TokenConfig,
+    #[serde(default)]
+    session: SessionConfig,
+    #[serde(default)]
+    clients: Vec<RawClient>,
+    #[serde(default)]
+    connectors: Vec<ConnectorConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sqlite://path/to/file.db`; a relative path is relative to the config file.
+    pub url: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://hubauth.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    #[serde(with = "humantime_serde")]
+    pub access_token_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    pub id_token_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    pub authorization_code_lifetime: Duration,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            access_token_lifetime: Duration::from_secs(10 * 60),
+            id_token_lifetime: Duration::from_secs(10 * 60),
+            refresh_token_lifetime: Duration::from_secs(30 * 24 * 3600),
+            authorization_code_lifetime: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// How long a browser stays signed in to hubauth (single sign-on across clients).
+    #[serde(with = "humantime_serde")]
+    pub lifetime: Duration,
+    /// How long a person has to finish logging in once a client sent them.
+    #[serde(with = "humantime_serde")]
+    pub login_timeout: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            lifetime: Duration::from_secs(12 * 3600),
+            login_timeout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    secret: Option<SecretSource>,
+    #[serde(default)]
+    public: bool,
+    redirect_uris: Vec<String>,
+    #[serde(default)]
+    post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    id_token_signed_response_alg: Option<String>,
+    #[serde(default)]
+    hub: Option<HubHints>,
+}
+
+/// Hints for `hubauth jupyterhub-config`: what the hub should allow and who is a hub admin.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HubHints {
+    #[serde(default)]
+    pub allowed_groups: Vec<String>,
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
+    /// Environment variable the hub reads the client secret from.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub id: String,
+    pub name: String,
+    /// `None` for public clients, which must use PKCE.
+    pub secret: Option<Secret>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub id_token_alg: SigningAlgorithm,
+    pub hub: HubHints,
+}
+
+impl ClientConfig {
+    pub fn is_public(&self) -> bool {
+        self.secret.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ConnectorConfig {
+    Dev(DevConnectorConfig),
+}
+
+impl ConnectorConfig {
+    pub fn id(&self) -> &str {
+        match self {
+            ConnectorConfig::Dev(c) => &c.id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevConnectorConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub users: Vec<DevUser>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevUser {
+    pub username: String,
+    /// Argon2 PHC string, e.g. from `hubauth hash-password`.
+    pub password_hash: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Exactly as configured; `iss` claims and discovery use this string byte for byte.
+    pub issuer: String,
+    pub issuer_url: Url,
+    pub listen: SocketAddr,
+    pub storage: StorageConfig,
+    pub tokens: TokenConfig,
+    pub session: SessionConfig,
+    pub clients: Vec<ClientConfig>,
+    pub connectors: Vec<ConnectorConfig>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates; `path` names the file in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.into(),
+            key: key.into(),
+            message,
+        };
+        let deserializer =
+            toml::Deserializer::parse(text).map_err(|e| invalid("(syntax)", e.to_string()))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.into_inner().message().to_string();
+            invalid(&key, message)
+        })?;
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        let issuer_url = validate_issuer(&raw.issuer).map_err(|m| invalid("issuer", m))?;
+        let listen = match raw.listen {
+            Some(l) => l,
+            None => default_listen(&issuer_url).map_err(|m| invalid("listen", m))?,
+        };
+        if raw.tokens.authorization_code_lifetime > Duration::from_secs(60)
+            || raw.tokens.authorization_code_lifetime.is_zero()
+        {
+            return Err(invalid(
+                "tokens.authorization_code_lifetime",
+                "must be between 1s and 60s (codes are short-lived by design, RFC 6749 §4.1.2)"
+                    .into(),
+            ));
+        }
+        for (key, d) in [
+            (
+                "tokens.access_token_lifetime",
+                raw.tokens.access_token_lifetime,
+            ),
+            ("tokens.id_token_lifetime", raw.tokens.id_token_lifetime),
+            (
+                "tokens.refresh_token_lifetime",
+                raw.tokens.refresh_token_lifetime,
+            ),
+            ("session.lifetime", raw.session.lifetime),
+            ("session.login_timeout", raw.session.login_timeout),
+        ] {
+            if d.as_secs() == 0 {
+                return Err(invalid(key, "must be at least one second".into()));
+            }
+        }
+        let storage = StorageConfig {
+            url: resolve_sqlite_url(&raw.storage.url, base_dir)
+                .map_err(|m| invalid("storage.url", m))?,
+        };
+
+        let mut clients = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, c) in raw.clients.into_iter().enumerate() {
+            let key = |field: &str| format!("clients[{i}].{field}");
+            if c.id.trim().is_empty() {
+                return Err(invalid(&key("id"), "must not be empty".into()));
+            }
+            if !seen.insert(c.id.clone()) {
+                return Err(invalid(
+                    &key("id"),
+                    format!("client id {:?} is used twice", c.id),
+                ));
+            }
+            let secret = match (&c.secret, c.public) {
+                (Some(_), true) => {
+                    return Err(invalid(
+                        &key("secret"),
+                        "a public client has no secret; remove one of `public` and `secret`".into(),
+                    ))
+                }
+                (None, false) => {
+                    return Err(invalid(
+                        &key("secret"),
+                        "a confidential client needs a secret (or set `public = true`)".into(),
+                    ))
+                }
+                (Some(s), false) => {
+                    let secret =
+                        resolve_secret(s, base_dir).map_err(|m| invalid(&key("secret"), m))?;
+                    if secret.expose().len() < 16 {
+                        return Err(invalid(
+                            &key("secret"),
+                            "is shorter than 16 characters; use a long random value".into(),
+                        ));
+                    }
+                    Some(secret)
+                }
+                (None, true) => None,
+            };
+            if c.redirect_uris.is_empty() {
+                return Err(invalid(
+                    &key("redirect_uris"),
+                    "must list at least one URI".into(),
+                ));
+            }
+            for (j, uri) in c.redirect_uris.iter().enumerate() {
+                validate_redirect_uri(uri)
+                    .map_err(|m| invalid(&key(&format!("redirect_uris[{j}]")), m))?;
+            }
+            for (j, uri) in c.post_logout_redirect_uris.iter().enumerate() {
+                validate_redirect_uri(uri)
+                    .map_err(|m| invalid(&key(&format!("post_logout_redirect_uris[{j}]")), m))?;
+            }
+            let id_token_alg = match c.id_token_signed_response_alg.as_deref() {
+                None => SigningAlgorithm::RS256,
+                Some(a) => SigningAlgorithm::parse(a).ok_or_else(|| {
+                    invalid(
+                        &key("id_token_signed_response_alg"),
+                        format!("{a:?} is not supported; use \"RS256\" or \"ES256\""),
+                    )
+                })?,
+            };
+            clients.push(ClientConfig {
+                name: c.name.unwrap_or_else(|| c.id.clone()),
+                id: c.id,
+                secret,
+                redirect_uris: c.redirect_uris,
+                post_logout_redirect_uris: c.post_logout_redirect_uris,
+                id_token_alg,
+                hub: c.hub.unwrap_or_default(),
+            });
+        }
+
+        let mut seen = HashSet::new();
+        for (i, c) in raw.connectors.iter().enumerate() {
+            let id = c.id();
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
+                return Err(invalid(
+                    &format!("connectors[{i}].id"),
+                    "must be non-empty and use only letters, digits, '-' and '_'".into(),
+                ));
+            }
+            if !seen.insert(id.to_string()) {
+                return Err(invalid(
+                    &format!("connectors[{i}].id"),
+                    format!("connector id {id:?} is used twice"),
+                ));
+            }
+            match c {
+                ConnectorConfig::Dev(dev) => {
+                    let mut names = HashSet::new();
+                    for (j, u) in dev.users.iter().enumerate() {
+                        if u.username.is_empty() || !names.insert(u.username.as_str()) {
+                            return Err(invalid(
+                                &format!("connectors[{i}].users[{j}].username"),
+                                "must be non-empty and unique".into(),
+                            ));
+                        }
+                        crate::crypto::password::validate_hash(&u.password_hash).map_err(|m| {
+                            invalid(
+                                &format!("connectors[{i}].users[{j}].password_hash"),
+                                format!("is not an argon2 PHC string ({m}); make one with `hubauth hash-password`"),
+                            )
+                        })?;
+                    }
+                }
+            }
+        }
+        if raw.connectors.is_empty() {
+            return Err(invalid(
+                "connectors",
+                "at least one connector is needed so people can log in".into(),
+            ));
+        }
+
+        Ok(Config {
+            issuer: raw.issuer,
+            issuer_url,
+            listen,
+            storage,
+            tokens: raw.tokens,
+            session: raw.session,
+            clients,
+            connectors: raw.connectors,
+        })
+    }
+
+    pub fn client(&self, id: &str) -> Option<&ClientConfig> {
+        self.clients.iter().find(|c| c.id == id)
+    }
+
+    /// An absolute URL under the issuer, e.g. `endpoint("/token")`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.issuer.trim_end_matches('/'), path)
+    }
+
+    /// The path prefix all routes live under (empty when the issuer is a bare origin).
+    pub fn path_prefix(&self) -> String {
+        self.issuer_url.path().trim_end_matches('/').to_string()
+    }
+
+    /// Cookies are `Secure` whenever the issuer is https; plain http is only accepted on loopback.
+    pub fn secure_cookies(&self) -> bool {
+        self.issuer_url.scheme() == "https"
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn validate_issuer(issuer: &str) -> Result<Url, String> {
+    let url = Url::parse(issuer).map_err(|e| format!("{issuer:?} is not an absolute URL ({e})"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => return Err(
+            "must use https (plain http is only allowed on a loopback address such as 127.0.0.1)"
+                .into(),
+        ),
+        other => return Err(format!("scheme {other:?} is not allowed; use https")),
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or a fragment (OpenID Connect Discovery §3)".into());
+    }
+    if issuer.ends_with('/') {
+        return Err("must not end with '/': clients compare the issuer byte for byte".into());
+    }
+    Ok(url)
+}
+
+fn default_listen(issuer: &Url) -> Result<SocketAddr, String> {
+    if is_loopback(issuer) {
+        let port = issuer.port_or_known_default().unwrap_or(80);
+        Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+    } else {
+        Err("is required when the issuer is not a loopback address (e.g. listen = \"0.0.0.0:5556\")".into())
+    }
+}
+
+pub fn validate_redirect_uri(uri: &str) -> Result<(), String> {
+    let url = Url::parse(uri).map_err(|e| format!("{uri:?} is not an absolute URL ({e})"))?;
+    if url.fragment().is_some() {
+        return Err(format!(
+            "{uri:?} must not contain a fragment (RFC 6749 §3.1.2)"
+        ));
+    }
+    if url.scheme() == "http" && !is_loopback(&url) {
+        tracing::warn!(uri, "redirect URI uses plain http on a non-loopback host");
+    }
+    Ok(())
+}
+
+fn resolve_secret(source: &SecretSource, base_dir: &Path) -> Result<Secret, String> {
+    match source {
+        SecretSource::Inline(s) => Ok(Secret::new(s.clone())),
+        SecretSource::Env { env } => std::env::var(env)
+            .map(|v| Secret::new(v.trim().to_string()))
+            .map_err(|_| format!("environment variable {env} is not set")),
+        SecretSource::File { file } => {
+            let p = base_dir.join(file);
+            std::fs::read_to_string(&p)
+                .map(|v| Secret::new(v.trim().to_string()))
+                .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))
+        }
+    }
+}
+
+fn resolve_sqlite_url(url: &str, base_dir: &Path) -> Result<String, String> {
+    let Some(rest) = url.strip_prefix("sqlite://") else {
+        return Err(format!("{url:?} is not supported; use sqlite://PATH"));
+    };
+    if rest.is_empty() {
+        return Err("needs a file path after sqlite://".into());
+    }
+    let (file, query) = rest
+        .split_once('?')
+        .map(|(f, q)| (f, Some(q)))
+        .unwrap_or((rest, None));
+    let path = if Path::new(file).is_absolute() {
+        PathBuf::from(file)
+    } else {
+        base_dir.join(file)
+    };
+    Ok(match query {
+        Some(q) => format!("sqlite://{}?{q}", path.display()),
+        None => format!("sqlite://{}", path.display()),
+    })
+}

@@ -1,0 +1,380 @@
+//! ID-token signing keys: generation, JWS signing, the published JWKS, and rotation.
+//!
+//! Keys live in the store (so every replica signs with the same key) and are cached here as parsed
+//! key pairs: parsing an RSA key validates it, which costs more than the signature itself.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair, UnparsedPublicKey};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::random::{b64url, random_value};
+use crate::clock::{Clock, UnixTime};
+use crate::store::{Store, StoredSigningKey};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum SigningAlgorithm {
+    #[default]
+    RS256,
+    ES256,
+}
+
+impl SigningAlgorithm {
+    pub const ALL: [SigningAlgorithm; 2] = [SigningAlgorithm::RS256, SigningAlgorithm::ES256];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlgorithm::RS256 => "RS256",
+            SigningAlgorithm::ES256 => "ES256",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "RS256" => Some(Self::RS256),
+            "ES256" => Some(Self::ES256),
+            _ => None,
+        }
+    }
+}
+
+enum KeyMaterial {
+    Rsa(RsaKeyPair),
+    Ec(EcdsaKeyPair),
+}
+
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: SigningAlgorithm,
+    material: KeyMaterial,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish()
+    }
+}
+
+impl SigningKey {
+    /// A fresh key and its PKCS#8 encoding for storage.
+    pub fn generate(alg: SigningAlgorithm) -> anyhow::Result<(Self, Vec<u8>)> {
+        let pkcs8 = match alg {
+            SigningAlgorithm::RS256 => RsaKeyPair::generate(KeySize::Rsa2048)
+                .and_then(|k| k.as_der())
+                .map(|d| d.as_ref().to_vec())
+                .map_err(|_| anyhow::anyhow!("RSA key generation failed"))?,
+            SigningAlgorithm::ES256 => {
+                EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+                    .and_then(|k| k.to_pkcs8v1())
+                    .map(|d| d.as_ref().to_vec())
+                    .map_err(|_| anyhow::anyhow!("EC key generation failed"))?
+            }
+        };
+        // The kid is random rather than a thumbprint: it only has to be unique, and says nothing.
+        let kid = random_value()[..16].to_string();
+        let key = Self::from_pkcs8(kid, alg, &pkcs8)?;
+        Ok((key, pkcs8))
+    }
+
+    pub fn from_pkcs8(kid: String, alg: SigningAlgorithm, pkcs8: &[u8]) -> anyhow::Result<Self> {
+        let material = match alg {
+            SigningAlgorithm::RS256 => KeyMaterial::Rsa(
+                RsaKeyPair::from_pkcs8(pkcs8)
+                    .map_err(|e| anyhow::anyhow!("stored RSA key {kid} is unusable: {e}"))?,
+            ),
+            SigningAlgorithm::ES256 => KeyMaterial::Ec(
+                EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
+                    .map_err(|e| anyhow::anyhow!("stored EC key {kid} is unusable: {e}"))?,
+            ),
+        };
+        Ok(Self { kid, alg, material })
+    }
+
+    /// The public half as a JWK (RFC 7517), as published at the JWKS endpoint.
+    pub fn public_jwk(&self) -> serde_json::Value {
+        match &self.material {
+            KeyMaterial::Rsa(k) => {
+                let public = k.public_key();
+                json!({
+                    "kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid,
+                    "n": b64url(public.modulus().big_endian_without_leading_zero()),
+                    "e": b64url(public.exponent().big_endian_without_leading_zero()),
+                })
+            }
+            KeyMaterial::Ec(k) => {
+                // Uncompressed SEC1 point: 0x04 || x || y.
+                let point = k.public_key().as_ref();
+                json!({
+                    "kty": "EC", "use": "sig", "alg": "ES256", "kid": self.kid, "crv": "P-256",
+                    "x": b64url(&point[1..33]), "y": b64url(&point[33..65]),
+                })
+            }
+        }
+    }
+
+    /// A JWS in compact serialisation (RFC 7515 §7.1) over the JSON claims.
+    pub fn sign_jwt<T: Serialize>(&self, claims: &T) -> anyhow::Result<String> {
+        let header = json!({ "alg": self.alg.as_str(), "kid": self.kid, "typ": "JWT" });
+        let mut jwt = b64url(&serde_json::to_vec(&header)?);
+        jwt.push('.');
+        jwt.push_str(&b64url(&serde_json::to_vec(claims)?));
+        let sig = match &self.material {
+            KeyMaterial::Rsa(k) => {
+                let mut sig = vec![0; k.public_modulus_len()];
+                k.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    jwt.as_bytes(),
+                    &mut sig,
+                )
+                .map_err(|_| anyhow::anyhow!("RSA signing failed"))?;
+                sig
+            }
+            KeyMaterial::Ec(k) => k
+                .sign(&SystemRandom::new(), jwt.as_bytes())
+                .map_err(|_| anyhow::anyhow!("EC signing failed"))?
+                .as_ref()
+                .to_vec(),
+        };
+        jwt.push('.');
+        jwt.push_str(&b64url(&sig));
+        Ok(jwt)
+    }
+
+    fn verify(&self, signing_input: &[u8], sig: &[u8]) -> bool {
+        match &self.material {
+            KeyMaterial::Rsa(k) => UnparsedPublicKey::new(
+                &signature::RSA_PKCS1_2048_8192_SHA256,
+                k.public_key().as_ref(),
+            )
+            .verify(signing_input, sig)
+            .is_ok(),
+            KeyMaterial::Ec(k) => {
+                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, k.public_key().as_ref())
+                    .verify(signing_input, sig)
+                    .is_ok()
+            }
+        }
+    }
+}
+
+/// The keys in force at one moment: one active signer per algorithm, and every key still published.
+pub struct Keyring {
+    active: HashMap<SigningAlgorithm, Arc<SigningKey>>,
+    published: Vec<Arc<SigningKey>>,
+    jwks: serde_json::Value,
+}
+
+impl Keyring {
+    pub fn signer(&self, alg: SigningAlgorithm) -> Option<&Arc<SigningKey>> {
+        self.active.get(&alg)
+    }
+
+    pub fn jwks(&self) -> &serde_json::Value {
+        &self.jwks
+    }
+
+    /// Verifies one of our own JWTs (e.g. an `id_token_hint`) and returns its claims; expiry is
+    /// the caller's business because a logout hint may legitimately be expired.
+    pub fn verify_own_jwt(&self, jwt: &str) -> Option<serde_json::Value> {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let mut parts = jwt.split('.');
+        let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;
+        let kid = header.get("kid")?.as_str()?;
+        let alg = SigningAlgorithm::parse(header.get("alg")?.as_str()?)?;
+        let key = self
+            .published
+            .iter()
+            .find(|k| k.kid == kid && k.alg == alg)?;
+        let sig = URL_SAFE_NO_PAD.decode(s).ok()?;
+        let signing_input = &jwt.as_bytes()[..h.len() + 1 + p.len()];
+        if !key.verify(signing_input, &sig) {
+            return None;
+        }
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).ok()?).ok()
+    }
+
+    fn build(stored: Vec<StoredSigningKey>, now: UnixTime) -> anyhow::Result<Self> {
+        let mut active = HashMap::new();
+        let mut published = Vec::new();
+        // Newest first, so the first unrotated key of an algorithm is the active one.
+        let mut stored = stored;
+        stored.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        for s in stored {
+            if s.expires_at.is_some_and(|e| e <= now) {
+                continue;
+            }
+            let key = Arc::new(SigningKey::from_pkcs8(s.kid, s.alg, &s.private_pkcs8)?);
+            if s.rotated_at.is_none() {
+                active.entry(key.alg).or_insert_with(|| key.clone());
+            }
+            published.push(key);
+        }
+        let jwks = json!({ "keys": published.iter().map(|k| k.public_jwk()).collect::<Vec<_>>() });
+        Ok(Self {
+            active,
+            published,
+            jwks,
+        })
+    }
+}
+
+/// Owns the current [`Keyring`] and keeps it in step with the store.
+pub struct KeyManager {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    current: RwLock<Arc<Keyring>>,
+}
+
+impl KeyManager {
+    /// Loads the stored keys, generating a key for any algorithm that has none (first start).
+    pub async fn load_or_init(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let now = clock.now();
+        let stored = store.signing_keys().await?;
+        for alg in SigningAlgorithm::ALL {
+            let has_active = stored.iter().any(|k| {
+                k.alg == alg && k.rotated_at.is_none() && k.expires_at.is_none_or(|e| e > now)
+            });
+            if !has_active {
+                let (key, pkcs8) = SigningKey::generate(alg)?;
+                tracing::info!(kid = %key.kid, alg = alg.as_str(), "generated a new signing key");
+                store
+                    .insert_signing_key(&StoredSigningKey {
+                        kid: key.kid.clone(),
+                        alg,
+                        private_pkcs8: pkcs8,
+                        created_at: now,
+                        rotated_at: None,
+                        expires_at: None,
+                    })
+                    .await?;
+            }
+        }
+        let ring = Keyring::build(store.signing_keys().await?, now)?;
+        Ok(Self {
+            store,
+            clock,
+            current: RwLock::new(Arc::new(ring)),
+        })
+    }
+
+    pub fn current(&self) -> Arc<Keyring> {
+        self.current
+            .read()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Re-reads the store, picking up rotations done by `hubauth keys rotate` or another replica.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let ring = Arc::new(Keyring::build(
+            self.store.signing_keys().await?,
+            self.clock.now(),
+        )?);
+        match self.current.write() {
+            Ok(mut g) => *g = ring,
+            Err(p) => *p.into_inner() = ring,
+        }
+        Ok(())
+    }
+
+    /// Replaces the active key of `alg`. The old public key stays published for `keep_old_for`
+    /// seconds: the longest lifetime of anything it signed.
+    pub async fn rotate(
+        store: &dyn Store,
+        now: UnixTime,
+        alg: SigningAlgorithm,
+        keep_old_for: i64,
+    ) -> anyhow::Result<String> {
+        let (key, pkcs8) = SigningKey::generate(alg)?;
+        store
+            .retire_signing_keys(alg, now, now + keep_old_for)
+            .await?;
+        store
+            .insert_signing_key(&StoredSigningKey {
+                kid: key.kid.clone(),
+                alg,
+                private_pkcs8: pkcs8,
+                created_at: now,
+                rotated_at: None,
+                expires_at: None,
+            })
+            .await?;
+        Ok(key.kid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyring_with(keys: &[(&SigningKey, &[u8])]) -> Keyring {
+        let stored = keys
+            .iter()
+            .enumerate()
+            .map(|(i, (k, der))| StoredSigningKey {
+                kid: k.kid.clone(),
+                alg: k.alg,
+                private_pkcs8: der.to_vec(),
+                created_at: i as i64,
+                rotated_at: None,
+                expires_at: None,
+            })
+            .collect();
+        Keyring::build(stored, 100).unwrap()
+    }
+
+    #[test]
+    fn signed_jwts_verify_and_tampering_is_detected() {
+        for alg in SigningAlgorithm::ALL {
+            let (key, der) = SigningKey::generate(alg).unwrap();
+            let ring = keyring_with(&[(&key, &der)]);
+            let jwt = key.sign_jwt(&json!({"sub": "x"})).unwrap();
+            assert_eq!(ring.verify_own_jwt(&jwt).unwrap()["sub"], "x");
+            let mut tampered = jwt.clone();
+            tampered.replace_range(
+                jwt.len() - 5..jwt.len() - 4,
+                if jwt.ends_with('A') { "B" } else { "A" },
+            );
+            let forged = format!(
+                "{}.{}.{}",
+                jwt.split('.').next().unwrap(),
+                b64url(br#"{"sub":"y"}"#),
+                jwt.split('.').nth(2).unwrap()
+            );
+            assert!(ring.verify_own_jwt(&forged).is_none());
+            assert!(ring.verify_own_jwt("a.b").is_none());
+            assert!(ring.verify_own_jwt("").is_none());
+        }
+    }
+
+    #[test]
+    fn jwk_has_the_fields_clients_need() {
+        let (rsa, _) = SigningKey::generate(SigningAlgorithm::RS256).unwrap();
+        let jwk = rsa.public_jwk();
+        assert_eq!(jwk["kty"], "RSA");
+        assert_eq!(jwk["e"], "AQAB");
+        assert_eq!(jwk["kid"], rsa.kid.as_str());
+        let (ec, _) = SigningKey::generate(SigningAlgorithm::ES256).unwrap();
+        let jwk = ec.public_jwk();
+        assert_eq!(jwk["crv"], "P-256");
+        assert_eq!(jwk["x"].as_str().unwrap().len(), 43);
+    }
+}

@@ -1,0 +1,9 @@
+//! Keys, secrets and random values.
+
+pub mod keys;
+pub mod password;
+pub mod random;
+pub mod secret;
+
+pub use keys::{Keyring, SigningAlgorithm};
+pub use secret::Secret;

@@ -1,0 +1,15 @@
+//! hubauth: an OpenID Connect identity broker for JupyterHub.
+//!
+//! The crate is organised by concept: `provider` speaks OAuth 2.0 / OpenID Connect to clients
+//! such as JupyterHub, `connectors` talk to upstream identity providers, `store` persists state,
+//! `crypto` holds keys and secrets, `web` renders the pages a person sees.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod connectors;
+pub mod crypto;
+pub mod provider;
+pub mod store;
+pub mod web;

@@ -1,0 +1,157 @@
+//! The token endpoint (RFC 6749 §3.2): client authentication, then one module per grant type.
+
+mod authorization_code;
+mod refresh_token;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use super::client_auth::authenticate;
+use super::id_token::{self, IdTokenInput};
+use super::params::Params;
+use super::{scope, ErrorCode, OAuthError};
+use crate::app::{AppState, SharedState};
+use crate::config::ClientConfig;
+use crate::crypto::random::{bearer_value, value_hash};
+use crate::store::{IssuedTokens, User};
+
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+impl IntoResponse for TokenResponse {
+    fn into_response(self) -> Response {
+        let mut r = Json(self).into_response();
+        r.headers_mut().insert(
+            axum::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        r.headers_mut().insert(
+            axum::http::header::PRAGMA,
+            HeaderValue::from_static("no-cache"),
+        );
+        r
+    }
+}
+
+pub async fn token(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
+    match handle(&state, &headers, &body).await {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub fn require_form(headers: &HeaderMap) -> Result<(), OAuthError> {
+    let ct = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        Ok(())
+    } else {
+        Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ))
+    }
+}
+
+async fn handle(
+    state: &SharedState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<TokenResponse, OAuthError> {
+    require_form(headers)?;
+    let params = Params::parse(body).map_err(|e| OAuthError::invalid_request(e.0))?;
+    let client = authenticate(&state.config, headers, &params)?;
+    match params.get("grant_type") {
+        None => Err(OAuthError::invalid_request("grant_type is required")),
+        Some("authorization_code") => authorization_code::grant(state, client, &params).await,
+        Some("refresh_token") => refresh_token::grant(state, client, &params).await,
+        Some(_) => Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            "supported grant types: authorization_code, refresh_token",
+        )),
+    }
+}
+
+/// A new access token (and refresh token) for `scope`, not yet stored.
+pub struct Minted {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub record: IssuedTokens,
+}
+
+pub fn mint(state: &AppState, scope: &str, with_refresh: bool) -> Minted {
+    let now = state.clock.now();
+    let access_token = bearer_value("hat");
+    let refresh_token = with_refresh.then(|| bearer_value("hrt"));
+    let record = IssuedTokens {
+        access_hash: value_hash(&access_token),
+        access_scope: scope.to_string(),
+        access_expires_at: now + state.config.tokens.access_token_lifetime.as_secs() as i64,
+        refresh: refresh_token.as_ref().map(|r| {
+            (
+                value_hash(r),
+                now + state.config.tokens.refresh_token_lifetime.as_secs() as i64,
+            )
+        }),
+        created_at: now,
+    };
+    Minted {
+        access_token,
+        refresh_token,
+        record,
+    }
+}
+
+/// The response for freshly stored tokens, with an ID token when `openid` was granted.
+pub fn respond(
+    state: &AppState,
+    client: &ClientConfig,
+    user: &User,
+    granted_scope: &str,
+    auth_time: i64,
+    nonce: Option<&str>,
+    minted: Minted,
+) -> Result<TokenResponse, OAuthError> {
+    let id_token = if scope::has(granted_scope, "openid") {
+        let input = IdTokenInput {
+            client,
+            user,
+            scope: granted_scope,
+            auth_time,
+            nonce,
+            access_token: &minted.access_token,
+        };
+        Some(id_token::issue(state, input).map_err(|e| {
+            tracing::error!(error = %e, "could not sign an ID token");
+            OAuthError::new(
+                ErrorCode::ServerError,
+                "hubauth could not sign the ID token",
+            )
+        })?)
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token: minted.access_token,
+        token_type: "Bearer",
+        expires_in: state.config.tokens.access_token_lifetime.as_secs() as i64,
+        scope: granted_scope.to_string(),
+        refresh_token: minted.refresh_token,
+        id_token,
+    })
+}

@@ -1,0 +1,243 @@
+//! Persistence behind one trait. Handlers only see [`Store`]; SQLite is the embedded default and
+//! other backends implement the same trait and pass the same conformance suite
+//! (`tests/store_conformance.rs`).
+
+mod sqlite;
+
+use async_trait::async_trait;
+
+pub use sqlite::SqliteStore;
+
+use crate::clock::UnixTime;
+use crate::crypto::SigningAlgorithm;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another upstream identity already holds this username (refused rather than merged).
+    #[error("the username {0:?} already belongs to a different account")]
+    UsernameTaken(String),
+    #[error("storage failure: {0}")]
+    Backend(#[from] anyhow::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The OIDC `sub`: random, stable, never reused.
+    pub id: String,
+    pub username: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub groups: Vec<String>,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+    pub last_login_at: Option<UnixTime>,
+}
+
+/// Who a connector says the person is, after a successful upstream login.
+#[derive(Debug, Clone)]
+pub struct UpstreamIdentity {
+    pub connector_id: String,
+    /// The upstream's stable identifier for the account (never its display name).
+    pub subject: String,
+    pub username: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BrowserSession {
+    pub id: String,
+    pub token_hash: String,
+    pub user_id: String,
+    pub connector_id: String,
+    pub csrf_token: String,
+    pub auth_time: UnixTime,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct PendingAuthorization {
+    pub id: String,
+    /// The validated authorization request, serialised by the provider layer.
+    pub request_json: String,
+    pub browser_binding_hash: String,
+    pub csrf_token: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthorizationCode {
+    pub code_hash: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub session_id: Option<String>,
+    pub request_json: String,
+    pub auth_time: UnixTime,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+#[derive(Debug)]
+pub enum CodeRedemption {
+    /// First use: the code is now spent. Expiry is for the caller to check.
+    Redeemed(AuthorizationCode),
+    /// Spent before. `grant_id` is what the first use issued, to be revoked.
+    Replayed {
+        grant_id: Option<String>,
+    },
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub session_id: Option<String>,
+    pub scope: String,
+    pub auth_time: UnixTime,
+    pub created_at: UnixTime,
+}
+
+/// Hashes and lifetimes of a freshly minted token set.
+#[derive(Debug, Clone)]
+pub struct IssuedTokens {
+    pub access_hash: String,
+    pub access_scope: String,
+    pub access_expires_at: UnixTime,
+    pub refresh: Option<(String, UnixTime)>,
+    pub created_at: UnixTime,
+}
+
+#[derive(Debug)]
+pub enum RefreshRotation {
+    Rotated {
+        grant: Grant,
+        user: User,
+    },
+    /// An already-rotated token came back: the whole family has been revoked.
+    Reused {
+        grant_id: String,
+    },
+    /// Unknown, expired, revoked, or issued to another client.
+    Invalid,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessTokenRecord {
+    pub grant: Grant,
+    pub user: User,
+    pub scope: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshTokenRecord {
+    pub grant: Grant,
+    pub user: User,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+#[derive(Clone)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub alg: SigningAlgorithm,
+    pub private_pkcs8: Vec<u8>,
+    pub created_at: UnixTime,
+    pub rotated_at: Option<UnixTime>,
+    pub expires_at: Option<UnixTime>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- users
+    /// Finds or creates the user behind an upstream identity and refreshes its profile.
+    async fn upsert_user_for_identity(
+        &self,
+        identity: &UpstreamIdentity,
+        now: UnixTime,
+    ) -> StoreResult<User>;
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
+
+    // --- browser sessions
+    async fn create_browser_session(&self, session: &BrowserSession) -> StoreResult<()>;
+    /// A live session: not ended, not expired.
+    async fn browser_session(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<BrowserSession>>;
+    async fn end_browser_session(&self, id: &str, now: UnixTime) -> StoreResult<()>;
+
+    // --- pending authorization requests
+    async fn create_pending_authorization(&self, pending: &PendingAuthorization)
+        -> StoreResult<()>;
+    async fn pending_authorization(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<PendingAuthorization>>;
+    /// Removes it; true if it was there. Used to make completion single-use.
+    async fn delete_pending_authorization(&self, id: &str) -> StoreResult<bool>;
+
+    // --- authorization codes
+    async fn create_authorization_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
+    async fn redeem_authorization_code(
+        &self,
+        code_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<CodeRedemption>;
+
+    // --- grants and tokens
+    /// Records a grant and its first tokens; `from_code` links the code so a replay can revoke them.
+    async fn create_grant(
+        &self,
+        grant: &Grant,
+        tokens: &IssuedTokens,
+        from_code: Option<&str>,
+    ) -> StoreResult<()>;
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        client_id: &str,
+        new_tokens: &IssuedTokens,
+        now: UnixTime,
+    ) -> StoreResult<RefreshRotation>;
+    async fn access_token(
+        &self,
+        hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<AccessTokenRecord>>;
+    async fn refresh_token(
+        &self,
+        hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<RefreshTokenRecord>>;
+    async fn revoke_access_token(&self, hash: &str, now: UnixTime) -> StoreResult<bool>;
+    async fn revoke_grant(&self, grant_id: &str, reason: &str, now: UnixTime) -> StoreResult<()>;
+
+    // --- signing keys
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
+    async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
+    /// Stops the active keys of `alg` from signing; they stay published until `expires_at`.
+    async fn retire_signing_keys(
+        &self,
+        alg: SigningAlgorithm,
+        rotated_at: UnixTime,
+        expires_at: UnixTime,
+    ) -> StoreResult<()>;
+
+    // --- housekeeping
+    /// Deletes what can no longer be used; returns how many rows went.
+    async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64>;
+}

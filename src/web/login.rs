@@ -1,0 +1,296 @@
+//! The login pages: the connector chooser and the password form, and completing the pending
+//! authorization once the person is known.
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use minijinja::context;
+use subtle::ConstantTimeEq;
+
+use super::pages::{templates, PageError};
+use super::session;
+use crate::app::SharedState;
+use crate::connectors::{Connector, ConnectorKind, LoginFailure};
+use crate::crypto::random::{random_value, value_hash};
+use crate::provider::authorize::{binding_matches, issue_code, AuthorizationRequest};
+use crate::provider::params::Params;
+use crate::store::{BrowserSession, PendingAuthorization, StoreError};
+
+fn expired() -> PageError {
+    PageError::new(
+        StatusCode::BAD_REQUEST,
+        "login_expired",
+        "This sign-in page has expired",
+        "Sign-in pages are valid for a limited time and only once.",
+    )
+    .with_hint("Go back to your hub and click its sign-in button again.")
+}
+
+fn other_browser() -> PageError {
+    PageError::new(
+        StatusCode::BAD_REQUEST,
+        "login_not_bound",
+        "This sign-in page belongs to another browser tab or window",
+        "For your safety, a sign-in can only be finished in the browser that started it, with cookies enabled.",
+    )
+    .with_hint("Go back to your hub and start signing in again from this browser.")
+}
+
+async fn load_pending(
+    state: &SharedState,
+    jar: &CookieJar,
+    id: Option<&str>,
+) -> Result<(PendingAuthorization, AuthorizationRequest), PageError> {
+    let id = id.filter(|id| id.len() <= 100).ok_or_else(expired)?;
+    let pending = state
+        .store
+        .pending_authorization(id, state.clock.now())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "could not load a pending authorization");
+            PageError::internal()
+        })?
+        .ok_or_else(expired)?;
+    if !binding_matches(jar, &pending) {
+        return Err(other_browser());
+    }
+    let request: AuthorizationRequest =
+        serde_json::from_str(&pending.request_json).map_err(|_| PageError::internal())?;
+    Ok((pending, request))
+}
+
+fn client_name(state: &SharedState, request: &AuthorizationRequest) -> String {
+    state
+        .config
+        .client(&request.client_id)
+        .map(|c| c.name.clone())
+        .unwrap_or_else(|| request.client_id.clone())
+}
+
+fn render_form(
+    state: &SharedState,
+    status: StatusCode,
+    pending: &PendingAuthorization,
+    request: &AuthorizationRequest,
+    connector: &Connector,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
+    templates().render(
+        status,
+        "login.html",
+        context! {
+            client_name => client_name(state, request),
+            connector_name => connector.display_name,
+            connectors_count => state.connectors.all().len(),
+            action => state.config.endpoint(&format!("/login/{}", connector.id)),
+            chooser_url => format!("{}?request={}", state.config.endpoint("/login"), pending.id),
+            request_id => pending.id,
+            csrf => pending.csrf_token,
+            username => username,
+            error => error,
+        },
+    )
+}
+
+/// `GET /login?request=…[&connector=…]`: the chooser, or straight to the only connector's form.
+pub async fn login_page(
+    State(state): State<SharedState>,
+    jar: CookieJar,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = Params::parse(query.unwrap_or_default().as_bytes()).unwrap_or_default();
+    let (pending, request) = match load_pending(&state, &jar, params.get("request")).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let all = state.connectors.all();
+    let chosen = match params.get("connector") {
+        Some(id) => match state.connectors.get(id) {
+            Some(c) => Some(c),
+            None => {
+                return PageError::bad_request(
+                    "unknown_connector",
+                    format!("There is no sign-in method called {id:?}."),
+                )
+                .into_response()
+            }
+        },
+        None if all.len() == 1 => all.first(),
+        None => None,
+    };
+    match chosen {
+        Some(connector) => match &connector.kind {
+            ConnectorKind::Password(_) => {
+                let hint = request.login_hint.clone().unwrap_or_default();
+                render_form(
+                    &state,
+                    StatusCode::OK,
+                    &pending,
+                    &request,
+                    connector,
+                    &hint,
+                    None,
+                )
+            }
+        },
+        None => {
+            let connectors: Vec<_> = all
+                .iter()
+                .map(|c| {
+                    context! {
+                        name => c.display_name,
+                        url => format!("{}?request={}&connector={}", state.config.endpoint("/login"), pending.id, c.id),
+                    }
+                })
+                .collect();
+            templates().render(
+                StatusCode::OK,
+                "chooser.html",
+                context! { client_name => client_name(&state, &request), connectors },
+            )
+        }
+    }
+}
+
+/// `POST /login/{connector}`: check the form, log the person in, and answer the client.
+pub async fn login_submit(
+    State(state): State<SharedState>,
+    jar: CookieJar,
+    Path(connector_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    match submit(&state, jar, &connector_id, &body).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+async fn submit(
+    state: &SharedState,
+    jar: CookieJar,
+    connector_id: &str,
+    body: &[u8],
+) -> Result<Response, Response> {
+    let params = Params::parse(body)
+        .map_err(|e| PageError::bad_request("invalid_request", e.0).into_response())?;
+    let (pending, request) = load_pending(state, &jar, params.get("request"))
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let csrf_ok: bool = params
+        .get("csrf")
+        .unwrap_or("")
+        .as_bytes()
+        .ct_eq(pending.csrf_token.as_bytes())
+        .into();
+    if !csrf_ok {
+        return Err(
+            PageError::bad_request("csrf", "The form was not sent by this sign-in page.")
+                .into_response(),
+        );
+    }
+    let connector = state.connectors.get(connector_id).ok_or_else(|| {
+        PageError::bad_request(
+            "unknown_connector",
+            format!("There is no sign-in method called {connector_id:?}."),
+        )
+        .into_response()
+    })?;
+    let identity = match &connector.kind {
+        ConnectorKind::Password(p) => {
+            let username = params.get("username").unwrap_or("");
+            let password = params.get("password").unwrap_or("");
+            if username.len() > 256 || password.len() > 1024 {
+                return Err(render_form(
+                    state,
+                    StatusCode::BAD_REQUEST,
+                    &pending,
+                    &request,
+                    connector,
+                    "",
+                    Some("That username or password is too long."),
+                ));
+            }
+            match p.login(username, password).await {
+                Ok(identity) => identity,
+                Err(LoginFailure::BadCredentials) => {
+                    tracing::info!(connector = connector_id, "failed password login");
+                    return Err(render_form(
+                        state,
+                        StatusCode::UNAUTHORIZED,
+                        &pending,
+                        &request,
+                        connector,
+                        username,
+                        Some("Wrong username or password."),
+                    ));
+                }
+                Err(LoginFailure::Upstream(reason)) => {
+                    tracing::warn!(connector = connector_id, %reason, "login service failed");
+                    return Err(PageError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_error",
+                        format!("{} is not answering properly", connector.display_name),
+                        "hubauth could not check your sign-in with this service.",
+                    )
+                    .with_hint("Try again in a few minutes, or choose another way to sign in.")
+                    .into_response());
+                }
+            }
+        }
+    };
+
+    let now = state.clock.now();
+    let user = match state.store.upsert_user_for_identity(&identity, now).await {
+        Ok(u) => u,
+        Err(StoreError::UsernameTaken(name)) => {
+            return Err(PageError::new(
+                StatusCode::CONFLICT,
+                "username_conflict",
+                "This username is already taken",
+                format!("Another account already uses the username {name:?}, so hubauth will not merge the two."),
+            )
+            .with_hint("Ask the hub's administrators to link the accounts if they belong to the same person.")
+            .into_response())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not record the user");
+            return Err(PageError::internal().into_response());
+        }
+    };
+    // Single use: whoever deletes the pending request first finishes it.
+    match state.store.delete_pending_authorization(&pending.id).await {
+        Ok(true) => {}
+        Ok(false) => return Err(expired().into_response()),
+        Err(_) => return Err(PageError::internal().into_response()),
+    }
+    let token = random_value();
+    let browser = BrowserSession {
+        id: uuid::Uuid::new_v4().to_string(),
+        token_hash: value_hash(&token),
+        user_id: user.id.clone(),
+        connector_id: connector.id.clone(),
+        csrf_token: random_value(),
+        auth_time: now,
+        created_at: now,
+        expires_at: now + state.config.session.lifetime.as_secs() as i64,
+    };
+    if let Err(e) = state.store.create_browser_session(&browser).await {
+        tracing::error!(error = %e, "could not store the browser session");
+        return Err(PageError::internal().into_response());
+    }
+    tracing::info!(user = %user.username, connector = connector_id, client_id = %request.client_id, "user logged in");
+    let jar = jar
+        .add(session::cookie(
+            state,
+            session::SESSION_COOKIE,
+            token,
+            state.config.session.lifetime.as_secs() as i64,
+        ))
+        .add(session::removal(state, session::LOGIN_COOKIE));
+    let redirect = issue_code(state, &request, &user, Some(&browser.id), now)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok((jar, redirect).into_response())
+}

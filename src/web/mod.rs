@@ -1,0 +1,5 @@
+//! What a person's browser sees: pages, the hubauth session cookie, and the login forms.
+
+pub mod login;
+pub mod pages;
+pub mod session;
