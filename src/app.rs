@@ -134,7 +134,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             if let Err(e) = background.keys.reload().await {
                 tracing::warn!(error = %e, "could not reload signing keys");
             }
-            if rounds % 20 == 0 {
+            if rounds.is_multiple_of(20) {
                 match background.store.purge_expired(background.clock.now()).await {
                     Ok(n) if n > 0 => tracing::debug!(removed = n, "purged expired rows"),
                     Ok(_) => {}

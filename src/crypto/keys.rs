@@ -213,7 +213,7 @@ impl Keyring {
         let mut published = Vec::new();
         // Newest first, so the first unrotated key of an algorithm is the active one.
         let mut stored = stored;
-        stored.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        stored.sort_by_key(|k| std::cmp::Reverse(k.created_at));
         for s in stored {
             if s.expires_at.is_some_and(|e| e <= now) {
                 continue;

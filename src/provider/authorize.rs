@@ -58,7 +58,10 @@ impl ErrorRedirect<'_> {
 pub fn redirect_with(uri: &str, pairs: &[(&str, &str)]) -> Response {
     let location = match url::Url::parse(uri) {
         Ok(mut url) => {
-            url.query_pairs_mut().extend_pairs(pairs);
+            // Only touch the query when adding to it: `query_pairs_mut` would leave a bare "?".
+            if !pairs.is_empty() {
+                url.query_pairs_mut().extend_pairs(pairs);
+            }
             url.to_string()
         }
         Err(_) => return PageError::internal().into_response(),

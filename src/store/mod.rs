@@ -120,7 +120,7 @@ pub struct IssuedTokens {
 pub enum RefreshRotation {
     Rotated {
         grant: Grant,
-        user: User,
+        user: Box<User>,
     },
     /// An already-rotated token came back: the whole family has been revoked.
     Reused {

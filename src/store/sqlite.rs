@@ -492,7 +492,10 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
-        Ok(RefreshRotation::Rotated { grant, user })
+        Ok(RefreshRotation::Rotated {
+            grant,
+            user: Box::new(user),
+        })
     }
 
     async fn access_token(

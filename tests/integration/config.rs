@@ -1,0 +1,185 @@
+//! `check-config` must name the bad key and say why.
+
+use std::path::Path;
+
+use hubauth::config::Config;
+
+use crate::harness::*;
+
+fn error_of(toml: &str) -> String {
+    Config::parse(toml, Path::new("/etc/hubauth/hubauth.toml"))
+        .expect_err("config should be refused")
+        .to_string()
+}
+
+fn base() -> String {
+    config_toml("/tmp/x.db")
+}
+
+#[test]
+fn the_test_config_is_valid() {
+    Config::parse(&base(), Path::new("/tmp/hubauth.toml")).unwrap();
+}
+
+#[test]
+fn errors_name_the_key_and_the_reason() {
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            base().replace(
+                "issuer = \"http://127.0.0.1:5556\"",
+                "issuer = \"http://auth.example.org\"",
+            ),
+            "`issuer`",
+            "https",
+        ),
+        (
+            base().replace(
+                "issuer = \"http://127.0.0.1:5556\"",
+                "issuer = \"http://127.0.0.1:5556/\"",
+            ),
+            "`issuer`",
+            "must not end with '/'",
+        ),
+        (
+            base().replace(
+                "issuer = \"http://127.0.0.1:5556\"",
+                "issuer = \"not a url\"",
+            ),
+            "`issuer`",
+            "absolute URL",
+        ),
+        (
+            base().replace(
+                "name = \"Test Hub\"",
+                "name = \"Test Hub\"\ncolour = \"red\"",
+            ),
+            "clients[0]",
+            "unknown field `colour`",
+        ),
+        (
+            base().replace("secret = \"hub-secret-0123456789\"", "secret = \"short\""),
+            "clients[0].secret",
+            "16 characters",
+        ),
+        (
+            base().replace(
+                "secret = \"hub-secret-0123456789\"",
+                "secret = { env = \"HUBAUTH_TEST_UNSET_VAR\" }",
+            ),
+            "clients[0].secret",
+            "HUBAUTH_TEST_UNSET_VAR is not set",
+        ),
+        (
+            base().replace(
+                "\"https://es.example.org/cb\"",
+                "\"https://es.example.org/cb#x\"",
+            ),
+            "clients[1].redirect_uris[0]",
+            "fragment",
+        ),
+        (
+            base().replace("\"https://es.example.org/cb\"", "\"/relative\""),
+            "clients[1].redirect_uris[0]",
+            "absolute URL",
+        ),
+        (
+            base().replace("id = \"es\"", "id = \"hub\""),
+            "clients[1].id",
+            "used twice",
+        ),
+        (
+            base().replace(
+                "id_token_signed_response_alg = \"ES256\"",
+                "id_token_signed_response_alg = \"HS256\"",
+            ),
+            "clients[1].id_token_signed_response_alg",
+            "not supported",
+        ),
+        (
+            base().replace(
+                "public = true",
+                "public = true\nsecret = \"0123456789abcdef0\"",
+            ),
+            "clients[2].secret",
+            "public client",
+        ),
+        (
+            base().replace("type = \"dev\"", "type = \"ldap\""),
+            "connectors[0]",
+            "unknown variant `ldap`",
+        ),
+        (
+            base().replace(
+                "username = \"sam\"\npassword_hash",
+                "username = \"sam\"\npassword_hash = \"plain\"\n#",
+            ),
+            "connectors[0].users[1].password_hash",
+            "hash-password",
+        ),
+        (
+            base().replace("url = \"sqlite:///tmp/x.db\"", "url = \"mysql://x\""),
+            "storage.url",
+            "sqlite://",
+        ),
+        (
+            format!(
+                "{}\n[tokens]\nauthorization_code_lifetime = \"5m\"\n",
+                base()
+            ),
+            "tokens.authorization_code_lifetime",
+            "60s",
+        ),
+        (
+            format!(
+                "{}\n[tokens]\naccess_token_lifetime = \"ten minutes\"\n",
+                base()
+            ),
+            "tokens.access_token_lifetime",
+            "",
+        ),
+        ("issuer = ".to_string(), "(syntax)", ""),
+    ];
+    for (toml, key, why) in cases {
+        let e = error_of(&toml);
+        assert!(e.contains(key), "expected key {key} in: {e}");
+        assert!(e.contains(why), "expected reason {why:?} in: {e}");
+        assert!(
+            e.starts_with("/etc/hubauth/hubauth.toml"),
+            "names the file: {e}"
+        );
+    }
+}
+
+#[test]
+fn secrets_can_come_from_env_and_files_and_never_print() {
+    std::env::set_var("HUBAUTH_TEST_SECRET_VAR", "from-env-0123456789");
+    let c = Config::parse(
+        &base().replace(
+            "secret = \"hub-secret-0123456789\"",
+            "secret = { env = \"HUBAUTH_TEST_SECRET_VAR\" }",
+        ),
+        Path::new("/tmp/hubauth.toml"),
+    )
+    .unwrap();
+    let hub = c.client("hub").unwrap();
+    assert!(hub.secret.as_ref().unwrap().matches("from-env-0123456789"));
+    assert!(!format!("{c:?}").contains("from-env-0123456789"));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s"), "from-file-0123456789\n").unwrap();
+    let c = Config::parse(
+        &base().replace(
+            "secret = \"hub-secret-0123456789\"",
+            "secret = { file = \"s\" }",
+        ),
+        &dir.path().join("hubauth.toml"),
+    )
+    .unwrap();
+    assert!(c
+        .client("hub")
+        .unwrap()
+        .secret
+        .as_ref()
+        .unwrap()
+        .matches("from-file-0123456789"));
+}

@@ -1,0 +1,17 @@
+//! In-process integration tests: one module per endpoint or concern, named after the spec rule
+//! each test checks.
+
+mod harness;
+
+mod authorize;
+mod config;
+mod discovery;
+mod hostile_input;
+mod keys;
+mod logout;
+mod revoke_introspect;
+mod session;
+mod store_conformance;
+mod token_code;
+mod token_refresh;
+mod userinfo;
