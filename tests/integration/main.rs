@@ -4,6 +4,7 @@
 mod harness;
 
 mod authorize;
+mod cli;
 mod config;
 mod discovery;
 mod hostile_input;

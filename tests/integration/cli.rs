@@ -1,0 +1,165 @@
+//! The `hubauth` binary's commands, run as an operator would.
+
+use std::process::Command;
+
+use crate::harness::*;
+
+fn hubauth(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hubauth"))
+        .args(args)
+        .env_remove("HUBAUTH_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write_config(dir: &std::path::Path, toml: &str) -> String {
+    let path = dir.join("hubauth.toml");
+    std::fs::write(&path, toml).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn check_config_accepts_a_good_file_and_names_the_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_config(dir.path(), &config_toml("hubauth.db"));
+    let (ok, stdout, _) = hubauth(&["check-config", "--config", &good]);
+    assert!(ok);
+    assert!(stdout.contains("OK") && stdout.contains("3 client(s)"));
+
+    let bad = write_config(
+        dir.path(),
+        &config_toml("hubauth.db").replace(
+            "redirect_uris = [\"https://es.example.org/cb\"]",
+            "redirect_uris = []",
+        ),
+    );
+    let (ok, _, stderr) = hubauth(&["check-config", "--config", &bad]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("clients[1].redirect_uris") && stderr.contains("at least one"),
+        "{stderr}"
+    );
+
+    let (ok, _, stderr) = hubauth(&["check-config", "--config", "/nonexistent/hubauth.toml"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot read /nonexistent/hubauth.toml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn jupyterhub_config_prints_valid_python_for_generic_oauthenticator() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &config_toml("hubauth.db"));
+    let (ok, py, stderr) = hubauth(&["jupyterhub-config", "--config", &config, "--client", "hub"]);
+    assert!(ok, "{stderr}");
+    for line in [
+        "c.JupyterHub.authenticator_class = \"generic-oauth\"",
+        "c.GenericOAuthenticator.client_id = \"hub\"",
+        "c.GenericOAuthenticator.client_secret = os.environ[\"HUBAUTH_CLIENT_SECRET\"]",
+        "c.GenericOAuthenticator.authorize_url = \"http://127.0.0.1:5556/authorize\"",
+        "c.GenericOAuthenticator.token_url = \"http://127.0.0.1:5556/token\"",
+        "c.GenericOAuthenticator.userdata_url = \"http://127.0.0.1:5556/userinfo\"",
+        "c.GenericOAuthenticator.oauth_callback_url = \"http://127.0.0.1:8000/hub/oauth_callback\"",
+        "c.GenericOAuthenticator.username_claim = \"preferred_username\"",
+        "c.GenericOAuthenticator.manage_groups = True",
+        "c.GenericOAuthenticator.auth_state_groups_key = \"oauth_user.groups\"",
+        "c.Authenticator.enable_auth_state = True",
+    ] {
+        assert!(py.contains(line), "missing {line} in:\n{py}");
+    }
+    assert!(
+        !py.contains(HUB_SECRET),
+        "the secret itself is never printed"
+    );
+    // It is Python: compile it with a stand-in for `c`.
+    let check = Command::new("python3")
+        .args([
+            "-c",
+            "import sys; compile(sys.stdin.read(), 'fragment', 'exec')",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(py.as_bytes())?;
+            child.wait()
+        });
+    if let Ok(status) = check {
+        assert!(status.success(), "fragment is not valid Python");
+    }
+    let (ok, _, stderr) = hubauth(&["jupyterhub-config", "--config", &config, "--client", "nope"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("configured clients: hub, es, pub"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn hash_password_output_is_accepted_as_a_dev_user_hash() {
+    let (ok, stdout, _) = hubauth(&["hash-password", "--password", "s3cret"]);
+    assert!(ok);
+    let hash = stdout.trim();
+    assert!(hubauth::crypto::password::verify_password(hash, "s3cret"));
+    let (ok, _, _) = hubauth(&["hash-password", "--password", ""]);
+    assert!(!ok);
+}
+
+#[test]
+fn keys_rotate_from_the_cli_replaces_the_active_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &config_toml("hubauth.db"));
+    let (ok, before, stderr) = hubauth(&["keys", "list", "--config", &config]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        before.matches("active").count(),
+        0,
+        "no keys before the first start: {before}"
+    );
+    let (ok, out, stderr) = hubauth(&["keys", "rotate", "--config", &config, "--alg", "ES256"]);
+    assert!(ok, "{stderr}");
+    assert!(out.contains("ES256: new active key"));
+    let (ok, _, _) = hubauth(&["keys", "rotate", "--config", &config, "--alg", "ES256"]);
+    assert!(ok);
+    let (_, listed, _) = hubauth(&["keys", "list", "--config", &config]);
+    assert_eq!(listed.matches("active").count(), 1, "{listed}");
+    assert_eq!(listed.matches("published until").count(), 1, "{listed}");
+    let (ok, _, stderr) = hubauth(&["keys", "rotate", "--config", &config, "--alg", "HS256"]);
+    assert!(!ok && stderr.contains("unknown algorithm"));
+}
+
+#[test]
+fn demo_writes_a_config_that_check_config_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = hubauth::cli::demo::DemoArgs {
+        listen: "127.0.0.1:5599".parse().unwrap(),
+        data_dir: dir.path().join("data"),
+        hub_url: "http://127.0.0.1:8123/".into(),
+        issuer: None,
+    };
+    let path = hubauth::cli::demo::prepare(&args).unwrap();
+    let secret = std::fs::read_to_string(dir.path().join("data/jupyterhub-client-secret")).unwrap();
+    let config = hubauth::config::Config::load(&path).unwrap();
+    assert_eq!(config.issuer, "http://127.0.0.1:5599");
+    let client = config.client("jupyterhub").unwrap();
+    assert_eq!(
+        client.redirect_uris,
+        vec!["http://127.0.0.1:8123/hub/oauth_callback".to_string()]
+    );
+    assert!(client.secret.as_ref().unwrap().matches(secret.trim()));
+    // A second start keeps the secret (the hub's copy stays valid).
+    hubauth::cli::demo::prepare(&args).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("data/jupyterhub-client-secret")).unwrap(),
+        secret
+    );
+    let (ok, _, stderr) = hubauth(&["check-config", "--config", path.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+}
