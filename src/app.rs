@@ -32,20 +32,10 @@ pub struct AppState {
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
-    pub async fn new(
-        config: Config,
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-    ) -> anyhow::Result<SharedState> {
+    pub async fn new(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<SharedState> {
         let keys = Arc::new(KeyManager::load_or_init(store.clone(), clock.clone()).await?);
         let connectors = Arc::new(Connectors::from_config(&config.connectors));
-        Ok(Arc::new(Self {
-            config: Arc::new(config),
-            store,
-            clock,
-            keys,
-            connectors,
-        }))
+        Ok(Arc::new(Self { config: Arc::new(config), store, clock, keys, connectors }))
     }
 }
 
@@ -63,13 +53,8 @@ async fn home(State(state): State<SharedState>) -> Response {
 }
 
 async fn not_found() -> Response {
-    PageError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "Page not found",
-        "There is nothing at this address.",
-    )
-    .into_response()
+    PageError::new(StatusCode::NOT_FOUND, "not_found", "Page not found", "There is nothing at this address.")
+        .into_response()
 }
 
 async fn healthz() -> &'static str {
@@ -80,39 +65,31 @@ pub fn router(state: SharedState) -> Router {
     let routes = Router::new()
         .route("/", get(home))
         .route("/healthz", get(healthz))
-        .route(
-            "/.well-known/openid-configuration",
-            get(discovery::openid_configuration),
-        )
+        .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/jwks", get(discovery::jwks))
-        .route(
-            "/authorize",
-            get(authorize::authorize_get).post(authorize::authorize_post),
-        )
+        .route("/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
         .route("/login", get(login::login_page))
         .route("/login/{connector}", post(login::login_submit))
         .route("/token", post(token::token))
-        .route(
-            "/userinfo",
-            get(userinfo::userinfo_get).post(userinfo::userinfo_post),
-        )
+        .route("/userinfo", get(userinfo::userinfo_get).post(userinfo::userinfo_post))
         .route("/revoke", post(revoke::revoke))
         .route("/introspect", post(introspect::introspect))
         .route("/logout", get(logout::logout_get).post(logout::logout_post))
         .fallback(not_found);
     let prefix = state.config.path_prefix();
-    let app = if prefix.is_empty() {
-        routes
-    } else {
-        Router::new().nest(&prefix, routes).fallback(not_found)
-    };
+    let app = if prefix.is_empty() { routes } else { Router::new().nest(&prefix, routes).fallback(not_found) };
     app.with_state(state)
         .layer(RequestBodyLimitLayer::new(64 * 1024))
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action *; frame-ancestors 'none'"),
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; form-action *; frame-ancestors 'none'",
+            ),
         ))
         .layer(TraceLayer::new_for_http())
 }
@@ -145,13 +122,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     });
 
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(issuer = %state.config.issuer, %listen, "hubauth is listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
 }
 
@@ -161,8 +135,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };

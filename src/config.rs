@@ -16,16 +16,9 @@ use crate::crypto::{Secret, SigningAlgorithm};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: `{key}`: {message}")]
-    Invalid {
-        path: PathBuf,
-        key: String,
-        message: String,
-    },
+    Invalid { path: PathBuf, key: String, message: String },
 }
 
 /// A secret given inline, or read from an environment variable or a file at start-up.
@@ -63,9 +56,7 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self {
-            url: "sqlite://hubauth.db".into(),
-        }
+        Self { url: "sqlite://hubauth.db".into() }
     }
 }
 
@@ -106,10 +97,7 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self {
-            lifetime: Duration::from_secs(12 * 3600),
-            login_timeout: Duration::from_secs(15 * 60),
-        }
+        Self { lifetime: Duration::from_secs(12 * 3600), login_timeout: Duration::from_secs(15 * 60) }
     }
 }
 
@@ -217,22 +205,14 @@ pub struct Config {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         Self::parse(&text, path)
     }
 
     /// Parses and validates; `path` names the file in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let invalid = |key: &str, message: String| ConfigError::Invalid {
-            path: path.into(),
-            key: key.into(),
-            message,
-        };
-        let deserializer =
-            toml::Deserializer::parse(text).map_err(|e| invalid("(syntax)", e.to_string()))?;
+        let invalid = |key: &str, message: String| ConfigError::Invalid { path: path.into(), key: key.into(), message };
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| invalid("(syntax)", e.to_string()))?;
         let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let message = e.into_inner().message().to_string();
@@ -249,20 +229,13 @@ impl Config {
         {
             return Err(invalid(
                 "tokens.authorization_code_lifetime",
-                "must be between 1s and 60s (codes are short-lived by design, RFC 6749 §4.1.2)"
-                    .into(),
+                "must be between 1s and 60s (codes are short-lived by design, RFC 6749 §4.1.2)".into(),
             ));
         }
         for (key, d) in [
-            (
-                "tokens.access_token_lifetime",
-                raw.tokens.access_token_lifetime,
-            ),
+            ("tokens.access_token_lifetime", raw.tokens.access_token_lifetime),
             ("tokens.id_token_lifetime", raw.tokens.id_token_lifetime),
-            (
-                "tokens.refresh_token_lifetime",
-                raw.tokens.refresh_token_lifetime,
-            ),
+            ("tokens.refresh_token_lifetime", raw.tokens.refresh_token_lifetime),
             ("session.lifetime", raw.session.lifetime),
             ("session.login_timeout", raw.session.login_timeout),
         ] {
@@ -271,8 +244,7 @@ impl Config {
             }
         }
         let storage = StorageConfig {
-            url: resolve_sqlite_url(&raw.storage.url, base_dir)
-                .map_err(|m| invalid("storage.url", m))?,
+            url: resolve_sqlite_url(&raw.storage.url, base_dir).map_err(|m| invalid("storage.url", m))?,
         };
 
         let mut clients = Vec::new();
@@ -283,10 +255,7 @@ impl Config {
                 return Err(invalid(&key("id"), "must not be empty".into()));
             }
             if !seen.insert(c.id.clone()) {
-                return Err(invalid(
-                    &key("id"),
-                    format!("client id {:?} is used twice", c.id),
-                ));
+                return Err(invalid(&key("id"), format!("client id {:?} is used twice", c.id)));
             }
             let secret = match (&c.secret, c.public) {
                 (Some(_), true) => {
@@ -302,8 +271,7 @@ impl Config {
                     ))
                 }
                 (Some(s), false) => {
-                    let secret =
-                        resolve_secret(s, base_dir).map_err(|m| invalid(&key("secret"), m))?;
+                    let secret = resolve_secret(s, base_dir).map_err(|m| invalid(&key("secret"), m))?;
                     if secret.expose().len() < 16 {
                         return Err(invalid(
                             &key("secret"),
@@ -315,18 +283,13 @@ impl Config {
                 (None, true) => None,
             };
             if c.redirect_uris.is_empty() {
-                return Err(invalid(
-                    &key("redirect_uris"),
-                    "must list at least one URI".into(),
-                ));
+                return Err(invalid(&key("redirect_uris"), "must list at least one URI".into()));
             }
             for (j, uri) in c.redirect_uris.iter().enumerate() {
-                validate_redirect_uri(uri)
-                    .map_err(|m| invalid(&key(&format!("redirect_uris[{j}]")), m))?;
+                validate_redirect_uri(uri).map_err(|m| invalid(&key(&format!("redirect_uris[{j}]")), m))?;
             }
             for (j, uri) in c.post_logout_redirect_uris.iter().enumerate() {
-                validate_redirect_uri(uri)
-                    .map_err(|m| invalid(&key(&format!("post_logout_redirect_uris[{j}]")), m))?;
+                validate_redirect_uri(uri).map_err(|m| invalid(&key(&format!("post_logout_redirect_uris[{j}]")), m))?;
             }
             let id_token_alg = match c.id_token_signed_response_alg.as_deref() {
                 None => SigningAlgorithm::RS256,
@@ -351,21 +314,14 @@ impl Config {
         let mut seen = HashSet::new();
         for (i, c) in raw.connectors.iter().enumerate() {
             let id = c.id();
-            if id.is_empty()
-                || !id
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
-            {
+            if id.is_empty() || !id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
                 return Err(invalid(
                     &format!("connectors[{i}].id"),
                     "must be non-empty and use only letters, digits, '-' and '_'".into(),
                 ));
             }
             if !seen.insert(id.to_string()) {
-                return Err(invalid(
-                    &format!("connectors[{i}].id"),
-                    format!("connector id {id:?} is used twice"),
-                ));
+                return Err(invalid(&format!("connectors[{i}].id"), format!("connector id {id:?} is used twice")));
             }
             match c {
                 ConnectorConfig::Dev(dev) => {
@@ -388,10 +344,7 @@ impl Config {
             }
         }
         if raw.connectors.is_empty() {
-            return Err(invalid(
-                "connectors",
-                "at least one connector is needed so people can log in".into(),
-            ));
+            return Err(invalid("connectors", "at least one connector is needed so people can log in".into()));
         }
 
         Ok(Config {
@@ -440,10 +393,9 @@ fn validate_issuer(issuer: &str) -> Result<Url, String> {
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
-        "http" => return Err(
-            "must use https (plain http is only allowed on a loopback address such as 127.0.0.1)"
-                .into(),
-        ),
+        "http" => {
+            return Err("must use https (plain http is only allowed on a loopback address such as 127.0.0.1)".into())
+        }
         other => return Err(format!("scheme {other:?} is not allowed; use https")),
     }
     if url.query().is_some() || url.fragment().is_some() {
@@ -467,9 +419,7 @@ fn default_listen(issuer: &Url) -> Result<SocketAddr, String> {
 pub fn validate_redirect_uri(uri: &str) -> Result<(), String> {
     let url = Url::parse(uri).map_err(|e| format!("{uri:?} is not an absolute URL ({e})"))?;
     if url.fragment().is_some() {
-        return Err(format!(
-            "{uri:?} must not contain a fragment (RFC 6749 §3.1.2)"
-        ));
+        return Err(format!("{uri:?} must not contain a fragment (RFC 6749 §3.1.2)"));
     }
     if url.scheme() == "http" && !is_loopback(&url) {
         tracing::warn!(uri, "redirect URI uses plain http on a non-loopback host");
@@ -499,15 +449,8 @@ fn resolve_sqlite_url(url: &str, base_dir: &Path) -> Result<String, String> {
     if rest.is_empty() {
         return Err("needs a file path after sqlite://".into());
     }
-    let (file, query) = rest
-        .split_once('?')
-        .map(|(f, q)| (f, Some(q)))
-        .unwrap_or((rest, None));
-    let path = if Path::new(file).is_absolute() {
-        PathBuf::from(file)
-    } else {
-        base_dir.join(file)
-    };
+    let (file, query) = rest.split_once('?').map(|(f, q)| (f, Some(q))).unwrap_or((rest, None));
+    let path = if Path::new(file).is_absolute() { PathBuf::from(file) } else { base_dir.join(file) };
     Ok(match query {
         Some(q) => format!("sqlite://{}?{q}", path.display()),
         None => format!("sqlite://{}", path.display()),

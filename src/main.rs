@@ -4,10 +4,7 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("HUBAUTH_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("hubauth=info")),
-        )
+        .with_env_filter(EnvFilter::try_from_env("HUBAUTH_LOG").unwrap_or_else(|_| EnvFilter::new("hubauth=info")))
         .with_writer(std::io::stderr)
         .init();
     let cli = hubauth::cli::Cli::parse();

@@ -32,23 +32,14 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
             let config = super::load_config(&config)?;
             let store = crate::app::open_store(&config).await?;
             let now = SystemClock.now();
-            println!(
-                "{:<18} {:<6} {:<10} {:>12}",
-                "KID", "ALG", "STATE", "CREATED"
-            );
+            println!("{:<18} {:<6} {:<10} {:>12}", "KID", "ALG", "STATE", "CREATED");
             for k in store.signing_keys().await? {
                 let state = match (k.rotated_at, k.expires_at) {
                     (None, _) => "active".to_string(),
                     (Some(_), Some(e)) if e > now => format!("published until {e}"),
                     _ => "expired".to_string(),
                 };
-                println!(
-                    "{:<18} {:<6} {:<10} {:>12}",
-                    k.kid,
-                    k.alg.as_str(),
-                    state,
-                    k.created_at
-                );
+                println!("{:<18} {:<6} {:<10} {:>12}", k.kid, k.alg.as_str(), state, k.created_at);
             }
             Ok(())
         }
@@ -56,20 +47,15 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
             let config = super::load_config(&config)?;
             let algs: Vec<SigningAlgorithm> = match alg.as_deref() {
                 None => SigningAlgorithm::ALL.to_vec(),
-                Some(a) => vec![SigningAlgorithm::parse(a).ok_or_else(|| {
-                    anyhow::anyhow!("unknown algorithm {a:?}; use RS256 or ES256")
-                })?],
+                Some(a) => vec![SigningAlgorithm::parse(a)
+                    .ok_or_else(|| anyhow::anyhow!("unknown algorithm {a:?}; use RS256 or ES256"))?],
             };
             let store = crate::app::open_store(&config).await?;
             // Everything a key signed is an ID token; keep the key published a little longer than they live.
             let keep_for = config.tokens.id_token_lifetime.as_secs() as i64 + 300;
             for alg in algs {
-                let kid =
-                    KeyManager::rotate(store.as_ref(), SystemClock.now(), alg, keep_for).await?;
-                println!(
-                    "{}: new active key {kid}; the previous key stays published for {keep_for} s",
-                    alg.as_str()
-                );
+                let kid = KeyManager::rotate(store.as_ref(), SystemClock.now(), alg, keep_for).await?;
+                println!("{}: new active key {kid}; the previous key stays published for {keep_for} s", alg.as_str());
             }
             Ok(())
         }

@@ -12,11 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "hubauth",
-    version,
-    about = "An OpenID Connect identity broker for JupyterHub"
-)]
+#[command(name = "hubauth", version, about = "An OpenID Connect identity broker for JupyterHub")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

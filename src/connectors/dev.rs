@@ -16,24 +16,13 @@ pub struct DevConnector {
 
 impl DevConnector {
     pub fn new(config: &DevConnectorConfig) -> Self {
-        Self {
-            id: config.id.clone(),
-            users: config
-                .users
-                .iter()
-                .map(|u| (u.username.clone(), u.clone()))
-                .collect(),
-        }
+        Self { id: config.id.clone(), users: config.users.iter().map(|u| (u.username.clone(), u.clone())).collect() }
     }
 }
 
 #[async_trait]
 impl PasswordConnector for DevConnector {
-    async fn login(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<UpstreamIdentity, LoginFailure> {
+    async fn login(&self, username: &str, password: &str) -> Result<UpstreamIdentity, LoginFailure> {
         let user = self.users.get(username).cloned();
         let password = password.to_string();
         // Argon2 is deliberately slow: keep it off the async workers.

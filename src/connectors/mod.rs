@@ -24,8 +24,7 @@ pub enum LoginFailure {
 /// A connector that checks credentials typed into hubauth's own login form.
 #[async_trait]
 pub trait PasswordConnector: Send + Sync {
-    async fn login(&self, username: &str, password: &str)
-        -> Result<UpstreamIdentity, LoginFailure>;
+    async fn login(&self, username: &str, password: &str) -> Result<UpstreamIdentity, LoginFailure>;
 }
 
 pub enum ConnectorKind {

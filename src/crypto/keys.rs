@@ -56,10 +56,7 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .field("alg", &self.alg)
-            .finish()
+        f.debug_struct("SigningKey").field("kid", &self.kid).field("alg", &self.alg).finish()
     }
 }
 
@@ -71,12 +68,10 @@ impl SigningKey {
                 .and_then(|k| k.as_der())
                 .map(|d| d.as_ref().to_vec())
                 .map_err(|_| anyhow::anyhow!("RSA key generation failed"))?,
-            SigningAlgorithm::ES256 => {
-                EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
-                    .and_then(|k| k.to_pkcs8v1())
-                    .map(|d| d.as_ref().to_vec())
-                    .map_err(|_| anyhow::anyhow!("EC key generation failed"))?
-            }
+            SigningAlgorithm::ES256 => EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+                .and_then(|k| k.to_pkcs8v1())
+                .map(|d| d.as_ref().to_vec())
+                .map_err(|_| anyhow::anyhow!("EC key generation failed"))?,
         };
         // The kid is random rather than a thumbprint: it only has to be unique, and says nothing.
         let kid = random_value()[..16].to_string();
@@ -87,8 +82,7 @@ impl SigningKey {
     pub fn from_pkcs8(kid: String, alg: SigningAlgorithm, pkcs8: &[u8]) -> anyhow::Result<Self> {
         let material = match alg {
             SigningAlgorithm::RS256 => KeyMaterial::Rsa(
-                RsaKeyPair::from_pkcs8(pkcs8)
-                    .map_err(|e| anyhow::anyhow!("stored RSA key {kid} is unusable: {e}"))?,
+                RsaKeyPair::from_pkcs8(pkcs8).map_err(|e| anyhow::anyhow!("stored RSA key {kid} is unusable: {e}"))?,
             ),
             SigningAlgorithm::ES256 => KeyMaterial::Ec(
                 EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
@@ -129,13 +123,8 @@ impl SigningKey {
         let sig = match &self.material {
             KeyMaterial::Rsa(k) => {
                 let mut sig = vec![0; k.public_modulus_len()];
-                k.sign(
-                    &signature::RSA_PKCS1_SHA256,
-                    &SystemRandom::new(),
-                    jwt.as_bytes(),
-                    &mut sig,
-                )
-                .map_err(|_| anyhow::anyhow!("RSA signing failed"))?;
+                k.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), jwt.as_bytes(), &mut sig)
+                    .map_err(|_| anyhow::anyhow!("RSA signing failed"))?;
                 sig
             }
             KeyMaterial::Ec(k) => k
@@ -151,17 +140,14 @@ impl SigningKey {
 
     fn verify(&self, signing_input: &[u8], sig: &[u8]) -> bool {
         match &self.material {
-            KeyMaterial::Rsa(k) => UnparsedPublicKey::new(
-                &signature::RSA_PKCS1_2048_8192_SHA256,
-                k.public_key().as_ref(),
-            )
-            .verify(signing_input, sig)
-            .is_ok(),
-            KeyMaterial::Ec(k) => {
-                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, k.public_key().as_ref())
+            KeyMaterial::Rsa(k) => {
+                UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, k.public_key().as_ref())
                     .verify(signing_input, sig)
                     .is_ok()
             }
+            KeyMaterial::Ec(k) => UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, k.public_key().as_ref())
+                .verify(signing_input, sig)
+                .is_ok(),
         }
     }
 }
@@ -192,14 +178,10 @@ impl Keyring {
         if parts.next().is_some() {
             return None;
         }
-        let header: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;
+        let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;
         let kid = header.get("kid")?.as_str()?;
         let alg = SigningAlgorithm::parse(header.get("alg")?.as_str()?)?;
-        let key = self
-            .published
-            .iter()
-            .find(|k| k.kid == kid && k.alg == alg)?;
+        let key = self.published.iter().find(|k| k.kid == kid && k.alg == alg)?;
         let sig = URL_SAFE_NO_PAD.decode(s).ok()?;
         let signing_input = &jwt.as_bytes()[..h.len() + 1 + p.len()];
         if !key.verify(signing_input, &sig) {
@@ -225,11 +207,7 @@ impl Keyring {
             published.push(key);
         }
         let jwks = json!({ "keys": published.iter().map(|k| k.public_jwk()).collect::<Vec<_>>() });
-        Ok(Self {
-            active,
-            published,
-            jwks,
-        })
+        Ok(Self { active, published, jwks })
     }
 }
 
@@ -242,16 +220,12 @@ pub struct KeyManager {
 
 impl KeyManager {
     /// Loads the stored keys, generating a key for any algorithm that has none (first start).
-    pub async fn load_or_init(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-    ) -> anyhow::Result<Self> {
+    pub async fn load_or_init(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let now = clock.now();
         let stored = store.signing_keys().await?;
         for alg in SigningAlgorithm::ALL {
-            let has_active = stored.iter().any(|k| {
-                k.alg == alg && k.rotated_at.is_none() && k.expires_at.is_none_or(|e| e > now)
-            });
+            let has_active =
+                stored.iter().any(|k| k.alg == alg && k.rotated_at.is_none() && k.expires_at.is_none_or(|e| e > now));
             if !has_active {
                 let (key, pkcs8) = SigningKey::generate(alg)?;
                 tracing::info!(kid = %key.kid, alg = alg.as_str(), "generated a new signing key");
@@ -268,26 +242,16 @@ impl KeyManager {
             }
         }
         let ring = Keyring::build(store.signing_keys().await?, now)?;
-        Ok(Self {
-            store,
-            clock,
-            current: RwLock::new(Arc::new(ring)),
-        })
+        Ok(Self { store, clock, current: RwLock::new(Arc::new(ring)) })
     }
 
     pub fn current(&self) -> Arc<Keyring> {
-        self.current
-            .read()
-            .map(|g| g.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.current.read().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// Re-reads the store, picking up rotations done by `hubauth keys rotate` or another replica.
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let ring = Arc::new(Keyring::build(
-            self.store.signing_keys().await?,
-            self.clock.now(),
-        )?);
+        let ring = Arc::new(Keyring::build(self.store.signing_keys().await?, self.clock.now())?);
         match self.current.write() {
             Ok(mut g) => *g = ring,
             Err(p) => *p.into_inner() = ring,
@@ -304,9 +268,7 @@ impl KeyManager {
         keep_old_for: i64,
     ) -> anyhow::Result<String> {
         let (key, pkcs8) = SigningKey::generate(alg)?;
-        store
-            .retire_signing_keys(alg, now, now + keep_old_for)
-            .await?;
+        store.retire_signing_keys(alg, now, now + keep_old_for).await?;
         store
             .insert_signing_key(&StoredSigningKey {
                 kid: key.kid.clone(),
@@ -349,10 +311,7 @@ mod tests {
             let jwt = key.sign_jwt(&json!({"sub": "x"})).unwrap();
             assert_eq!(ring.verify_own_jwt(&jwt).unwrap()["sub"], "x");
             let mut tampered = jwt.clone();
-            tampered.replace_range(
-                jwt.len() - 5..jwt.len() - 4,
-                if jwt.ends_with('A') { "B" } else { "A" },
-            );
+            tampered.replace_range(jwt.len() - 5..jwt.len() - 4, if jwt.ends_with('A') { "B" } else { "A" });
             let forged = format!(
                 "{}.{}.{}",
                 jwt.split('.').next().unwrap(),

@@ -1,8 +1,6 @@
 //! Argon2id password hashes in PHC string format, as the `dev` connector stores them in config.
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
@@ -15,16 +13,12 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 
 /// Checks that a configured hash is a PHC string argon2 can use.
 pub fn validate_hash(phc: &str) -> Result<(), String> {
-    PasswordHash::new(phc)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    PasswordHash::new(phc).map(|_| ()).map_err(|e| e.to_string())
 }
 
 pub fn verify_password(phc: &str, password: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(hash) => Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
-            .is_ok(),
+        Ok(hash) => Argon2::default().verify_password(password.as_bytes(), &hash).is_ok(),
         Err(_) => false,
     }
 }

@@ -66,18 +66,11 @@ pub fn redirect_with(uri: &str, pairs: &[(&str, &str)]) -> Response {
         }
         Err(_) => return PageError::internal().into_response(),
     };
-    (
-        StatusCode::SEE_OTHER,
-        no_store(),
-        [(header::LOCATION, location)],
-    )
-        .into_response()
+    (StatusCode::SEE_OTHER, no_store(), [(header::LOCATION, location)]).into_response()
 }
 
 pub fn is_pkce_value(s: &str) -> bool {
-    (43..=128).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    (43..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
 fn too_long(value: Option<&str>, max: usize) -> bool {
@@ -92,26 +85,15 @@ fn validate(
 ) -> Result<AuthorizationRequest, (ErrorCode, String)> {
     let bad = |m: &str| Err((ErrorCode::InvalidRequest, m.to_string()));
     if params.contains("request") {
-        return Err((
-            ErrorCode::RequestNotSupported,
-            "request objects are not supported".into(),
-        ));
+        return Err((ErrorCode::RequestNotSupported, "request objects are not supported".into()));
     }
     if params.contains("request_uri") {
-        return Err((
-            ErrorCode::RequestUriNotSupported,
-            "request_uri is not supported".into(),
-        ));
+        return Err((ErrorCode::RequestUriNotSupported, "request_uri is not supported".into()));
     }
     match params.get("response_type") {
         None => return bad("response_type is required"),
         Some("code") => {}
-        Some(_) => {
-            return Err((
-                ErrorCode::UnsupportedResponseType,
-                "only response_type=code is supported".into(),
-            ))
-        }
+        Some(_) => return Err((ErrorCode::UnsupportedResponseType, "only response_type=code is supported".into())),
     }
     if params.get("response_mode").is_some_and(|m| m != "query") {
         return bad("only response_mode=query is supported");
@@ -125,10 +107,7 @@ fn validate(
     }
     let scope = scope::normalize(requested_scope);
 
-    let code_challenge = match (
-        params.get("code_challenge"),
-        params.get("code_challenge_method"),
-    ) {
+    let code_challenge = match (params.get("code_challenge"), params.get("code_challenge_method")) {
         (None, None) => None,
         (None, Some(_)) => return bad("code_challenge_method was sent without code_challenge"),
         (Some(_), None) | (Some(_), Some("plain")) => {
@@ -143,9 +122,7 @@ fn validate(
         (Some(_), Some(_)) => return bad("unsupported code_challenge_method; use S256"),
     };
     if client.is_public() && code_challenge.is_none() {
-        return bad(
-            "PKCE is required for this client: send code_challenge with code_challenge_method=S256",
-        );
+        return bad("PKCE is required for this client: send code_challenge with code_challenge_method=S256");
     }
 
     let mut prompt_login = false;
@@ -156,12 +133,7 @@ fn validate(
                 "none" => prompt_none = true,
                 "login" | "select_account" => prompt_login = true,
                 "consent" => {} // first-party clients: no consent screen to show
-                other => {
-                    return Err((
-                        ErrorCode::InvalidRequest,
-                        format!("unsupported prompt value {other:?}"),
-                    ))
-                }
+                other => return Err((ErrorCode::InvalidRequest, format!("unsupported prompt value {other:?}"))),
             }
         }
         if prompt_none && prompt.split(' ').filter(|p| !p.is_empty()).count() > 1 {
@@ -195,19 +167,11 @@ fn validate(
     })
 }
 
-pub async fn authorize_get(
-    State(state): State<SharedState>,
-    jar: CookieJar,
-    RawQuery(query): RawQuery,
-) -> Response {
+pub async fn authorize_get(State(state): State<SharedState>, jar: CookieJar, RawQuery(query): RawQuery) -> Response {
     authorize(state, jar, query.unwrap_or_default().as_bytes()).await
 }
 
-pub async fn authorize_post(
-    State(state): State<SharedState>,
-    jar: CookieJar,
-    body: Bytes,
-) -> Response {
+pub async fn authorize_post(State(state): State<SharedState>, jar: CookieJar, body: Bytes) -> Response {
     authorize(state, jar, &body).await
 }
 
@@ -239,26 +203,15 @@ async fn authorize(state: SharedState, jar: CookieJar, raw: &[u8]) -> Response {
     };
     // Exact string comparison: no prefix, no normalisation (RFC 9700 §4.1.3).
     if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
-        tracing::warn!(
-            client_id,
-            redirect_uri,
-            "authorization request with an unregistered redirect_uri"
-        );
+        tracing::warn!(client_id, redirect_uri, "authorization request with an unregistered redirect_uri");
         return PageError::bad_request(
             "invalid_redirect_uri",
-            format!(
-                "The return address is not registered for {}. Nothing was sent to it.",
-                client.name
-            ),
+            format!("The return address is not registered for {}. Nothing was sent to it.", client.name),
         )
         .into_response();
     }
     let issuer = state.config.issuer.clone();
-    let back = ErrorRedirect {
-        redirect_uri,
-        state: params.get("state"),
-        issuer: &issuer,
-    };
+    let back = ErrorRedirect { redirect_uri, state: params.get("state"), issuer: &issuer };
     let request = match validate(&params, client, redirect_uri) {
         Ok(r) => r,
         Err((code, description)) => return back.send(code, &description),
@@ -269,35 +222,21 @@ async fn authorize(state: SharedState, jar: CookieJar, raw: &[u8]) -> Response {
         Ok(Some((browser, user))) => {
             let fresh = request.max_age.is_none_or(|m| now - browser.auth_time <= m);
             if fresh && !request.prompt_login {
-                return issue_code(
-                    &state,
-                    &request,
-                    &user,
-                    Some(&browser.id),
-                    browser.auth_time,
-                )
-                .await
-                .unwrap_or_else(IntoResponse::into_response);
+                return issue_code(&state, &request, &user, Some(&browser.id), browser.auth_time)
+                    .await
+                    .unwrap_or_else(IntoResponse::into_response);
             }
         }
         Ok(None) => {}
         Err(e) => {
             tracing::error!(error = %e, "could not read the browser session");
-            return back.send(
-                ErrorCode::ServerError,
-                "hubauth could not read its session store",
-            );
+            return back.send(ErrorCode::ServerError, "hubauth could not read its session store");
         }
     }
     if request.prompt_none {
-        return back.send(
-            ErrorCode::LoginRequired,
-            "the user is not signed in to hubauth",
-        );
+        return back.send(ErrorCode::LoginRequired, "the user is not signed in to hubauth");
     }
-    start_login(&state, jar, &request)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    start_login(&state, jar, &request).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Parks the request and sends the browser to the login page, bound to this browser by a cookie.
@@ -316,38 +255,20 @@ async fn start_login(
         created_at: now,
         expires_at: now + state.config.session.login_timeout.as_secs() as i64,
     };
-    state
-        .store
-        .create_pending_authorization(&pending)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "could not store a pending authorization");
-            PageError::internal()
-        })?;
+    state.store.create_pending_authorization(&pending).await.map_err(|e| {
+        tracing::error!(error = %e, "could not store a pending authorization");
+        PageError::internal()
+    })?;
     let max_age = state.config.session.login_timeout.as_secs() as i64;
-    let jar = jar.add(session::cookie(
-        state,
-        session::LOGIN_COOKIE,
-        binding,
-        max_age,
-    ));
+    let jar = jar.add(session::cookie(state, session::LOGIN_COOKIE, binding, max_age));
     let location = format!("{}?request={}", state.config.endpoint("/login"), pending.id);
-    Ok((
-        StatusCode::SEE_OTHER,
-        jar,
-        no_store(),
-        [(header::LOCATION, location)],
-    )
-        .into_response())
+    Ok((StatusCode::SEE_OTHER, jar, no_store(), [(header::LOCATION, location)]).into_response())
 }
 
 /// True when this browser's binding cookie matches the pending request (constant time).
 pub fn binding_matches(jar: &CookieJar, pending: &PendingAuthorization) -> bool {
     match jar.get(session::LOGIN_COOKIE) {
-        Some(c) => value_hash(c.value())
-            .as_bytes()
-            .ct_eq(pending.browser_binding_hash.as_bytes())
-            .into(),
+        Some(c) => value_hash(c.value()).as_bytes().ct_eq(pending.browser_binding_hash.as_bytes()).into(),
         None => false,
     }
 }
@@ -372,14 +293,10 @@ pub async fn issue_code(
         created_at: now,
         expires_at: now + state.config.tokens.authorization_code_lifetime.as_secs() as i64,
     };
-    state
-        .store
-        .create_authorization_code(&record)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "could not store an authorization code");
-            PageError::internal()
-        })?;
+    state.store.create_authorization_code(&record).await.map_err(|e| {
+        tracing::error!(error = %e, "could not store an authorization code");
+        PageError::internal()
+    })?;
     tracing::info!(client_id = %request.client_id, user = %user.username, "authorization code issued");
     let mut pairs = vec![("code", code.as_str())];
     if let Some(s) = &request.state {

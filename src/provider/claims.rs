@@ -10,13 +10,7 @@ pub fn user_claims(user: &User, granted_scope: &str) -> Map<String, Value> {
     claims.insert("sub".into(), user.id.clone().into());
     if scope::has(granted_scope, "profile") {
         claims.insert("preferred_username".into(), user.username.clone().into());
-        claims.insert(
-            "name".into(),
-            user.name
-                .clone()
-                .unwrap_or_else(|| user.username.clone())
-                .into(),
-        );
+        claims.insert("name".into(), user.name.clone().unwrap_or_else(|| user.username.clone()).into());
         claims.insert("updated_at".into(), user.updated_at.into());
     }
     if scope::has(granted_scope, "email") {

@@ -47,9 +47,6 @@ pub async fn jwks(State(state): State<SharedState>) -> Response {
 
 fn cacheable(mut r: Response) -> Response {
     // Short, so a rotated key is seen well within the time the old one stays published.
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     r
 }

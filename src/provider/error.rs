@@ -57,11 +57,7 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            code,
-            description: description.into(),
-            basic_challenge: false,
-        }
+        Self { code, description: description.into(), basic_challenge: false }
     }
     pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidRequest, description)
@@ -85,10 +81,7 @@ impl OAuthError {
 impl From<StoreError> for OAuthError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "storage failure while answering an OAuth request");
-        Self::new(
-            ErrorCode::ServerError,
-            "hubauth could not reach its storage; try again",
-        )
+        Self::new(ErrorCode::ServerError, "hubauth could not reach its storage; try again")
     }
 }
 
@@ -101,10 +94,7 @@ impl IntoResponse for OAuthError {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if self.code == ErrorCode::InvalidClient {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"hubauth\""),
-            );
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"hubauth\""));
         }
         response
     }
@@ -142,7 +132,8 @@ impl IntoResponse for BearerError {
             ),
             BearerError::Store(e) => {
                 tracing::error!(error = %e, "storage failure while checking a bearer token");
-                return OAuthError::new(ErrorCode::ServerError, "hubauth could not reach its storage; try again").into_response();
+                return OAuthError::new(ErrorCode::ServerError, "hubauth could not reach its storage; try again")
+                    .into_response();
             }
         };
         let json = body
@@ -152,9 +143,7 @@ impl IntoResponse for BearerError {
         if let Ok(v) = HeaderValue::from_str(&challenge) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
     }
 }

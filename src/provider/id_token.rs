@@ -24,10 +24,7 @@ pub fn issue(state: &AppState, input: IdTokenInput<'_>) -> anyhow::Result<String
     claims.insert("aud".into(), input.client.id.clone().into());
     claims.insert("azp".into(), input.client.id.clone().into());
     claims.insert("iat".into(), now.into());
-    claims.insert(
-        "exp".into(),
-        (now + state.config.tokens.id_token_lifetime.as_secs() as i64).into(),
-    );
+    claims.insert("exp".into(), (now + state.config.tokens.id_token_lifetime.as_secs() as i64).into());
     claims.insert("auth_time".into(), input.auth_time.into());
     if let Some(nonce) = input.nonce {
         claims.insert("nonce".into(), nonce.into());
@@ -36,11 +33,8 @@ pub fn issue(state: &AppState, input: IdTokenInput<'_>) -> anyhow::Result<String
     let digest = sha256(input.access_token.as_bytes());
     claims.insert("at_hash".into(), b64url(&digest[..16]).into());
     let ring = state.keys.current();
-    let signer = ring.signer(input.client.id_token_alg).ok_or_else(|| {
-        anyhow::anyhow!(
-            "no active {} signing key",
-            input.client.id_token_alg.as_str()
-        )
-    })?;
+    let signer = ring
+        .signer(input.client.id_token_alg)
+        .ok_or_else(|| anyhow::anyhow!("no active {} signing key", input.client.id_token_alg.as_str()))?;
     signer.sign_jwt(&claims)
 }

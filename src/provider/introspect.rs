@@ -15,41 +15,25 @@ use super::{ErrorCode, OAuthError};
 use crate::app::SharedState;
 use crate::crypto::random::value_hash;
 
-pub async fn introspect(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn introspect(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
     match handle(&state, &headers, &body).await {
         Ok(v) => {
             let mut r = Json(v).into_response();
-            r.headers_mut().insert(
-                axum::http::header::CACHE_CONTROL,
-                axum::http::HeaderValue::from_static("no-store"),
-            );
+            r.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
             r
         }
         Err(e) => e.into_response(),
     }
 }
 
-async fn handle(
-    state: &SharedState,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Value, OAuthError> {
+async fn handle(state: &SharedState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
     require_form(headers)?;
     let params = Params::parse(body).map_err(|e| OAuthError::invalid_request(e.0))?;
     let client = authenticate(&state.config, headers, &params)?;
     if client.is_public() {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidClient,
-            "introspection is only for confidential clients",
-        ));
+        return Err(OAuthError::new(ErrorCode::InvalidClient, "introspection is only for confidential clients"));
     }
-    let token = params
-        .get("token")
-        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let hash = value_hash(token);
     let now = state.clock.now();
     let issuer = &state.config.issuer;

@@ -24,18 +24,12 @@ async fn handle(state: &SharedState, headers: &HeaderMap, body: &[u8]) -> Result
     require_form(headers)?;
     let params = Params::parse(body).map_err(|e| OAuthError::invalid_request(e.0))?;
     let client = authenticate(&state.config, headers, &params)?;
-    let token = params
-        .get("token")
-        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let hash = value_hash(token);
     let now = state.clock.now();
     // The hint only orders the lookups (§2.1); both kinds are always tried.
     let refresh_first = params.get("token_type_hint") == Some("refresh_token");
-    for kind in if refresh_first {
-        ["refresh", "access"]
-    } else {
-        ["access", "refresh"]
-    } {
+    for kind in if refresh_first { ["refresh", "access"] } else { ["access", "refresh"] } {
         if kind == "access" {
             if let Some(at) = state.store.access_token(&hash, now).await? {
                 if at.grant.client_id == client.id {
@@ -46,10 +40,7 @@ async fn handle(state: &SharedState, headers: &HeaderMap, body: &[u8]) -> Result
             }
         } else if let Some(rt) = state.store.refresh_token(&hash, now).await? {
             if rt.grant.client_id == client.id {
-                state
-                    .store
-                    .revoke_grant(&rt.grant.id, "refresh token revoked by client", now)
-                    .await?;
+                state.store.revoke_grant(&rt.grant.id, "refresh token revoked by client", now).await?;
                 tracing::info!(client_id = %client.id, grant_id = %rt.grant.id, "refresh token revoked with its grant");
             }
             return Ok(());

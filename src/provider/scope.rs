@@ -19,10 +19,7 @@ pub fn has(scope: &str, wanted: &str) -> bool {
 
 /// True when every scope in `requested` was part of `granted`.
 pub fn is_subset(requested: &str, granted: &str) -> bool {
-    requested
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .all(|s| has(granted, s))
+    requested.split(' ').filter(|s| !s.is_empty()).all(|s| has(granted, s))
 }
 
 #[cfg(test)]
@@ -31,10 +28,7 @@ mod tests {
 
     #[test]
     fn normalize_drops_unknown_and_duplicates() {
-        assert_eq!(
-            normalize("openid  foo profile openid groups"),
-            "openid profile groups"
-        );
+        assert_eq!(normalize("openid  foo profile openid groups"), "openid profile groups");
         assert!(is_subset("openid groups", "openid profile groups"));
         assert!(!is_subset("openid email", "openid profile"));
     }

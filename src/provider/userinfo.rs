@@ -19,20 +19,12 @@ use crate::crypto::random::value_hash;
 fn bearer(headers: &HeaderMap, body: Option<&[u8]>) -> Result<String, BearerError> {
     let from_header = match headers.get(header::AUTHORIZATION) {
         Some(v) => {
-            let v = v.to_str().map_err(|_| {
-                BearerError::InvalidRequest("the Authorization header is not readable")
-            })?;
+            let v = v.to_str().map_err(|_| BearerError::InvalidRequest("the Authorization header is not readable"))?;
             match v.split_once(' ') {
-                Some((scheme, token))
-                    if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-                {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
                     Some(token.trim().to_string())
                 }
-                _ => {
-                    return Err(BearerError::InvalidRequest(
-                        "use the Bearer authentication scheme",
-                    ))
-                }
+                _ => return Err(BearerError::InvalidRequest("use the Bearer authentication scheme")),
             }
         }
         None => None,
@@ -45,35 +37,21 @@ fn bearer(headers: &HeaderMap, body: Option<&[u8]>) -> Result<String, BearerErro
         _ => None,
     };
     match (from_header, from_body) {
-        (Some(_), Some(_)) => Err(BearerError::InvalidRequest(
-            "send the token in one place only",
-        )),
+        (Some(_), Some(_)) => Err(BearerError::InvalidRequest("send the token in one place only")),
         (Some(t), None) | (None, Some(t)) => Ok(t),
         (None, None) => Err(BearerError::Missing),
     }
 }
 
 pub async fn userinfo_get(State(state): State<SharedState>, headers: HeaderMap) -> Response {
-    answer(&state, &headers, None)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    answer(&state, &headers, None).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-pub async fn userinfo_post(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    answer(&state, &headers, Some(&body))
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+pub async fn userinfo_post(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
+    answer(&state, &headers, Some(&body)).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn answer(
-    state: &SharedState,
-    headers: &HeaderMap,
-    body: Option<&[u8]>,
-) -> Result<Response, BearerError> {
+async fn answer(state: &SharedState, headers: &HeaderMap, body: Option<&[u8]>) -> Result<Response, BearerError> {
     let token = bearer(headers, body)?;
     if token.len() > 512 {
         return Err(BearerError::InvalidToken("the access token is invalid"));
@@ -82,17 +60,11 @@ async fn answer(
         .store
         .access_token(&value_hash(&token), state.clock.now())
         .await?
-        .ok_or(BearerError::InvalidToken(
-            "the access token is invalid, expired or revoked",
-        ))?;
+        .ok_or(BearerError::InvalidToken("the access token is invalid, expired or revoked"))?;
     if !scope::has(&record.scope, "openid") {
-        return Err(BearerError::InvalidToken(
-            "the access token was not issued for openid",
-        ));
+        return Err(BearerError::InvalidToken("the access token was not issued for openid"));
     }
     let mut response = Json(user_claims(&record.user, &record.scope)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }

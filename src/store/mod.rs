@@ -87,7 +87,10 @@ pub struct AuthorizationCode {
 #[derive(Debug)]
 pub enum CodeRedemption {
     /// First use: the code is now spent. Expiry is for the caller to check.
-    Redeemed(AuthorizationCode),
+    Redeemed {
+        code: AuthorizationCode,
+        user: Box<User>,
+    },
     /// Spent before. `grant_id` is what the first use issued, to be revoked.
     Replayed {
         grant_id: Option<String>,
@@ -128,7 +131,13 @@ pub enum RefreshRotation {
     },
     /// Unknown, expired, revoked, or issued to another client.
     Invalid,
+    /// The caller's `issue` callback declined (e.g. a scope wider than the grant); nothing changed.
+    Declined,
 }
+
+/// Called inside the rotation, once the old token is known good: the new tokens, or `None` to
+/// decline without changing anything.
+pub type IssueOnRotation<'a> = dyn FnMut(&Grant, &User) -> Option<IssuedTokens> + Send + 'a;
 
 #[derive(Debug, Clone)]
 pub struct AccessTokenRecord {
@@ -161,68 +170,40 @@ pub struct StoredSigningKey {
 pub trait Store: Send + Sync + 'static {
     // --- users
     /// Finds or creates the user behind an upstream identity and refreshes its profile.
-    async fn upsert_user_for_identity(
-        &self,
-        identity: &UpstreamIdentity,
-        now: UnixTime,
-    ) -> StoreResult<User>;
+    async fn upsert_user_for_identity(&self, identity: &UpstreamIdentity, now: UnixTime) -> StoreResult<User>;
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
 
     // --- browser sessions
     async fn create_browser_session(&self, session: &BrowserSession) -> StoreResult<()>;
     /// A live session: not ended, not expired.
-    async fn browser_session(
-        &self,
-        token_hash: &str,
-        now: UnixTime,
-    ) -> StoreResult<Option<BrowserSession>>;
+    async fn browser_session(&self, token_hash: &str, now: UnixTime) -> StoreResult<Option<BrowserSession>>;
     async fn end_browser_session(&self, id: &str, now: UnixTime) -> StoreResult<()>;
 
     // --- pending authorization requests
-    async fn create_pending_authorization(&self, pending: &PendingAuthorization)
-        -> StoreResult<()>;
-    async fn pending_authorization(
-        &self,
-        id: &str,
-        now: UnixTime,
-    ) -> StoreResult<Option<PendingAuthorization>>;
+    async fn create_pending_authorization(&self, pending: &PendingAuthorization) -> StoreResult<()>;
+    async fn pending_authorization(&self, id: &str, now: UnixTime) -> StoreResult<Option<PendingAuthorization>>;
     /// Removes it; true if it was there. Used to make completion single-use.
     async fn delete_pending_authorization(&self, id: &str) -> StoreResult<bool>;
 
     // --- authorization codes
     async fn create_authorization_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
-    async fn redeem_authorization_code(
-        &self,
-        code_hash: &str,
-        now: UnixTime,
-    ) -> StoreResult<CodeRedemption>;
+    async fn redeem_authorization_code(&self, code_hash: &str, now: UnixTime) -> StoreResult<CodeRedemption>;
 
     // --- grants and tokens
     /// Records a grant and its first tokens; `from_code` links the code so a replay can revoke them.
-    async fn create_grant(
-        &self,
-        grant: &Grant,
-        tokens: &IssuedTokens,
-        from_code: Option<&str>,
-    ) -> StoreResult<()>;
+    async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens, from_code: Option<&str>) -> StoreResult<()>;
+    /// Spends a refresh token and records the tokens `issue` mints for its grant, atomically.
+    /// A spent token presented again revokes its whole grant (reuse detection).
     async fn rotate_refresh_token(
         &self,
         old_hash: &str,
         client_id: &str,
-        new_tokens: &IssuedTokens,
         now: UnixTime,
+        issue: &mut IssueOnRotation<'_>,
     ) -> StoreResult<RefreshRotation>;
-    async fn access_token(
-        &self,
-        hash: &str,
-        now: UnixTime,
-    ) -> StoreResult<Option<AccessTokenRecord>>;
-    async fn refresh_token(
-        &self,
-        hash: &str,
-        now: UnixTime,
-    ) -> StoreResult<Option<RefreshTokenRecord>>;
+    async fn access_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<AccessTokenRecord>>;
+    async fn refresh_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<RefreshTokenRecord>>;
     async fn revoke_access_token(&self, hash: &str, now: UnixTime) -> StoreResult<bool>;
     async fn revoke_grant(&self, grant_id: &str, reason: &str, now: UnixTime) -> StoreResult<()>;
 

@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use rusqlite::{
-    named_params, params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior,
-};
+use rusqlite::{named_params, params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
 
 use super::*;
@@ -39,42 +37,44 @@ fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!(
-        "../../migrations/sqlite/0001_init.sql"
-    ))])
+    Migrations::new(vec![M::up(include_str!("../../migrations/sqlite/0001_init.sql"))])
 }
 
+// Rows are read by position (looking columns up by name costs a string scan per value on the
+// hottest paths). Joined queries select GRANT_COLUMNS, then USER_COLUMNS, then their own.
 const USER_COLUMNS: &str =
     "u.id, u.username, u.name, u.email, u.email_verified, u.groups_json, u.created_at, u.updated_at, u.last_login_at";
-const GRANT_COLUMNS: &str =
-    "g.id AS g_id, g.client_id, g.user_id, g.session_id, g.scope AS g_scope, g.auth_time, g.created_at AS g_created_at";
+const USER_WIDTH: usize = 9;
+const GRANT_COLUMNS: &str = "g.id, g.client_id, g.user_id, g.session_id, g.scope, g.auth_time, g.created_at";
+const GRANT_WIDTH: usize = 7;
+/// The first column after a grant and a user in a joined row.
+const AFTER_GRANT_USER: usize = GRANT_WIDTH + USER_WIDTH;
 
-fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
-    let groups_json: String = row.get("groups_json")?;
+fn user_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
+    let groups_json: String = row.get(at + 5)?;
     Ok(User {
-        id: row.get("id")?,
-        username: row.get("username")?,
-        name: row.get("name")?,
-        email: row.get("email")?,
-        email_verified: row.get::<_, i64>("email_verified")? != 0,
-        groups: serde_json::from_str(&groups_json).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, Box::new(e))
-        })?,
-        created_at: row.get("created_at")?,
-        updated_at: row.get("updated_at")?,
-        last_login_at: row.get("last_login_at")?,
+        id: row.get(at)?,
+        username: row.get(at + 1)?,
+        name: row.get(at + 2)?,
+        email: row.get(at + 3)?,
+        email_verified: row.get::<_, i64>(at + 4)? != 0,
+        groups: serde_json::from_str(&groups_json)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(at + 5, rusqlite::types::Type::Text, Box::new(e)))?,
+        created_at: row.get(at + 6)?,
+        updated_at: row.get(at + 7)?,
+        last_login_at: row.get(at + 8)?,
     })
 }
 
 fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<Grant> {
     Ok(Grant {
-        id: row.get("g_id")?,
-        client_id: row.get("client_id")?,
-        user_id: row.get("user_id")?,
-        session_id: row.get("session_id")?,
-        scope: row.get("g_scope")?,
-        auth_time: row.get("auth_time")?,
-        created_at: row.get("g_created_at")?,
+        id: row.get(0)?,
+        client_id: row.get(1)?,
+        user_id: row.get(2)?,
+        session_id: row.get(3)?,
+        scope: row.get(4)?,
+        auth_time: row.get(5)?,
+        created_at: row.get(6)?,
     })
 }
 
@@ -93,22 +93,20 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<BrowserSession> {
 
 fn code_from_row(r: &Row<'_>) -> rusqlite::Result<AuthorizationCode> {
     Ok(AuthorizationCode {
-        code_hash: r.get("code_hash")?,
-        client_id: r.get("client_id")?,
-        user_id: r.get("user_id")?,
-        session_id: r.get("session_id")?,
-        request_json: r.get("request_json")?,
-        auth_time: r.get("auth_time")?,
-        created_at: r.get("created_at")?,
-        expires_at: r.get("expires_at")?,
+        code_hash: r.get(0)?,
+        client_id: r.get(1)?,
+        user_id: r.get(2)?,
+        session_id: r.get(3)?,
+        request_json: r.get(4)?,
+        auth_time: r.get(5)?,
+        created_at: r.get(6)?,
+        expires_at: r.get(7)?,
     })
 }
 
 /// `sqlite://path/to/file.db` (optionally with a `?…` that is ignored) → the file path.
 fn path_of(url: &str) -> anyhow::Result<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .with_context(|| format!("{url:?} is not a sqlite:// URL"))?;
+    let rest = url.strip_prefix("sqlite://").with_context(|| format!("{url:?} is not a sqlite:// URL"))?;
     let file = rest.split('?').next().unwrap_or(rest);
     anyhow::ensure!(!file.is_empty(), "{url:?} names no file");
     Ok(PathBuf::from(file))
@@ -123,42 +121,43 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 fn insert_tokens(conn: &Connection, grant_id: &str, tokens: &IssuedTokens) -> rusqlite::Result<()> {
-    conn.prepare_cached("INSERT INTO access_tokens (token_hash, grant_id, scope, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")?
-        .execute(params![tokens.access_hash, grant_id, tokens.access_scope, tokens.created_at, tokens.access_expires_at])?;
+    conn.prepare_cached(
+        "INSERT INTO access_tokens (token_hash, grant_id, scope, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        tokens.access_hash,
+        grant_id,
+        tokens.access_scope,
+        tokens.created_at,
+        tokens.access_expires_at
+    ])?;
     if let Some((hash, expires_at)) = &tokens.refresh {
-        conn.prepare_cached("INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) VALUES (?, ?, ?, ?)")?
-            .execute(params![hash, grant_id, tokens.created_at, expires_at])?;
+        conn.prepare_cached(
+            "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        )?
+        .execute(params![hash, grant_id, tokens.created_at, expires_at])?;
     }
     Ok(())
 }
 
-fn revoke_grant_in(
-    conn: &Connection,
-    grant_id: &str,
-    reason: &str,
-    now: UnixTime,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE grants SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL",
-    )?
-    .execute(params![now, reason, grant_id])?;
+fn revoke_grant_in(conn: &Connection, grant_id: &str, reason: &str, now: UnixTime) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE grants SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL")?
+        .execute(params![now, reason, grant_id])?;
     Ok(())
 }
 
 fn user_by(conn: &Connection, column: &str, value: &str) -> rusqlite::Result<Option<User>> {
-    conn.prepare_cached(&format!(
-        "SELECT {USER_COLUMNS} FROM users u WHERE u.{column} = ?"
-    ))?
-    .query_row([value], user_from_row)
-    .optional()
+    conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.{column} = ?"))?
+        .query_row([value], |r| user_from_row(r, 0))
+        .optional()
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path`) and migrates it.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
         let path = path_of(url)?;
-        let mut writer = Connection::open(&path)
-            .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
+        let mut writer =
+            Connection::open(&path).with_context(|| format!("cannot open SQLite database {}", path.display()))?;
         writer
             .pragma_update(None, "journal_mode", "WAL")
             .with_context(|| format!("cannot switch {} to WAL mode", path.display()))?;
@@ -168,19 +167,13 @@ impl SqliteStore {
             .with_context(|| format!("database migration of {} failed", path.display()))?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
-            let r = Connection::open_with_flags(
-                &path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .with_context(|| format!("cannot open {} for reading", path.display()))?;
+            let r =
+                Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                    .with_context(|| format!("cannot open {} for reading", path.display()))?;
             configure(&r)?;
             readers.push(Mutex::new(r));
         }
-        Ok(Self {
-            writer: Mutex::new(writer),
-            readers,
-            next_reader: AtomicUsize::new(0),
-        })
+        Ok(Self { writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
     }
 
     /// A free read connection if there is one, else wait for the next in turn.
@@ -199,14 +192,9 @@ impl SqliteStore {
     }
 
     /// Runs `f` in an IMMEDIATE transaction on the writer; commits when it returns Ok.
-    fn write<T>(
-        &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>,
-    ) -> StoreResult<T> {
+    fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
         let mut conn = self.writer();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
         let out = f(&tx)?;
         tx.commit().map_err(backend)?;
         Ok(out)
@@ -215,11 +203,7 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn upsert_user_for_identity(
-        &self,
-        identity: &UpstreamIdentity,
-        now: UnixTime,
-    ) -> StoreResult<User> {
+    async fn upsert_user_for_identity(&self, identity: &UpstreamIdentity, now: UnixTime) -> StoreResult<User> {
         let groups = serde_json::to_string(&identity.groups).map_err(backend)?;
         self.write(|tx| {
             let existing: Option<String> = tx
@@ -291,11 +275,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn browser_session(
-        &self,
-        token_hash: &str,
-        now: UnixTime,
-    ) -> StoreResult<Option<BrowserSession>> {
+    async fn browser_session(&self, token_hash: &str, now: UnixTime) -> StoreResult<Option<BrowserSession>> {
         self.reader()
             .prepare_cached(
                 "SELECT id, token_hash, user_id, connector_id, csrf_token, auth_time, created_at, expires_at FROM browser_sessions \
@@ -307,10 +287,7 @@ impl Store for SqliteStore {
 
     async fn end_browser_session(&self, id: &str, now: UnixTime) -> StoreResult<()> {
         self.writer()
-            .execute(
-                "UPDATE browser_sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL",
-                params![now, id],
-            )
+            .execute("UPDATE browser_sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL", params![now, id])
             .map_err(backend)?;
         Ok(())
     }
@@ -326,11 +303,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn pending_authorization(
-        &self,
-        id: &str,
-        now: UnixTime,
-    ) -> StoreResult<Option<PendingAuthorization>> {
+    async fn pending_authorization(&self, id: &str, now: UnixTime) -> StoreResult<Option<PendingAuthorization>> {
         self.reader()
             .prepare_cached(
                 "SELECT id, request_json, browser_binding_hash, csrf_token, created_at, expires_at FROM pending_authorizations \
@@ -353,10 +326,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_pending_authorization(&self, id: &str) -> StoreResult<bool> {
-        let n = self
-            .writer()
-            .execute("DELETE FROM pending_authorizations WHERE id = ?", [id])
-            .map_err(backend)?;
+        let n = self.writer().execute("DELETE FROM pending_authorizations WHERE id = ?", [id]).map_err(backend)?;
         Ok(n == 1)
     }
 
@@ -373,11 +343,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn redeem_authorization_code(
-        &self,
-        code_hash: &str,
-        now: UnixTime,
-    ) -> StoreResult<CodeRedemption> {
+    async fn redeem_authorization_code(&self, code_hash: &str, now: UnixTime) -> StoreResult<CodeRedemption> {
         let conn = self.writer();
         // The conditional UPDATE is the single-use guarantee: of two racing redemptions, one wins.
         let redeemed = conn
@@ -388,7 +354,11 @@ impl Store for SqliteStore {
             .and_then(|mut s| s.query_row(params![now, code_hash], code_from_row).optional())
             .map_err(backend)?;
         if let Some(code) = redeemed {
-            return Ok(CodeRedemption::Redeemed(code));
+            // Read on the writer: its page cache is warm, a reader's was just invalidated.
+            return match user_by(&conn, "id", &code.user_id).map_err(backend)? {
+                Some(user) => Ok(CodeRedemption::Redeemed { code, user: Box::new(user) }),
+                None => Ok(CodeRedemption::Unknown),
+            };
         }
         let used: Option<Option<String>> = conn
             .prepare_cached("SELECT grant_id FROM authorization_codes WHERE code_hash = ?")
@@ -400,12 +370,7 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn create_grant(
-        &self,
-        grant: &Grant,
-        tokens: &IssuedTokens,
-        from_code: Option<&str>,
-    ) -> StoreResult<()> {
+    async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens, from_code: Option<&str>) -> StoreResult<()> {
         self.write(|tx| {
             tx.prepare_cached(
                 "INSERT INTO grants (id, client_id, user_id, session_id, scope, auth_time, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -428,30 +393,30 @@ impl Store for SqliteStore {
         &self,
         old_hash: &str,
         client_id: &str,
-        new_tokens: &IssuedTokens,
         now: UnixTime,
+        issue: &mut IssueOnRotation<'_>,
     ) -> StoreResult<RefreshRotation> {
         self.write(|tx| {
             let found = tx
                 .prepare_cached(&format!(
-                    "SELECT r.used_at, r.expires_at AS r_expires_at, g.revoked_at, {GRANT_COLUMNS}, {USER_COLUMNS} \
+                    "SELECT {GRANT_COLUMNS}, {USER_COLUMNS}, r.used_at, r.expires_at, g.revoked_at \
                      FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
                      WHERE r.token_hash = ?"
                 ))
                 .and_then(|mut s| {
                     s.query_row([old_hash], |r| {
                         Ok((
-                            r.get::<_, Option<i64>>("used_at")?,
-                            r.get::<_, i64>("r_expires_at")?,
-                            r.get::<_, Option<i64>>("revoked_at")?,
                             grant_from_row(r)?,
-                            user_from_row(r)?,
+                            user_from_row(r, GRANT_WIDTH)?,
+                            r.get::<_, Option<i64>>(AFTER_GRANT_USER)?,
+                            r.get::<_, i64>(AFTER_GRANT_USER + 1)?,
+                            r.get::<_, Option<i64>>(AFTER_GRANT_USER + 2)?,
                         ))
                     })
                     .optional()
                 })
                 .map_err(backend)?;
-            let Some((used_at, expires_at, revoked_at, grant, user)) = found else {
+            let Some((grant, user, used_at, expires_at, revoked_at)) = found else {
                 return Ok(RefreshRotation::Invalid);
             };
             // A token presented by another client is not "reuse" by its owner: refuse, change nothing.
@@ -462,22 +427,21 @@ impl Store for SqliteStore {
                 revoke_grant_in(tx, &grant.id, "refresh token reuse", now).map_err(backend)?;
                 return Ok(RefreshRotation::Reused { grant_id: grant.id });
             }
+            let Some(new_tokens) = issue(&grant, &user) else {
+                return Ok(RefreshRotation::Declined);
+            };
             tx.prepare_cached("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ?")
                 .and_then(|mut s| s.execute(params![now, old_hash]))
                 .map_err(backend)?;
-            insert_tokens(tx, &grant.id, new_tokens).map_err(backend)?;
+            insert_tokens(tx, &grant.id, &new_tokens).map_err(backend)?;
             Ok(RefreshRotation::Rotated { grant, user: Box::new(user) })
         })
     }
 
-    async fn access_token(
-        &self,
-        hash: &str,
-        now: UnixTime,
-    ) -> StoreResult<Option<AccessTokenRecord>> {
+    async fn access_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<AccessTokenRecord>> {
         self.reader()
             .prepare_cached(&format!(
-                "SELECT a.scope AS a_scope, a.created_at AS a_created_at, a.expires_at AS a_expires_at, {GRANT_COLUMNS}, {USER_COLUMNS} \
+                "SELECT {GRANT_COLUMNS}, {USER_COLUMNS}, a.scope, a.created_at, a.expires_at \
                  FROM access_tokens a JOIN grants g ON g.id = a.grant_id JOIN users u ON u.id = g.user_id \
                  WHERE a.token_hash = ? AND a.revoked_at IS NULL AND a.expires_at > ? AND g.revoked_at IS NULL"
             ))
@@ -485,10 +449,10 @@ impl Store for SqliteStore {
                 s.query_row(params![hash, now], |r| {
                     Ok(AccessTokenRecord {
                         grant: grant_from_row(r)?,
-                        user: user_from_row(r)?,
-                        scope: r.get("a_scope")?,
-                        created_at: r.get("a_created_at")?,
-                        expires_at: r.get("a_expires_at")?,
+                        user: user_from_row(r, GRANT_WIDTH)?,
+                        scope: r.get(AFTER_GRANT_USER)?,
+                        created_at: r.get(AFTER_GRANT_USER + 1)?,
+                        expires_at: r.get(AFTER_GRANT_USER + 2)?,
                     })
                 })
                 .optional()
@@ -496,14 +460,10 @@ impl Store for SqliteStore {
             .map_err(backend)
     }
 
-    async fn refresh_token(
-        &self,
-        hash: &str,
-        now: UnixTime,
-    ) -> StoreResult<Option<RefreshTokenRecord>> {
+    async fn refresh_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<RefreshTokenRecord>> {
         self.reader()
             .prepare_cached(&format!(
-                "SELECT r.created_at AS r_created_at, r.expires_at AS r_expires_at, {GRANT_COLUMNS}, {USER_COLUMNS} \
+                "SELECT {GRANT_COLUMNS}, {USER_COLUMNS}, r.created_at, r.expires_at \
                  FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
                  WHERE r.token_hash = ? AND r.used_at IS NULL AND r.expires_at > ? AND g.revoked_at IS NULL"
             ))
@@ -511,9 +471,9 @@ impl Store for SqliteStore {
                 s.query_row(params![hash, now], |r| {
                     Ok(RefreshTokenRecord {
                         grant: grant_from_row(r)?,
-                        user: user_from_row(r)?,
-                        created_at: r.get("r_created_at")?,
-                        expires_at: r.get("r_expires_at")?,
+                        user: user_from_row(r, GRANT_WIDTH)?,
+                        created_at: r.get(AFTER_GRANT_USER)?,
+                        expires_at: r.get(AFTER_GRANT_USER + 1)?,
                     })
                 })
                 .optional()
@@ -524,7 +484,10 @@ impl Store for SqliteStore {
     async fn revoke_access_token(&self, hash: &str, now: UnixTime) -> StoreResult<bool> {
         let n = self
             .writer()
-            .execute("UPDATE access_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL", params![now, hash])
+            .execute(
+                "UPDATE access_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+                params![now, hash],
+            )
             .map_err(backend)?;
         Ok(n == 1)
     }
@@ -552,21 +515,10 @@ impl Store for SqliteStore {
             .map_err(backend)?;
         let mut keys = Vec::new();
         for row in rows {
-            let (kid, alg, private_pkcs8, created_at, rotated_at, expires_at) =
-                row.map_err(backend)?;
-            let alg = SigningAlgorithm::parse(&alg).ok_or_else(|| {
-                backend(anyhow::anyhow!(
-                    "stored key {kid} has unknown algorithm {alg:?}"
-                ))
-            })?;
-            keys.push(StoredSigningKey {
-                kid,
-                alg,
-                private_pkcs8,
-                created_at,
-                rotated_at,
-                expires_at,
-            });
+            let (kid, alg, private_pkcs8, created_at, rotated_at, expires_at) = row.map_err(backend)?;
+            let alg = SigningAlgorithm::parse(&alg)
+                .ok_or_else(|| backend(anyhow::anyhow!("stored key {kid} has unknown algorithm {alg:?}")))?;
+            keys.push(StoredSigningKey { kid, alg, private_pkcs8, created_at, rotated_at, expires_at });
         }
         Ok(keys)
     }

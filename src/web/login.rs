@@ -62,11 +62,7 @@ async fn load_pending(
 }
 
 fn client_name(state: &SharedState, request: &AuthorizationRequest) -> String {
-    state
-        .config
-        .client(&request.client_id)
-        .map(|c| c.name.clone())
-        .unwrap_or_else(|| request.client_id.clone())
+    state.config.client(&request.client_id).map(|c| c.name.clone()).unwrap_or_else(|| request.client_id.clone())
 }
 
 fn render_form(
@@ -96,11 +92,7 @@ fn render_form(
 }
 
 /// `GET /login?request=…[&connector=…]`: the chooser, or straight to the only connector's form.
-pub async fn login_page(
-    State(state): State<SharedState>,
-    jar: CookieJar,
-    RawQuery(query): RawQuery,
-) -> Response {
+pub async fn login_page(State(state): State<SharedState>, jar: CookieJar, RawQuery(query): RawQuery) -> Response {
     let params = Params::parse(query.unwrap_or_default().as_bytes()).unwrap_or_default();
     let (pending, request) = match load_pending(&state, &jar, params.get("request")).await {
         Ok(p) => p,
@@ -125,15 +117,7 @@ pub async fn login_page(
         Some(connector) => match &connector.kind {
             ConnectorKind::Password(_) => {
                 let hint = request.login_hint.clone().unwrap_or_default();
-                render_form(
-                    &state,
-                    StatusCode::OK,
-                    &pending,
-                    &request,
-                    connector,
-                    &hint,
-                    None,
-                )
+                render_form(&state, StatusCode::OK, &pending, &request, connector, &hint, None)
             }
         },
         None => {
@@ -167,35 +151,17 @@ pub async fn login_submit(
     }
 }
 
-async fn submit(
-    state: &SharedState,
-    jar: CookieJar,
-    connector_id: &str,
-    body: &[u8],
-) -> Result<Response, Response> {
-    let params = Params::parse(body)
-        .map_err(|e| PageError::bad_request("invalid_request", e.0).into_response())?;
-    let (pending, request) = load_pending(state, &jar, params.get("request"))
-        .await
-        .map_err(IntoResponse::into_response)?;
-    let csrf_ok: bool = params
-        .get("csrf")
-        .unwrap_or("")
-        .as_bytes()
-        .ct_eq(pending.csrf_token.as_bytes())
-        .into();
+async fn submit(state: &SharedState, jar: CookieJar, connector_id: &str, body: &[u8]) -> Result<Response, Response> {
+    let params = Params::parse(body).map_err(|e| PageError::bad_request("invalid_request", e.0).into_response())?;
+    let (pending, request) =
+        load_pending(state, &jar, params.get("request")).await.map_err(IntoResponse::into_response)?;
+    let csrf_ok: bool = params.get("csrf").unwrap_or("").as_bytes().ct_eq(pending.csrf_token.as_bytes()).into();
     if !csrf_ok {
-        return Err(
-            PageError::bad_request("csrf", "The form was not sent by this sign-in page.")
-                .into_response(),
-        );
+        return Err(PageError::bad_request("csrf", "The form was not sent by this sign-in page.").into_response());
     }
     let connector = state.connectors.get(connector_id).ok_or_else(|| {
-        PageError::bad_request(
-            "unknown_connector",
-            format!("There is no sign-in method called {connector_id:?}."),
-        )
-        .into_response()
+        PageError::bad_request("unknown_connector", format!("There is no sign-in method called {connector_id:?}."))
+            .into_response()
     })?;
     let identity = match &connector.kind {
         ConnectorKind::Password(p) => {
@@ -282,15 +248,9 @@ async fn submit(
     }
     tracing::info!(user = %user.username, connector = connector_id, client_id = %request.client_id, "user logged in");
     let jar = jar
-        .add(session::cookie(
-            state,
-            session::SESSION_COOKIE,
-            token,
-            state.config.session.lifetime.as_secs() as i64,
-        ))
+        .add(session::cookie(state, session::SESSION_COOKIE, token, state.config.session.lifetime.as_secs() as i64))
         .add(session::removal(state, session::LOGIN_COOKIE));
-    let redirect = issue_code(state, &request, &user, Some(&browser.id), now)
-        .await
-        .map_err(IntoResponse::into_response)?;
+    let redirect =
+        issue_code(state, &request, &user, Some(&browser.id), now).await.map_err(IntoResponse::into_response)?;
     Ok((jar, redirect).into_response())
 }

@@ -18,8 +18,7 @@ impl Templates {
             ("logout.html", include_str!("templates/logout.html")),
             ("home.html", include_str!("templates/home.html")),
         ] {
-            env.add_template(name, source)
-                .expect("built-in templates are valid");
+            env.add_template(name, source).expect("built-in templates are valid");
         }
         Self(env)
     }
@@ -31,11 +30,7 @@ impl Templates {
             Ok(html) => (status, no_store(), Html(html)).into_response(),
             Err(e) => {
                 tracing::error!(template = name, error = %e, "template rendering failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "hubauth could not render this page",
-                )
-                    .into_response()
+                (StatusCode::INTERNAL_SERVER_ERROR, "hubauth could not render this page").into_response()
             }
         }
     }
@@ -54,10 +49,7 @@ pub fn templates() -> &'static Templates {
 }
 
 pub fn no_store() -> [(axum::http::HeaderName, &'static str); 2] {
-    [
-        (axum::http::header::CACHE_CONTROL, "no-store"),
-        (axum::http::header::PRAGMA, "no-cache"),
-    ]
+    [(axum::http::header::CACHE_CONTROL, "no-store"), (axum::http::header::PRAGMA, "no-cache")]
 }
 
 /// An error shown to a person as a page (when there is no client to redirect the error to).
@@ -71,19 +63,8 @@ pub struct PageError {
 }
 
 impl PageError {
-    pub fn new(
-        status: StatusCode,
-        code: &'static str,
-        title: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            status,
-            code,
-            title: title.into(),
-            message: message.into(),
-            hint: None,
-        }
+    pub fn new(status: StatusCode, code: &'static str, title: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { status, code, title: title.into(), message: message.into(), hint: None }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {

@@ -13,12 +13,7 @@ pub const LOGIN_COOKIE: &str = "hubauth_login";
 
 /// `HttpOnly`, `SameSite=Lax`, scoped to the issuer's path, and `Secure` unless the issuer is
 /// plain http on loopback (where browsers would drop a Secure cookie).
-pub fn cookie(
-    state: &AppState,
-    name: &'static str,
-    value: String,
-    max_age_secs: i64,
-) -> Cookie<'static> {
+pub fn cookie(state: &AppState, name: &'static str, value: String, max_age_secs: i64) -> Cookie<'static> {
     let mut path = state.config.path_prefix();
     path.push('/');
     Cookie::build((name, value))
@@ -46,11 +41,7 @@ pub async fn current(
         return Ok(None);
     }
     let now = state.clock.now();
-    let Some(session) = state
-        .store
-        .browser_session(&value_hash(&token), now)
-        .await?
-    else {
+    let Some(session) = state.store.browser_session(&value_hash(&token), now).await? else {
         return Ok(None);
     };
     let Some(user) = state.store.user_by_id(&session.user_id).await? else {

@@ -7,9 +7,7 @@ use crate::harness::*;
 #[tokio::test]
 async fn unknown_client_gets_an_error_page_not_a_redirect() {
     let app = TestApp::new().await;
-    let res = app
-        .get(&AuthParams::hub(&Pkce::new()).set("client_id", "nope").uri())
-        .await;
+    let res = app.get(&AuthParams::hub(&Pkce::new()).set("client_id", "nope").uri()).await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
     assert!(res.headers.get("location").is_none());
     assert!(res.text().contains("not registered"));
@@ -27,18 +25,11 @@ async fn redirect_uri_must_match_exactly() {
         "http://evil.example/hub/oauth_callback",
         "HTTP://127.0.0.1:8000/hub/oauth_callback",
     ] {
-        let res = app
-            .get(&AuthParams::hub(&pkce).set("redirect_uri", bad).uri())
-            .await;
+        let res = app.get(&AuthParams::hub(&pkce).set("redirect_uri", bad).uri()).await;
         assert_eq!(res.status, StatusCode::BAD_REQUEST, "{bad}");
-        assert!(
-            res.headers.get("location").is_none(),
-            "{bad} must not be redirected to"
-        );
+        assert!(res.headers.get("location").is_none(), "{bad} must not be redirected to");
     }
-    let missing = app
-        .get(&AuthParams::hub(&pkce).without("redirect_uri").uri())
-        .await;
+    let missing = app.get(&AuthParams::hub(&pkce).without("redirect_uri").uri()).await;
     assert_eq!(missing.status, StatusCode::BAD_REQUEST);
     assert!(missing.headers.get("location").is_none());
 }
@@ -49,28 +40,18 @@ async fn registered_redirect_uri_with_query_keeps_its_query() {
     let pkce = Pkce::new();
     let mut b = app.browser();
     let res = b
-        .submit_login(
-            &AuthParams::hub(&pkce).set("redirect_uri", "http://127.0.0.1:8000/other?x=1"),
-            "ada",
-            "ada-pw",
-        )
+        .submit_login(&AuthParams::hub(&pkce).set("redirect_uri", "http://127.0.0.1:8000/other?x=1"), "ada", "ada-pw")
         .await;
     let q = res.query();
     assert_eq!(q["x"], "1");
     assert!(q.contains_key("code"));
 }
 
-async fn error_redirect(
-    app: &TestApp,
-    params: AuthParams,
-) -> std::collections::HashMap<String, String> {
+async fn error_redirect(app: &TestApp, params: AuthParams) -> std::collections::HashMap<String, String> {
     let res = app.get(&params.uri()).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text());
     let loc = res.location();
-    assert_eq!(
-        format!("{}://{}{}", loc.scheme(), loc.authority(), loc.path()),
-        HUB_REDIRECT
-    );
+    assert_eq!(format!("{}://{}{}", loc.scheme(), loc.authority(), loc.path()), HUB_REDIRECT);
     res.query()
 }
 
@@ -79,62 +60,20 @@ async fn errors_after_a_valid_redirect_uri_are_redirected_with_state_and_iss() {
     let app = TestApp::new().await;
     let pkce = Pkce::new();
     let cases = [
-        (
-            AuthParams::hub(&pkce).set("response_type", "token"),
-            "unsupported_response_type",
-        ),
-        (
-            AuthParams::hub(&pkce).set("response_type", "code id_token"),
-            "unsupported_response_type",
-        ),
-        (
-            AuthParams::hub(&pkce).without("response_type"),
-            "invalid_request",
-        ),
-        (
-            AuthParams::hub(&pkce).set("scope", "profile"),
-            "invalid_scope",
-        ),
-        (
-            AuthParams::hub(&pkce).set("code_challenge_method", "plain"),
-            "invalid_request",
-        ),
-        (
-            AuthParams::hub(&pkce).without("code_challenge_method"),
-            "invalid_request",
-        ),
-        (
-            AuthParams::hub(&pkce).without("code_challenge"),
-            "invalid_request",
-        ),
-        (
-            AuthParams::hub(&pkce).set("code_challenge", "short"),
-            "invalid_request",
-        ),
-        (
-            AuthParams::hub(&pkce).set("prompt", "none login"),
-            "invalid_request",
-        ),
-        (
-            AuthParams::hub(&pkce).set("prompt", "bogus"),
-            "invalid_request",
-        ),
-        (
-            AuthParams::hub(&pkce).set("max_age", "-1"),
-            "invalid_request",
-        ),
-        (
-            AuthParams::hub(&pkce).set("request", "eyJ..."),
-            "request_not_supported",
-        ),
-        (
-            AuthParams::hub(&pkce).set("request_uri", "https://x"),
-            "request_uri_not_supported",
-        ),
-        (
-            AuthParams::hub(&pkce).set("response_mode", "fragment"),
-            "invalid_request",
-        ),
+        (AuthParams::hub(&pkce).set("response_type", "token"), "unsupported_response_type"),
+        (AuthParams::hub(&pkce).set("response_type", "code id_token"), "unsupported_response_type"),
+        (AuthParams::hub(&pkce).without("response_type"), "invalid_request"),
+        (AuthParams::hub(&pkce).set("scope", "profile"), "invalid_scope"),
+        (AuthParams::hub(&pkce).set("code_challenge_method", "plain"), "invalid_request"),
+        (AuthParams::hub(&pkce).without("code_challenge_method"), "invalid_request"),
+        (AuthParams::hub(&pkce).without("code_challenge"), "invalid_request"),
+        (AuthParams::hub(&pkce).set("code_challenge", "short"), "invalid_request"),
+        (AuthParams::hub(&pkce).set("prompt", "none login"), "invalid_request"),
+        (AuthParams::hub(&pkce).set("prompt", "bogus"), "invalid_request"),
+        (AuthParams::hub(&pkce).set("max_age", "-1"), "invalid_request"),
+        (AuthParams::hub(&pkce).set("request", "eyJ..."), "request_not_supported"),
+        (AuthParams::hub(&pkce).set("request_uri", "https://x"), "request_uri_not_supported"),
+        (AuthParams::hub(&pkce).set("response_mode", "fragment"), "invalid_request"),
     ];
     for (params, expected) in cases {
         let q = error_redirect(&app, params).await;
@@ -162,17 +101,9 @@ async fn public_clients_must_use_pkce() {
 #[tokio::test]
 async fn confidential_clients_may_skip_pkce() {
     let app = TestApp::new().await;
-    let params = AuthParams::hub(&Pkce::new())
-        .without("code_challenge")
-        .without("code_challenge_method");
+    let params = AuthParams::hub(&Pkce::new()).without("code_challenge").without("code_challenge_method");
     let code = app.browser().login_for_code(&params, "ada", "ada-pw").await;
-    let res = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", HUB_REDIRECT),
-        ])
-        .await;
+    let res = app.token(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", HUB_REDIRECT)]).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
 }
 
@@ -180,10 +111,7 @@ async fn confidential_clients_may_skip_pkce() {
 async fn login_redirect_carries_code_state_and_iss() {
     let app = TestApp::new().await;
     let pkce = Pkce::new();
-    let res = app
-        .browser()
-        .submit_login(&AuthParams::hub(&pkce), "ada", "ada-pw")
-        .await;
+    let res = app.browser().submit_login(&AuthParams::hub(&pkce), "ada", "ada-pw").await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     let q = res.query();
     assert_eq!(q["state"], "st-123");
@@ -194,16 +122,10 @@ async fn login_redirect_carries_code_state_and_iss() {
 #[tokio::test]
 async fn wrong_password_rerenders_the_form_with_401() {
     let app = TestApp::new().await;
-    let res = app
-        .browser()
-        .submit_login(&AuthParams::hub(&Pkce::new()), "ada", "wrong")
-        .await;
+    let res = app.browser().submit_login(&AuthParams::hub(&Pkce::new()), "ada", "wrong").await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
     assert!(res.text().contains("Wrong username or password"));
-    let unknown = app
-        .browser()
-        .submit_login(&AuthParams::hub(&Pkce::new()), "mallory", "x")
-        .await;
+    let unknown = app.browser().submit_login(&AuthParams::hub(&Pkce::new()), "mallory", "x").await;
     assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
     assert!(unknown.text().contains("Wrong username or password"));
 }
@@ -224,42 +146,18 @@ async fn login_form_needs_the_browser_that_started_it() {
     // Same form values from a browser without the binding cookie (login CSRF).
     let mut other = app.browser();
     let res = other
-        .post(
-            &action,
-            &[
-                ("request", &request),
-                ("csrf", &csrf),
-                ("username", "ada"),
-                ("password", "ada-pw"),
-            ],
-        )
+        .post(&action, &[("request", &request), ("csrf", &csrf), ("username", "ada"), ("password", "ada-pw")])
         .await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
     assert!(res.headers.get("location").is_none());
     // Right browser, wrong CSRF token.
     let res = alice
-        .post(
-            &action,
-            &[
-                ("request", &request),
-                ("csrf", "forged"),
-                ("username", "ada"),
-                ("password", "ada-pw"),
-            ],
-        )
+        .post(&action, &[("request", &request), ("csrf", "forged"), ("username", "ada"), ("password", "ada-pw")])
         .await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
     // Right browser and token still works afterwards.
     let res = alice
-        .post(
-            &action,
-            &[
-                ("request", &request),
-                ("csrf", &csrf),
-                ("username", "ada"),
-                ("password", "ada-pw"),
-            ],
-        )
+        .post(&action, &[("request", &request), ("csrf", &csrf), ("username", "ada"), ("password", "ada-pw")])
         .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
 }
@@ -270,12 +168,7 @@ async fn a_pending_login_completes_only_once_and_expires() {
     let mut b = app.browser();
     let (action, request, csrf) = b.open_login_form(&AuthParams::hub(&Pkce::new())).await;
     let binding = b.cookies.clone();
-    let form = [
-        ("request", request.as_str()),
-        ("csrf", csrf.as_str()),
-        ("username", "ada"),
-        ("password", "ada-pw"),
-    ];
+    let form = [("request", request.as_str()), ("csrf", csrf.as_str()), ("username", "ada"), ("password", "ada-pw")];
     assert_eq!(b.post(&action, &form).await.status, StatusCode::SEE_OTHER);
     b.cookies = binding;
     let again = b.post(&action, &form).await;
@@ -286,15 +179,7 @@ async fn a_pending_login_completes_only_once_and_expires() {
     let (action, request, csrf) = late.open_login_form(&AuthParams::hub(&Pkce::new())).await;
     app.clock.advance(16 * 60);
     let res = late
-        .post(
-            &action,
-            &[
-                ("request", &request),
-                ("csrf", &csrf),
-                ("username", "ada"),
-                ("password", "ada-pw"),
-            ],
-        )
+        .post(&action, &[("request", &request), ("csrf", &csrf), ("username", "ada"), ("password", "ada-pw")])
         .await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
 }
@@ -303,11 +188,7 @@ async fn a_pending_login_completes_only_once_and_expires() {
 async fn login_hint_prefills_the_username() {
     let app = TestApp::new().await;
     let mut b = app.browser();
-    let res = b
-        .get(&AuthParams::hub(&Pkce::new()).set("login_hint", "sam").uri())
-        .await;
-    let page = b
-        .get(&format!("/login?{}", res.location().query().unwrap()))
-        .await;
+    let res = b.get(&AuthParams::hub(&Pkce::new()).set("login_hint", "sam").uri()).await;
+    let page = b.get(&format!("/login?{}", res.location().query().unwrap())).await;
     assert!(page.text().contains("value=\"sam\""));
 }

@@ -5,11 +5,7 @@ use std::process::Command;
 use crate::harness::*;
 
 fn hubauth(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hubauth"))
-        .args(args)
-        .env_remove("HUBAUTH_CONFIG")
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hubauth")).args(args).env_remove("HUBAUTH_CONFIG").output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -33,24 +29,15 @@ fn check_config_accepts_a_good_file_and_names_the_bad_key() {
 
     let bad = write_config(
         dir.path(),
-        &config_toml("hubauth.db").replace(
-            "redirect_uris = [\"https://es.example.org/cb\"]",
-            "redirect_uris = []",
-        ),
+        &config_toml("hubauth.db").replace("redirect_uris = [\"https://es.example.org/cb\"]", "redirect_uris = []"),
     );
     let (ok, _, stderr) = hubauth(&["check-config", "--config", &bad]);
     assert!(!ok);
-    assert!(
-        stderr.contains("clients[1].redirect_uris") && stderr.contains("at least one"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("clients[1].redirect_uris") && stderr.contains("at least one"), "{stderr}");
 
     let (ok, _, stderr) = hubauth(&["check-config", "--config", "/nonexistent/hubauth.toml"]);
     assert!(!ok);
-    assert!(
-        stderr.contains("cannot read /nonexistent/hubauth.toml"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot read /nonexistent/hubauth.toml"), "{stderr}");
 }
 
 #[test]
@@ -74,16 +61,10 @@ fn jupyterhub_config_prints_valid_python_for_generic_oauthenticator() {
     ] {
         assert!(py.contains(line), "missing {line} in:\n{py}");
     }
-    assert!(
-        !py.contains(HUB_SECRET),
-        "the secret itself is never printed"
-    );
+    assert!(!py.contains(HUB_SECRET), "the secret itself is never printed");
     // It is Python: compile it with a stand-in for `c`.
     let check = Command::new("python3")
-        .args([
-            "-c",
-            "import sys; compile(sys.stdin.read(), 'fragment', 'exec')",
-        ])
+        .args(["-c", "import sys; compile(sys.stdin.read(), 'fragment', 'exec')"])
         .stdin(std::process::Stdio::piped())
         .spawn()
         .and_then(|mut child| {
@@ -96,10 +77,7 @@ fn jupyterhub_config_prints_valid_python_for_generic_oauthenticator() {
     }
     let (ok, _, stderr) = hubauth(&["jupyterhub-config", "--config", &config, "--client", "nope"]);
     assert!(!ok);
-    assert!(
-        stderr.contains("configured clients: hub, es, pub"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("configured clients: hub, es, pub"), "{stderr}");
 }
 
 #[test]
@@ -118,11 +96,7 @@ fn keys_rotate_from_the_cli_replaces_the_active_key() {
     let config = write_config(dir.path(), &config_toml("hubauth.db"));
     let (ok, before, stderr) = hubauth(&["keys", "list", "--config", &config]);
     assert!(ok, "{stderr}");
-    assert_eq!(
-        before.matches("active").count(),
-        0,
-        "no keys before the first start: {before}"
-    );
+    assert_eq!(before.matches("active").count(), 0, "no keys before the first start: {before}");
     let (ok, out, stderr) = hubauth(&["keys", "rotate", "--config", &config, "--alg", "ES256"]);
     assert!(ok, "{stderr}");
     assert!(out.contains("ES256: new active key"));
@@ -149,17 +123,11 @@ fn demo_writes_a_config_that_check_config_accepts() {
     let config = hubauth::config::Config::load(&path).unwrap();
     assert_eq!(config.issuer, "http://127.0.0.1:5599");
     let client = config.client("jupyterhub").unwrap();
-    assert_eq!(
-        client.redirect_uris,
-        vec!["http://127.0.0.1:8123/hub/oauth_callback".to_string()]
-    );
+    assert_eq!(client.redirect_uris, vec!["http://127.0.0.1:8123/hub/oauth_callback".to_string()]);
     assert!(client.secret.as_ref().unwrap().matches(secret.trim()));
     // A second start keeps the secret (the hub's copy stays valid).
     hubauth::cli::demo::prepare(&args).unwrap();
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("data/jupyterhub-client-secret")).unwrap(),
-        secret
-    );
+    assert_eq!(std::fs::read_to_string(dir.path().join("data/jupyterhub-client-secret")).unwrap(), secret);
     let (ok, _, stderr) = hubauth(&["check-config", "--config", path.to_str().unwrap()]);
     assert!(ok, "{stderr}");
 }

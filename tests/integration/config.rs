@@ -7,9 +7,7 @@ use hubauth::config::Config;
 use crate::harness::*;
 
 fn error_of(toml: &str) -> String {
-    Config::parse(toml, Path::new("/etc/hubauth/hubauth.toml"))
-        .expect_err("config should be refused")
-        .to_string()
+    Config::parse(toml, Path::new("/etc/hubauth/hubauth.toml")).expect_err("config should be refused").to_string()
 }
 
 fn base() -> String {
@@ -25,34 +23,18 @@ fn the_test_config_is_valid() {
 fn errors_name_the_key_and_the_reason() {
     let cases: Vec<(String, &str, &str)> = vec![
         (
-            base().replace(
-                "issuer = \"http://127.0.0.1:5556\"",
-                "issuer = \"http://auth.example.org\"",
-            ),
+            base().replace("issuer = \"http://127.0.0.1:5556\"", "issuer = \"http://auth.example.org\""),
             "`issuer`",
             "https",
         ),
         (
-            base().replace(
-                "issuer = \"http://127.0.0.1:5556\"",
-                "issuer = \"http://127.0.0.1:5556/\"",
-            ),
+            base().replace("issuer = \"http://127.0.0.1:5556\"", "issuer = \"http://127.0.0.1:5556/\""),
             "`issuer`",
             "must not end with '/'",
         ),
+        (base().replace("issuer = \"http://127.0.0.1:5556\"", "issuer = \"not a url\""), "`issuer`", "absolute URL"),
         (
-            base().replace(
-                "issuer = \"http://127.0.0.1:5556\"",
-                "issuer = \"not a url\"",
-            ),
-            "`issuer`",
-            "absolute URL",
-        ),
-        (
-            base().replace(
-                "name = \"Test Hub\"",
-                "name = \"Test Hub\"\ncolour = \"red\"",
-            ),
+            base().replace("name = \"Test Hub\"", "name = \"Test Hub\"\ncolour = \"red\""),
             "clients[0]",
             "unknown field `colour`",
         ),
@@ -62,18 +44,12 @@ fn errors_name_the_key_and_the_reason() {
             "16 characters",
         ),
         (
-            base().replace(
-                "secret = \"hub-secret-0123456789\"",
-                "secret = { env = \"HUBAUTH_TEST_UNSET_VAR\" }",
-            ),
+            base().replace("secret = \"hub-secret-0123456789\"", "secret = { env = \"HUBAUTH_TEST_UNSET_VAR\" }"),
             "clients[0].secret",
             "HUBAUTH_TEST_UNSET_VAR is not set",
         ),
         (
-            base().replace(
-                "\"https://es.example.org/cb\"",
-                "\"https://es.example.org/cb#x\"",
-            ),
+            base().replace("\"https://es.example.org/cb\"", "\"https://es.example.org/cb#x\""),
             "clients[1].redirect_uris[0]",
             "fragment",
         ),
@@ -82,58 +58,31 @@ fn errors_name_the_key_and_the_reason() {
             "clients[1].redirect_uris[0]",
             "absolute URL",
         ),
+        (base().replace("id = \"es\"", "id = \"hub\""), "clients[1].id", "used twice"),
         (
-            base().replace("id = \"es\"", "id = \"hub\""),
-            "clients[1].id",
-            "used twice",
-        ),
-        (
-            base().replace(
-                "id_token_signed_response_alg = \"ES256\"",
-                "id_token_signed_response_alg = \"HS256\"",
-            ),
+            base().replace("id_token_signed_response_alg = \"ES256\"", "id_token_signed_response_alg = \"HS256\""),
             "clients[1].id_token_signed_response_alg",
             "not supported",
         ),
         (
-            base().replace(
-                "public = true",
-                "public = true\nsecret = \"0123456789abcdef0\"",
-            ),
+            base().replace("public = true", "public = true\nsecret = \"0123456789abcdef0\""),
             "clients[2].secret",
             "public client",
         ),
+        (base().replace("type = \"dev\"", "type = \"ldap\""), "connectors[0]", "unknown variant `ldap`"),
         (
-            base().replace("type = \"dev\"", "type = \"ldap\""),
-            "connectors[0]",
-            "unknown variant `ldap`",
-        ),
-        (
-            base().replace(
-                "username = \"sam\"\npassword_hash",
-                "username = \"sam\"\npassword_hash = \"plain\"\n#",
-            ),
+            base().replace("username = \"sam\"\npassword_hash", "username = \"sam\"\npassword_hash = \"plain\"\n#"),
             "connectors[0].users[1].password_hash",
             "hash-password",
         ),
+        (base().replace("url = \"sqlite:///tmp/x.db\"", "url = \"mysql://x\""), "storage.url", "sqlite://"),
         (
-            base().replace("url = \"sqlite:///tmp/x.db\"", "url = \"mysql://x\""),
-            "storage.url",
-            "sqlite://",
-        ),
-        (
-            format!(
-                "{}\n[tokens]\nauthorization_code_lifetime = \"5m\"\n",
-                base()
-            ),
+            format!("{}\n[tokens]\nauthorization_code_lifetime = \"5m\"\n", base()),
             "tokens.authorization_code_lifetime",
             "60s",
         ),
         (
-            format!(
-                "{}\n[tokens]\naccess_token_lifetime = \"ten minutes\"\n",
-                base()
-            ),
+            format!("{}\n[tokens]\naccess_token_lifetime = \"ten minutes\"\n", base()),
             "tokens.access_token_lifetime",
             "",
         ),
@@ -143,10 +92,7 @@ fn errors_name_the_key_and_the_reason() {
         let e = error_of(&toml);
         assert!(e.contains(key), "expected key {key} in: {e}");
         assert!(e.contains(why), "expected reason {why:?} in: {e}");
-        assert!(
-            e.starts_with("/etc/hubauth/hubauth.toml"),
-            "names the file: {e}"
-        );
+        assert!(e.starts_with("/etc/hubauth/hubauth.toml"), "names the file: {e}");
     }
 }
 
@@ -154,10 +100,7 @@ fn errors_name_the_key_and_the_reason() {
 fn secrets_can_come_from_env_and_files_and_never_print() {
     std::env::set_var("HUBAUTH_TEST_SECRET_VAR", "from-env-0123456789");
     let c = Config::parse(
-        &base().replace(
-            "secret = \"hub-secret-0123456789\"",
-            "secret = { env = \"HUBAUTH_TEST_SECRET_VAR\" }",
-        ),
+        &base().replace("secret = \"hub-secret-0123456789\"", "secret = { env = \"HUBAUTH_TEST_SECRET_VAR\" }"),
         Path::new("/tmp/hubauth.toml"),
     )
     .unwrap();
@@ -168,18 +111,9 @@ fn secrets_can_come_from_env_and_files_and_never_print() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("s"), "from-file-0123456789\n").unwrap();
     let c = Config::parse(
-        &base().replace(
-            "secret = \"hub-secret-0123456789\"",
-            "secret = { file = \"s\" }",
-        ),
+        &base().replace("secret = \"hub-secret-0123456789\"", "secret = { file = \"s\" }"),
         &dir.path().join("hubauth.toml"),
     )
     .unwrap();
-    assert!(c
-        .client("hub")
-        .unwrap()
-        .secret
-        .as_ref()
-        .unwrap()
-        .matches("from-file-0123456789"));
+    assert!(c.client("hub").unwrap().secret.as_ref().unwrap().matches("from-file-0123456789"));
 }

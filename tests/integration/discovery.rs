@@ -19,14 +19,9 @@ async fn discovery_document_matches_issuer_and_endpoints() {
         assert_eq!(d[k], format!("{ISSUER}{path}"), "{k}");
     }
     assert_eq!(d["response_types_supported"], serde_json::json!(["code"]));
-    assert_eq!(
-        d["code_challenge_methods_supported"],
-        serde_json::json!(["S256"])
-    );
+    assert_eq!(d["code_challenge_methods_supported"], serde_json::json!(["S256"]));
     assert_eq!(d["authorization_response_iss_parameter_supported"], true);
-    let algs = d["id_token_signing_alg_values_supported"]
-        .as_array()
-        .unwrap();
+    let algs = d["id_token_signing_alg_values_supported"].as_array().unwrap();
     assert!(algs.contains(&"RS256".into()) && algs.contains(&"ES256".into()));
 }
 
@@ -36,35 +31,21 @@ async fn jwks_publishes_one_rsa_and_one_ec_key_with_kids() {
     let jwks = app.get("/jwks").await.json();
     let keys = jwks["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2);
-    assert!(keys
-        .iter()
-        .any(|k| k["kty"] == "RSA" && k["alg"] == "RS256" && k["kid"].is_string()));
-    assert!(keys
-        .iter()
-        .any(|k| k["kty"] == "EC" && k["crv"] == "P-256" && k["kid"].is_string()));
+    assert!(keys.iter().any(|k| k["kty"] == "RSA" && k["alg"] == "RS256" && k["kid"].is_string()));
+    assert!(keys.iter().any(|k| k["kty"] == "EC" && k["crv"] == "P-256" && k["kid"].is_string()));
     // Never the private parts.
-    assert!(keys
-        .iter()
-        .all(|k| k.get("d").is_none() && k.get("p").is_none()));
+    assert!(keys.iter().all(|k| k.get("d").is_none() && k.get("p").is_none()));
 }
 
 #[tokio::test]
 async fn issuer_with_a_path_serves_everything_under_it() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db.sqlite");
-    let toml = config_toml(db.to_str().unwrap()).replace(
-        &format!("issuer = \"{ISSUER}\""),
-        &format!("issuer = \"{ISSUER}/auth\""),
-    );
+    let toml = config_toml(db.to_str().unwrap())
+        .replace(&format!("issuer = \"{ISSUER}\""), &format!("issuer = \"{ISSUER}/auth\""));
     let app = TestApp::with_toml(dir, &toml).await;
-    let d = app
-        .get("/auth/.well-known/openid-configuration")
-        .await
-        .json();
+    let d = app.get("/auth/.well-known/openid-configuration").await.json();
     assert_eq!(d["issuer"], format!("{ISSUER}/auth"));
     assert_eq!(d["token_endpoint"], format!("{ISSUER}/auth/token"));
-    assert_eq!(
-        app.get("/.well-known/openid-configuration").await.status,
-        404
-    );
+    assert_eq!(app.get("/.well-known/openid-configuration").await.status, 404);
 }

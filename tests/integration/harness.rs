@@ -93,22 +93,14 @@ impl TestResponse {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn location(&self) -> url::Url {
-        let loc = self
-            .headers
-            .get(header::LOCATION)
-            .expect("a Location header")
-            .to_str()
-            .unwrap();
+        let loc = self.headers.get(header::LOCATION).expect("a Location header").to_str().unwrap();
         url::Url::parse(loc).unwrap_or_else(|_| url::Url::parse(ISSUER).unwrap().join(loc).unwrap())
     }
     pub fn query(&self) -> HashMap<String, String> {
         self.location().query_pairs().into_owned().collect()
     }
     pub fn error(&self) -> String {
-        self.json()["error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.json()["error"].as_str().unwrap_or_default().to_string()
     }
 }
 
@@ -124,17 +116,9 @@ impl TestApp {
         let config = Config::parse(toml, &config_path).expect("test config is valid");
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.storage.url).await.unwrap());
         let clock = Arc::new(MockClock::new(START));
-        let state = AppState::new(config, store.clone(), clock.clone())
-            .await
-            .unwrap();
+        let state = AppState::new(config, store.clone(), clock.clone()).await.unwrap();
         let router = router(state.clone());
-        Self {
-            state,
-            router,
-            clock,
-            store,
-            _dir: dir,
-        }
+        Self { state, router, clock, store, _dir: dir }
     }
 
     pub async fn send(&self, req: Request<Body>) -> TestResponse {
@@ -142,30 +126,15 @@ impl TestApp {
         let status = res.status();
         let headers = res.headers().clone();
         let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
-        assert_ne!(
-            status,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "500 from hubauth: {}",
-            String::from_utf8_lossy(&body)
-        );
-        TestResponse {
-            status,
-            headers,
-            body,
-        }
+        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "500 from hubauth: {}", String::from_utf8_lossy(&body));
+        TestResponse { status, headers, body }
     }
 
     pub async fn get(&self, uri: &str) -> TestResponse {
-        self.send(Request::get(uri).body(Body::empty()).unwrap())
-            .await
+        self.send(Request::get(uri).body(Body::empty()).unwrap()).await
     }
 
-    pub async fn post_form(
-        &self,
-        uri: &str,
-        pairs: &[(&str, &str)],
-        basic: Option<(&str, &str)>,
-    ) -> TestResponse {
+    pub async fn post_form(&self, uri: &str, pairs: &[(&str, &str)], basic: Option<(&str, &str)>) -> TestResponse {
         let body = form(pairs);
         let mut req = Request::builder()
             .method(Method::POST)
@@ -186,19 +155,14 @@ impl TestApp {
     }
 
     pub fn browser(&self) -> Browser<'_> {
-        Browser {
-            app: self,
-            cookies: HashMap::new(),
-        }
+        Browser { app: self, cookies: HashMap::new() }
     }
 
     /// A complete login of `user` for the hub client; returns the token response JSON.
     pub async fn login_and_exchange(&self, user: &str, password: &str) -> serde_json::Value {
         let mut b = self.browser();
         let pkce = Pkce::new();
-        let code = b
-            .login_for_code(&AuthParams::hub(&pkce), user, password)
-            .await;
+        let code = b.login_for_code(&AuthParams::hub(&pkce), user, password).await;
         let res = self
             .token(&[
                 ("grant_type", "authorization_code"),
@@ -223,17 +187,12 @@ impl TestApp {
 }
 
 pub fn form(pairs: &[(&str, &str)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
 }
 
 pub fn basic_header(id: &str, secret: &str) -> String {
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", enc(id), enc(secret)))
-    )
+    format!("Basic {}", STANDARD.encode(format!("{}:{}", enc(id), enc(secret))))
 }
 
 pub struct Pkce {
@@ -244,12 +203,8 @@ pub struct Pkce {
 impl Pkce {
     pub fn new() -> Self {
         let verifier = hubauth::crypto::random::random_value();
-        let challenge =
-            URL_SAFE_NO_PAD.encode(hubauth::crypto::random::sha256(verifier.as_bytes()));
-        Self {
-            verifier,
-            challenge,
-        }
+        let challenge = URL_SAFE_NO_PAD.encode(hubauth::crypto::random::sha256(verifier.as_bytes()));
+        Self { verifier, challenge }
     }
 }
 
@@ -285,11 +240,7 @@ impl AuthParams {
         self
     }
     pub fn uri(&self) -> String {
-        let pairs: Vec<(&str, &str)> = self
-            .0
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let pairs: Vec<(&str, &str)> = self.0.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         format!("/authorize?{}", form(&pairs))
     }
 }
@@ -302,11 +253,7 @@ pub struct Browser<'a> {
 
 impl Browser<'_> {
     fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
     }
 
     fn remember(&mut self, res: &TestResponse) {
@@ -323,10 +270,7 @@ impl Browser<'_> {
     }
 
     pub async fn get(&mut self, uri: &str) -> TestResponse {
-        let req = Request::get(uri)
-            .header(header::COOKIE, self.cookie_header())
-            .body(Body::empty())
-            .unwrap();
+        let req = Request::get(uri).header(header::COOKIE, self.cookie_header()).body(Body::empty()).unwrap();
         let res = self.app.send(req).await;
         self.remember(&res);
         res
@@ -352,24 +296,12 @@ impl Browser<'_> {
         let page = self.get(&format!("/login?{}", loc.query().unwrap())).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.text());
         let html = page.text();
-        let action = url::Url::parse(&attr_after(&html, "<form", "action"))
-            .unwrap()
-            .path()
-            .to_string();
-        (
-            action,
-            input_value(&html, "request"),
-            input_value(&html, "csrf"),
-        )
+        let action = url::Url::parse(&attr_after(&html, "<form", "action")).unwrap().path().to_string();
+        (action, input_value(&html, "request"), input_value(&html, "csrf"))
     }
 
     /// Logs in through the form and returns the code from the redirect.
-    pub async fn login_for_code(
-        &mut self,
-        params: &AuthParams,
-        user: &str,
-        password: &str,
-    ) -> String {
+    pub async fn login_for_code(&mut self, params: &AuthParams, user: &str, password: &str) -> String {
         let res = self.submit_login(params, user, password).await;
         assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text());
         let q = res.query();
@@ -377,32 +309,15 @@ impl Browser<'_> {
         q.get("code").expect("a code in the redirect").clone()
     }
 
-    pub async fn submit_login(
-        &mut self,
-        params: &AuthParams,
-        user: &str,
-        password: &str,
-    ) -> TestResponse {
+    pub async fn submit_login(&mut self, params: &AuthParams, user: &str, password: &str) -> TestResponse {
         let (action, request, csrf) = self.open_login_form(params).await;
-        self.post(
-            &action,
-            &[
-                ("request", &request),
-                ("csrf", &csrf),
-                ("username", user),
-                ("password", password),
-            ],
-        )
-        .await
+        self.post(&action, &[("request", &request), ("csrf", &csrf), ("username", user), ("password", password)]).await
     }
 }
 
 pub fn input_value(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no input {name} in {html}"))
-        + marker.len();
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no input {name} in {html}")) + marker.len();
     html[start..].split('"').next().unwrap().to_string()
 }
 
@@ -410,18 +325,12 @@ fn attr_after(html: &str, tag: &str, attr: &str) -> String {
     let t = html.find(tag).expect("tag present");
     let marker = format!("{attr}=\"");
     let start = html[t..].find(&marker).unwrap() + t + marker.len();
-    html[start..]
-        .split('"')
-        .next()
-        .unwrap()
-        .replace("&#x2f;", "/")
-        .replace("&#x2F;", "/")
+    html[start..].split('"').next().unwrap().replace("&#x2f;", "/").replace("&#x2F;", "/")
 }
 
 /// Verifies a JWT against the JWKS with an independent library (jsonwebtoken), as a client would.
 pub async fn verify_jwt(app: &TestApp, jwt: &str, audience: &str) -> serde_json::Value {
-    let jwks: jsonwebtoken::jwk::JwkSet =
-        serde_json::from_value(app.get("/jwks").await.json()).unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(app.get("/jwks").await.json()).unwrap();
     let header = jsonwebtoken::decode_header(jwt).unwrap();
     let kid = header.kid.expect("a kid in the header");
     let jwk = jwks.find(&kid).expect("the kid is published in the JWKS");
@@ -430,7 +339,5 @@ pub async fn verify_jwt(app: &TestApp, jwt: &str, audience: &str) -> serde_json:
     validation.set_audience(&[audience]);
     validation.set_issuer(&[ISSUER]);
     validation.validate_exp = false; // the mock clock is in the future
-    jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &validation)
-        .expect("ID token verifies")
-        .claims
+    jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &validation).expect("ID token verifies").claims
 }

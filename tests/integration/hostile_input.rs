@@ -41,43 +41,21 @@ fn nasty_queries() -> Vec<String> {
 fn nasty_bodies() -> Vec<(Option<&'static str>, Vec<u8>)> {
     vec![
         (Some("application/x-www-form-urlencoded"), b"".to_vec()),
+        (Some("application/x-www-form-urlencoded"), b"grant_type=authorization_code&grant_type=refresh_token".to_vec()),
+        (Some("application/x-www-form-urlencoded"), b"\xff\xfe\x00garbage=%%%".to_vec()),
         (
             Some("application/x-www-form-urlencoded"),
-            b"grant_type=authorization_code&grant_type=refresh_token".to_vec(),
+            format!("grant_type=refresh_token&refresh_token={}", "x".repeat(60_000)).into_bytes(),
         ),
-        (
-            Some("application/x-www-form-urlencoded"),
-            b"\xff\xfe\x00garbage=%%%".to_vec(),
-        ),
-        (
-            Some("application/x-www-form-urlencoded"),
-            format!(
-                "grant_type=refresh_token&refresh_token={}",
-                "x".repeat(60_000)
-            )
-            .into_bytes(),
-        ),
-        (
-            Some("application/json"),
-            br#"{"grant_type":"authorization_code"}"#.to_vec(),
-        ),
+        (Some("application/json"), br#"{"grant_type":"authorization_code"}"#.to_vec()),
         (None, b"grant_type=authorization_code".to_vec()),
-        (
-            Some("multipart/form-data; boundary=x"),
-            b"--x\r\n\r\n--x--".to_vec(),
-        ),
-        (
-            Some("application/x-www-form-urlencoded"),
-            vec![b'a'; 100_000],
-        ),
+        (Some("multipart/form-data; boundary=x"), b"--x\r\n\r\n--x--".to_vec()),
+        (Some("application/x-www-form-urlencoded"), vec![b'a'; 100_000]),
     ]
 }
 
 fn check(status: StatusCode, what: &str) {
-    assert!(
-        status != StatusCode::INTERNAL_SERVER_ERROR && status.as_u16() < 500,
-        "{what} -> {status}"
-    );
+    assert!(status != StatusCode::INTERNAL_SERVER_ERROR && status.as_u16() < 500, "{what} -> {status}");
 }
 
 #[tokio::test]
@@ -107,15 +85,7 @@ async fn no_request_on_any_endpoint_causes_a_server_error_or_loses_data() {
                 check(res.status, &format!("{method} {path} ({ct:?})"));
             }
         }
-        for auth in [
-            "Basic",
-            "Basic !!!",
-            "Basic Og==",
-            "Bearer",
-            "Bearer  ",
-            "Basic aHViOg==",
-            "\u{7f}",
-        ] {
+        for auth in ["Basic", "Basic !!!", "Basic Og==", "Bearer", "Bearer  ", "Basic aHViOg==", "\u{7f}"] {
             let Ok(req) = Request::post(path)
                 .header("authorization", auth)
                 .header("content-type", "application/x-www-form-urlencoded")
@@ -123,34 +93,19 @@ async fn no_request_on_any_endpoint_causes_a_server_error_or_loses_data() {
             else {
                 continue;
             };
-            check(
-                app.send(req).await.status,
-                &format!("POST {path} with Authorization {auth:?}"),
-            );
+            check(app.send(req).await.status, &format!("POST {path} with Authorization {auth:?}"));
         }
-        let cookie_req = Request::get(path)
-            .header("cookie", "hubauth_session=%%%; hubauth_login=\u{1}")
-            .body(Body::empty());
+        let cookie_req =
+            Request::get(path).header("cookie", "hubauth_session=%%%; hubauth_login=\u{1}").body(Body::empty());
         if let Ok(req) = cookie_req {
-            check(
-                app.send(req).await.status,
-                &format!("GET {path} with junk cookies"),
-            );
+            check(app.send(req).await.status, &format!("GET {path} with junk cookies"));
         }
     }
 
     // The earlier login is intact: its access token still answers and its refresh token rotates.
-    assert_eq!(
-        app.userinfo(before["access_token"].as_str().unwrap())
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(app.userinfo(before["access_token"].as_str().unwrap()).await.status, StatusCode::OK);
     let res = app
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", before["refresh_token"].as_str().unwrap()),
-        ])
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", before["refresh_token"].as_str().unwrap())])
         .await;
     assert_eq!(res.status, StatusCode::OK);
 }
@@ -159,12 +114,7 @@ async fn no_request_on_any_endpoint_causes_a_server_error_or_loses_data() {
 async fn error_bodies_of_the_token_endpoint_are_json_with_rfc_codes() {
     let app = TestApp::new().await;
     let res = app
-        .send(
-            Request::post("/token")
-                .header("content-type", "application/json")
-                .body(Body::from("{}"))
-                .unwrap(),
-        )
+        .send(Request::post("/token").header("content-type", "application/json").body(Body::from("{}")).unwrap())
         .await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
     assert_eq!(res.error(), "invalid_request");

@@ -9,9 +9,7 @@ const AFTER: &str = "http://127.0.0.1:8000/hub/";
 async fn logged_in(app: &TestApp) -> (Browser<'_>, String) {
     let mut b = app.browser();
     let pkce = Pkce::new();
-    let code = b
-        .login_for_code(&AuthParams::hub(&pkce), "ada", "ada-pw")
-        .await;
+    let code = b.login_for_code(&AuthParams::hub(&pkce), "ada", "ada-pw").await;
     let t = app
         .token(&[
             ("grant_type", "authorization_code"),
@@ -33,11 +31,7 @@ async fn logout_with_id_token_hint_ends_the_session_and_returns_with_state() {
     let app = TestApp::new().await;
     let (mut b, id_token) = logged_in(&app).await;
     let res = b
-        .get(&logout_uri(&[
-            ("id_token_hint", &id_token),
-            ("post_logout_redirect_uri", AFTER),
-            ("state", "bye"),
-        ]))
+        .get(&logout_uri(&[("id_token_hint", &id_token), ("post_logout_redirect_uri", AFTER), ("state", "bye")]))
         .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     let loc = res.location();
@@ -52,32 +46,16 @@ async fn logout_with_id_token_hint_ends_the_session_and_returns_with_state() {
 async fn post_logout_redirect_uri_must_be_registered_exactly() {
     let app = TestApp::new().await;
     let (mut b, id_token) = logged_in(&app).await;
-    for bad in [
-        "http://127.0.0.1:8000/hub",
-        "http://evil.example/",
-        "http://127.0.0.1:8000/hub/?x",
-    ] {
-        let res = b
-            .get(&logout_uri(&[
-                ("id_token_hint", &id_token),
-                ("post_logout_redirect_uri", bad),
-            ]))
-            .await;
+    for bad in ["http://127.0.0.1:8000/hub", "http://evil.example/", "http://127.0.0.1:8000/hub/?x"] {
+        let res = b.get(&logout_uri(&[("id_token_hint", &id_token), ("post_logout_redirect_uri", bad)])).await;
         assert_eq!(res.status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(res.headers.get("location").is_none());
     }
     // Without a way to know the client, no redirect at all.
-    let res = b
-        .get(&logout_uri(&[("post_logout_redirect_uri", AFTER)]))
-        .await;
+    let res = b.get(&logout_uri(&[("post_logout_redirect_uri", AFTER)])).await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
     // With client_id instead of a hint, the URI is checked against that client.
-    let res = b
-        .get(&logout_uri(&[
-            ("client_id", "hub"),
-            ("post_logout_redirect_uri", AFTER),
-        ]))
-        .await;
+    let res = b.get(&logout_uri(&[("client_id", "hub"), ("post_logout_redirect_uri", AFTER)])).await;
     assert_eq!(res.status, StatusCode::OK, "asks for confirmation");
 }
 
@@ -90,22 +68,12 @@ async fn logout_without_hint_asks_for_confirmation_protected_by_csrf() {
     let html = page.text();
     assert!(html.contains("Sign out?"));
     let csrf = input_value(&html, "csrf");
-    let forged = b
-        .post("/logout", &[("confirm", "yes"), ("csrf", "forged")])
-        .await;
+    let forged = b.post("/logout", &[("confirm", "yes"), ("csrf", "forged")]).await;
     assert!(forged.text().contains("Sign out?"), "still signed in");
-    let done = b
-        .post("/logout", &[("confirm", "yes"), ("csrf", &csrf)])
-        .await;
+    let done = b.post("/logout", &[("confirm", "yes"), ("csrf", &csrf)]).await;
     assert_eq!(done.status, StatusCode::OK);
     assert!(done.text().contains("Signed out"));
-    assert_eq!(
-        b.get(&AuthParams::hub(&Pkce::new()).uri())
-            .await
-            .location()
-            .path(),
-        "/login"
-    );
+    assert_eq!(b.get(&AuthParams::hub(&Pkce::new()).uri()).await.location().path(), "/login");
 }
 
 #[tokio::test]
@@ -113,23 +81,12 @@ async fn forged_or_foreign_id_token_hints_are_refused() {
     let app = TestApp::new().await;
     let (mut b, id_token) = logged_in(&app).await;
     let mut parts: Vec<String> = id_token.split('.').map(str::to_string).collect();
-    parts[1] = hubauth::crypto::random::b64url(
-        br#"{"iss":"http://127.0.0.1:5556","aud":"hub","sub":"x"}"#,
-    );
+    parts[1] = hubauth::crypto::random::b64url(br#"{"iss":"http://127.0.0.1:5556","aud":"hub","sub":"x"}"#);
     let forged = parts.join(".");
     for hint in [forged.as_str(), "not-a-jwt", "a.b.c"] {
-        let res = b
-            .get(&logout_uri(&[
-                ("id_token_hint", hint),
-                ("post_logout_redirect_uri", AFTER),
-            ]))
-            .await;
+        let res = b.get(&logout_uri(&[("id_token_hint", hint), ("post_logout_redirect_uri", AFTER)])).await;
         assert_eq!(res.status, StatusCode::BAD_REQUEST, "{hint}");
     }
     // Still signed in after all that.
-    assert!(b
-        .get(&AuthParams::hub(&Pkce::new()).uri())
-        .await
-        .query()
-        .contains_key("code"));
+    assert!(b.get(&AuthParams::hub(&Pkce::new()).uri()).await.query().contains_key("code"));
 }

@@ -7,10 +7,7 @@ use crate::harness::*;
 #[tokio::test]
 async fn session_cookie_is_httponly_lax_and_not_secure_on_loopback_http() {
     let app = TestApp::new().await;
-    let res = app
-        .browser()
-        .submit_login(&AuthParams::hub(&Pkce::new()), "ada", "ada-pw")
-        .await;
+    let res = app.browser().submit_login(&AuthParams::hub(&Pkce::new()), "ada", "ada-pw").await;
     let cookie = res
         .headers
         .get_all("set-cookie")
@@ -27,37 +24,28 @@ async fn session_cookie_is_httponly_lax_and_not_secure_on_loopback_http() {
 async fn session_cookie_is_secure_on_https_issuers() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db.sqlite");
-    let toml = config_toml(db.to_str().unwrap()).replace(
-        &format!("issuer = \"{ISSUER}\""),
-        "issuer = \"https://auth.example.org\"\nlisten = \"127.0.0.1:0\"",
-    );
+    let toml = config_toml(db.to_str().unwrap())
+        .replace(&format!("issuer = \"{ISSUER}\""), "issuer = \"https://auth.example.org\"\nlisten = \"127.0.0.1:0\"");
     let app = TestApp::with_toml(dir, &toml).await;
     let res = app.get(&AuthParams::hub(&Pkce::new()).uri()).await;
     let cookie = res.headers.get("set-cookie").unwrap().to_str().unwrap();
-    assert!(
-        cookie.contains("Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax")
-    );
+    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
 }
 
 #[tokio::test]
 async fn second_authorization_is_single_sign_on() {
     let app = TestApp::new().await;
     let mut b = app.browser();
-    b.login_for_code(&AuthParams::hub(&Pkce::new()), "ada", "ada-pw")
-        .await;
+    b.login_for_code(&AuthParams::hub(&Pkce::new()), "ada", "ada-pw").await;
     // Another client, same browser: straight back with a code, no form.
-    let es = AuthParams::hub(&Pkce::new())
-        .set("client_id", "es")
-        .set("redirect_uri", ES_REDIRECT);
+    let es = AuthParams::hub(&Pkce::new()).set("client_id", "es").set("redirect_uri", ES_REDIRECT);
     let res = b.get(&es.uri()).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     let q = res.query();
     assert!(q.contains_key("code"));
     assert_eq!(q["iss"], ISSUER);
     // prompt=none works with a session.
-    let res = b
-        .get(&AuthParams::hub(&Pkce::new()).set("prompt", "none").uri())
-        .await;
+    let res = b.get(&AuthParams::hub(&Pkce::new()).set("prompt", "none").uri()).await;
     assert!(res.query().contains_key("code"));
 }
 
@@ -65,20 +53,13 @@ async fn second_authorization_is_single_sign_on() {
 async fn prompt_login_and_max_age_force_a_new_login() {
     let app = TestApp::new().await;
     let mut b = app.browser();
-    b.login_for_code(&AuthParams::hub(&Pkce::new()), "ada", "ada-pw")
-        .await;
-    let res = b
-        .get(&AuthParams::hub(&Pkce::new()).set("prompt", "login").uri())
-        .await;
+    b.login_for_code(&AuthParams::hub(&Pkce::new()), "ada", "ada-pw").await;
+    let res = b.get(&AuthParams::hub(&Pkce::new()).set("prompt", "login").uri()).await;
     assert_eq!(res.location().path(), "/login");
     app.clock.advance(120);
-    let res = b
-        .get(&AuthParams::hub(&Pkce::new()).set("max_age", "60").uri())
-        .await;
+    let res = b.get(&AuthParams::hub(&Pkce::new()).set("max_age", "60").uri()).await;
     assert_eq!(res.location().path(), "/login");
-    let res = b
-        .get(&AuthParams::hub(&Pkce::new()).set("max_age", "600").uri())
-        .await;
+    let res = b.get(&AuthParams::hub(&Pkce::new()).set("max_age", "600").uri()).await;
     assert!(res.query().contains_key("code"));
 }
 
@@ -86,8 +67,7 @@ async fn prompt_login_and_max_age_force_a_new_login() {
 async fn auth_time_in_the_id_token_is_the_original_login() {
     let app = TestApp::new().await;
     let mut b = app.browser();
-    b.login_for_code(&AuthParams::hub(&Pkce::new()), "ada", "ada-pw")
-        .await;
+    b.login_for_code(&AuthParams::hub(&Pkce::new()), "ada", "ada-pw").await;
     app.clock.advance(100);
     let pkce = Pkce::new();
     let res = b.get(&AuthParams::hub(&pkce).uri()).await;
@@ -110,8 +90,7 @@ async fn auth_time_in_the_id_token_is_the_original_login() {
 async fn expired_session_means_login_again() {
     let app = TestApp::new().await;
     let mut b = app.browser();
-    b.login_for_code(&AuthParams::hub(&Pkce::new()), "ada", "ada-pw")
-        .await;
+    b.login_for_code(&AuthParams::hub(&Pkce::new()), "ada", "ada-pw").await;
     app.clock.advance(13 * 3600);
     let res = b.get(&AuthParams::hub(&Pkce::new()).uri()).await;
     assert_eq!(res.location().path(), "/login");

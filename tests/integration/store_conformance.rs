@@ -27,14 +27,7 @@ fn tokens(access: &str, refresh: Option<&str>, now: i64) -> IssuedTokens {
     }
 }
 
-async fn grant_for(
-    store: &dyn Store,
-    user: &User,
-    id: &str,
-    access: &str,
-    refresh: &str,
-    code: Option<&str>,
-) {
+async fn grant_for(store: &dyn Store, user: &User, id: &str, access: &str, refresh: &str, code: Option<&str>) {
     let g = Grant {
         id: id.into(),
         client_id: "c".into(),
@@ -44,60 +37,30 @@ async fn grant_for(
         auth_time: 1,
         created_at: 1,
     };
-    store
-        .create_grant(&g, &tokens(access, Some(refresh), 1), code)
-        .await
-        .unwrap();
+    store.create_grant(&g, &tokens(access, Some(refresh), 1), code).await.unwrap();
 }
 
 async fn users_are_keyed_by_upstream_identity(store: Arc<dyn Store>) {
-    let a = store
-        .upsert_user_for_identity(&identity("dev", "u1", "ada"), 1)
-        .await
-        .unwrap();
+    let a = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
     let again = store
-        .upsert_user_for_identity(
-            &UpstreamIdentity {
-                groups: vec!["g2".into()],
-                ..identity("dev", "u1", "ada")
-            },
-            2,
-        )
+        .upsert_user_for_identity(&UpstreamIdentity { groups: vec!["g2".into()], ..identity("dev", "u1", "ada") }, 2)
         .await
         .unwrap();
     assert_eq!(a.id, again.id, "same upstream identity, same sub");
-    assert_eq!(
-        again.groups,
-        vec!["g2".to_string()],
-        "profile refreshed at login"
-    );
+    assert_eq!(again.groups, vec!["g2".to_string()], "profile refreshed at login");
     assert_eq!(again.updated_at, 2);
     // Another identity claiming the same username is refused, not merged.
-    let clash = store
-        .upsert_user_for_identity(&identity("other", "x", "ada"), 3)
-        .await;
+    let clash = store.upsert_user_for_identity(&identity("other", "x", "ada"), 3).await;
     assert!(matches!(clash, Err(StoreError::UsernameTaken(_))));
-    let b = store
-        .upsert_user_for_identity(&identity("dev", "u2", "sam"), 3)
-        .await
-        .unwrap();
+    let b = store.upsert_user_for_identity(&identity("dev", "u2", "sam"), 3).await.unwrap();
     assert_ne!(a.id, b.id);
-    assert_eq!(
-        store.user_by_username("sam").await.unwrap().unwrap().id,
-        b.id
-    );
-    assert_eq!(
-        store.user_by_id(&a.id).await.unwrap().unwrap().username,
-        "ada"
-    );
+    assert_eq!(store.user_by_username("sam").await.unwrap().unwrap().id, b.id);
+    assert_eq!(store.user_by_id(&a.id).await.unwrap().unwrap().username, "ada");
     assert!(store.user_by_id("missing").await.unwrap().is_none());
 }
 
 async fn codes_redeem_once_and_remember_their_grant(store: Arc<dyn Store>) {
-    let u = store
-        .upsert_user_for_identity(&identity("dev", "u1", "ada"), 1)
-        .await
-        .unwrap();
+    let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
     let code = AuthorizationCode {
         code_hash: "h1".into(),
         client_id: "c".into(),
@@ -110,30 +73,26 @@ async fn codes_redeem_once_and_remember_their_grant(store: Arc<dyn Store>) {
     };
     store.create_authorization_code(&code).await.unwrap();
     assert!(
-        matches!(store.redeem_authorization_code("h1", 2).await.unwrap(), CodeRedemption::Redeemed(c) if c.expires_at == 61)
+        matches!(store.redeem_authorization_code("h1", 2).await.unwrap(), CodeRedemption::Redeemed { code, user } if code.expires_at == 61 && user.username == "ada")
     );
     grant_for(store.as_ref(), &u, "g1", "a1", "r1", Some("h1")).await;
     match store.redeem_authorization_code("h1", 3).await.unwrap() {
         CodeRedemption::Replayed { grant_id } => assert_eq!(grant_id.as_deref(), Some("g1")),
         other => panic!("expected replay, got {other:?}"),
     }
-    assert!(matches!(
-        store.redeem_authorization_code("nope", 3).await.unwrap(),
-        CodeRedemption::Unknown
-    ));
+    assert!(matches!(store.redeem_authorization_code("nope", 3).await.unwrap(), CodeRedemption::Unknown));
+}
+
+/// Rotates `old` issuing `tokens` unconditionally.
+async fn rotate(store: &dyn Store, old: &str, client: &str, tokens: IssuedTokens, now: i64) -> RefreshRotation {
+    let mut tokens = Some(tokens);
+    store.rotate_refresh_token(old, client, now, &mut |_, _| tokens.take()).await.unwrap()
 }
 
 async fn refresh_rotation_and_reuse(store: Arc<dyn Store>) {
-    let u = store
-        .upsert_user_for_identity(&identity("dev", "u1", "ada"), 1)
-        .await
-        .unwrap();
+    let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
     grant_for(store.as_ref(), &u, "g1", "a1", "r1", None).await;
-    match store
-        .rotate_refresh_token("r1", "c", &tokens("a2", Some("r2"), 5), 5)
-        .await
-        .unwrap()
-    {
+    match rotate(store.as_ref(), "r1", "c", tokens("a2", Some("r2"), 5), 5).await {
         RefreshRotation::Rotated { grant, user } => {
             assert_eq!(grant.id, "g1");
             assert_eq!(user.id, u.id);
@@ -142,68 +101,54 @@ async fn refresh_rotation_and_reuse(store: Arc<dyn Store>) {
     }
     assert!(store.access_token("a2", 6).await.unwrap().is_some());
     assert!(matches!(
-        store
-            .rotate_refresh_token("r2", "other-client", &tokens("x", Some("y"), 6), 6)
-            .await
-            .unwrap(),
+        rotate(store.as_ref(), "r2", "other-client", tokens("x", Some("y"), 6), 6).await,
         RefreshRotation::Invalid
     ));
     assert!(matches!(
-        store
-            .rotate_refresh_token("r1", "c", &tokens("a3", Some("r3"), 7), 7)
-            .await
-            .unwrap(),
+        rotate(store.as_ref(), "r1", "c", tokens("a3", Some("r3"), 7), 7).await,
         RefreshRotation::Reused { .. }
     ));
-    assert!(
-        store.access_token("a2", 8).await.unwrap().is_none(),
-        "family revoked"
-    );
+    assert!(store.access_token("a2", 8).await.unwrap().is_none(), "family revoked");
     assert!(store.refresh_token("r2", 8).await.unwrap().is_none());
     assert!(matches!(
-        store
-            .rotate_refresh_token("r2", "c", &tokens("a4", Some("r4"), 9), 9)
-            .await
-            .unwrap(),
+        rotate(store.as_ref(), "r2", "c", tokens("a4", Some("r4"), 9), 9).await,
         RefreshRotation::Invalid
     ));
+    assert!(matches!(rotate(store.as_ref(), "missing", "c", tokens("a5", None, 9), 9).await, RefreshRotation::Invalid));
+}
+
+async fn a_declined_rotation_changes_nothing(store: Arc<dyn Store>) {
+    let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
+    grant_for(store.as_ref(), &u, "g1", "a1", "r1", None).await;
+    let mut decline = |grant: &Grant, user: &User| {
+        assert_eq!((grant.id.as_str(), user.username.as_str()), ("g1", "ada"));
+        None
+    };
+    let outcome = store.rotate_refresh_token("r1", "c", 5, &mut decline);
+    assert!(matches!(outcome.await.unwrap(), RefreshRotation::Declined));
+    assert!(store.refresh_token("r1", 6).await.unwrap().is_some(), "not spent");
     assert!(matches!(
-        store
-            .rotate_refresh_token("missing", "c", &tokens("a5", None, 9), 9)
-            .await
-            .unwrap(),
-        RefreshRotation::Invalid
+        rotate(store.as_ref(), "r1", "c", tokens("a2", Some("r2"), 7), 7).await,
+        RefreshRotation::Rotated { .. }
     ));
 }
 
 async fn token_lookups_honour_expiry_and_revocation(store: Arc<dyn Store>) {
-    let u = store
-        .upsert_user_for_identity(&identity("dev", "u1", "ada"), 1)
-        .await
-        .unwrap();
+    let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
     grant_for(store.as_ref(), &u, "g1", "a1", "r1", None).await;
     let at = store.access_token("a1", 2).await.unwrap().unwrap();
     assert_eq!(at.user.username, "ada");
     assert_eq!(at.expires_at, 601);
-    assert!(
-        store.access_token("a1", 601).await.unwrap().is_none(),
-        "expired"
-    );
+    assert!(store.access_token("a1", 601).await.unwrap().is_none(), "expired");
     assert!(store.revoke_access_token("a1", 3).await.unwrap());
     assert!(store.access_token("a1", 4).await.unwrap().is_none());
-    assert!(
-        store.refresh_token("r1", 4).await.unwrap().is_some(),
-        "only the access token was revoked"
-    );
+    assert!(store.refresh_token("r1", 4).await.unwrap().is_some(), "only the access token was revoked");
     store.revoke_grant("g1", "test", 5).await.unwrap();
     assert!(store.refresh_token("r1", 6).await.unwrap().is_none());
 }
 
 async fn sessions_and_pending_requests(store: Arc<dyn Store>) {
-    let u = store
-        .upsert_user_for_identity(&identity("dev", "u1", "ada"), 1)
-        .await
-        .unwrap();
+    let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
     let s = BrowserSession {
         id: "s1".into(),
         token_hash: "th".into(),
@@ -215,19 +160,10 @@ async fn sessions_and_pending_requests(store: Arc<dyn Store>) {
         expires_at: 100,
     };
     store.create_browser_session(&s).await.unwrap();
-    assert_eq!(
-        store.browser_session("th", 50).await.unwrap().unwrap().id,
-        "s1"
-    );
-    assert!(
-        store.browser_session("th", 100).await.unwrap().is_none(),
-        "expired"
-    );
+    assert_eq!(store.browser_session("th", 50).await.unwrap().unwrap().id, "s1");
+    assert!(store.browser_session("th", 100).await.unwrap().is_none(), "expired");
     store.end_browser_session("s1", 60).await.unwrap();
-    assert!(
-        store.browser_session("th", 61).await.unwrap().is_none(),
-        "ended"
-    );
+    assert!(store.browser_session("th", 61).await.unwrap().is_none(), "ended");
 
     let p = PendingAuthorization {
         id: "p1".into(),
@@ -238,25 +174,10 @@ async fn sessions_and_pending_requests(store: Arc<dyn Store>) {
         expires_at: 10,
     };
     store.create_pending_authorization(&p).await.unwrap();
-    assert_eq!(
-        store
-            .pending_authorization("p1", 5)
-            .await
-            .unwrap()
-            .unwrap()
-            .request_json,
-        "{\"a\":1}"
-    );
-    assert!(store
-        .pending_authorization("p1", 10)
-        .await
-        .unwrap()
-        .is_none());
+    assert_eq!(store.pending_authorization("p1", 5).await.unwrap().unwrap().request_json, "{\"a\":1}");
+    assert!(store.pending_authorization("p1", 10).await.unwrap().is_none());
     assert!(store.delete_pending_authorization("p1").await.unwrap());
-    assert!(
-        !store.delete_pending_authorization("p1").await.unwrap(),
-        "single use"
-    );
+    assert!(!store.delete_pending_authorization("p1").await.unwrap(), "single use");
 }
 
 async fn signing_keys_rotate_and_expire(store: Arc<dyn Store>) {
@@ -269,21 +190,13 @@ async fn signing_keys_rotate_and_expire(store: Arc<dyn Store>) {
         expires_at: None,
     };
     store.insert_signing_key(&key("k1", 1)).await.unwrap();
-    store
-        .retire_signing_keys(SigningAlgorithm::ES256, 5, 50)
-        .await
-        .unwrap();
+    store.retire_signing_keys(SigningAlgorithm::ES256, 5, 50).await.unwrap();
     store.insert_signing_key(&key("k2", 5)).await.unwrap();
     let keys = store.signing_keys().await.unwrap();
     let k1 = keys.iter().find(|k| k.kid == "k1").unwrap();
     assert_eq!((k1.rotated_at, k1.expires_at), (Some(5), Some(50)));
     assert_eq!(k1.private_pkcs8, vec![1, 2, 3]);
-    assert!(keys
-        .iter()
-        .find(|k| k.kid == "k2")
-        .unwrap()
-        .rotated_at
-        .is_none());
+    assert!(keys.iter().find(|k| k.kid == "k2").unwrap().rotated_at.is_none());
     store.purge_expired(51).await.unwrap();
     let keys = store.signing_keys().await.unwrap();
     assert_eq!(keys.len(), 1);
@@ -291,22 +204,13 @@ async fn signing_keys_rotate_and_expire(store: Arc<dyn Store>) {
 }
 
 async fn purge_keeps_what_is_still_usable(store: Arc<dyn Store>) {
-    let u = store
-        .upsert_user_for_identity(&identity("dev", "u1", "ada"), 1)
-        .await
-        .unwrap();
+    let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
     grant_for(store.as_ref(), &u, "g1", "a1", "r1", None).await;
     store.purge_expired(500).await.unwrap();
     assert!(store.access_token("a1", 500).await.unwrap().is_some());
     store.purge_expired(700).await.unwrap();
-    assert!(
-        store.access_token("a1", 500).await.unwrap().is_none(),
-        "expired access token purged"
-    );
-    assert!(
-        store.refresh_token("r1", 700).await.unwrap().is_some(),
-        "refresh token still valid"
-    );
+    assert!(store.access_token("a1", 500).await.unwrap().is_none(), "expired access token purged");
+    assert!(store.refresh_token("r1", 700).await.unwrap().is_some(), "refresh token still valid");
 }
 
 async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
@@ -331,6 +235,7 @@ macro_rules! backends {
                 case!(users_are_keyed_by_upstream_identity);
                 case!(codes_redeem_once_and_remember_their_grant);
                 case!(refresh_rotation_and_reuse);
+                case!(a_declined_rotation_changes_nothing);
                 case!(token_lookups_honour_expiry_and_revocation);
                 case!(sessions_and_pending_requests);
                 case!(signing_keys_rotate_and_expire);
@@ -348,15 +253,8 @@ async fn sqlite_reopens_with_its_data() {
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
     let id = {
         let store = SqliteStore::open(&url).await.unwrap();
-        store
-            .upsert_user_for_identity(&identity("dev", "u1", "ada"), 1)
-            .await
-            .unwrap()
-            .id
+        store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap().id
     };
     let store = SqliteStore::open(&url).await.unwrap();
-    assert_eq!(
-        store.user_by_id(&id).await.unwrap().unwrap().username,
-        "ada"
-    );
+    assert_eq!(store.user_by_id(&id).await.unwrap().unwrap().username, "ada");
 }

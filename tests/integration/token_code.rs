@@ -5,9 +5,7 @@ use axum::http::StatusCode;
 use crate::harness::*;
 
 async fn code_for(app: &TestApp, pkce: &Pkce) -> String {
-    app.browser()
-        .login_for_code(&AuthParams::hub(pkce), "ada", "ada-pw")
-        .await
+    app.browser().login_for_code(&AuthParams::hub(pkce), "ada", "ada-pw").await
 }
 
 #[tokio::test]
@@ -38,25 +36,17 @@ async fn code_exchange_returns_bearer_tokens_and_a_verifiable_id_token() {
     assert_eq!(claims["email"], "ada@example.org");
     assert_eq!(claims["email_verified"], true);
     assert_eq!(claims["groups"], serde_json::json!(["admins"]));
-    assert_eq!(
-        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
-        600
-    );
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 600);
     // at_hash binds the access token to the ID token.
     let digest = hubauth::crypto::random::sha256(t["access_token"].as_str().unwrap().as_bytes());
-    assert_eq!(
-        claims["at_hash"],
-        hubauth::crypto::random::b64url(&digest[..16])
-    );
+    assert_eq!(claims["at_hash"], hubauth::crypto::random::b64url(&digest[..16]));
 }
 
 #[tokio::test]
 async fn es256_clients_get_es256_id_tokens() {
     let app = TestApp::new().await;
     let pkce = Pkce::new();
-    let params = AuthParams::hub(&pkce)
-        .set("client_id", "es")
-        .set("redirect_uri", ES_REDIRECT);
+    let params = AuthParams::hub(&pkce).set("client_id", "es").set("redirect_uri", ES_REDIRECT);
     let code = app.browser().login_for_code(&params, "sam", "sam-pw").await;
     let res = app
         .post_form(
@@ -71,10 +61,7 @@ async fn es256_clients_get_es256_id_tokens() {
         )
         .await;
     let jwt = res.json()["id_token"].as_str().unwrap().to_string();
-    assert_eq!(
-        jsonwebtoken::decode_header(&jwt).unwrap().alg,
-        jsonwebtoken::Algorithm::ES256
-    );
+    assert_eq!(jsonwebtoken::decode_header(&jwt).unwrap().alg, jsonwebtoken::Algorithm::ES256);
     let claims = verify_jwt(&app, &jwt, "es").await;
     assert_eq!(claims["groups"], serde_json::json!(["students"]));
 }
@@ -90,21 +77,11 @@ async fn client_secret_basic_works_and_bad_secrets_get_401_invalid_client() {
         ("redirect_uri", HUB_REDIRECT),
         ("code_verifier", pkce.verifier.as_str()),
     ];
-    let wrong = app
-        .post_form("/token", &form, Some(("hub", "not-the-secret")))
-        .await;
+    let wrong = app.post_form("/token", &form, Some(("hub", "not-the-secret"))).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!(wrong.error(), "invalid_client");
-    assert!(wrong
-        .headers
-        .get("www-authenticate")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .starts_with("Basic"));
-    let ok = app
-        .post_form("/token", &form, Some(("hub", HUB_SECRET)))
-        .await;
+    assert!(wrong.headers.get("www-authenticate").unwrap().to_str().unwrap().starts_with("Basic"));
+    let ok = app.post_form("/token", &form, Some(("hub", HUB_SECRET))).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
 }
 
@@ -112,58 +89,19 @@ async fn client_secret_basic_works_and_bad_secrets_get_401_invalid_client() {
 async fn client_authentication_failures() {
     let app = TestApp::new().await;
     let g = ("grant_type", "authorization_code");
-    type Case<'a> = (
-        Vec<(&'a str, &'a str)>,
-        Option<(&'a str, &'a str)>,
-        StatusCode,
-        &'a str,
-    );
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Option<(&'a str, &'a str)>, StatusCode, &'a str);
     let cases: Vec<Case> = vec![
         (vec![g], None, StatusCode::UNAUTHORIZED, "invalid_client"),
-        (
-            vec![g, ("client_id", "hub")],
-            None,
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-        ),
-        (
-            vec![g, ("client_id", "nobody"), ("client_secret", "x")],
-            None,
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-        ),
-        (
-            vec![g, ("client_id", "hub"), ("client_secret", "wrong")],
-            None,
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-        ),
-        (
-            vec![g, ("client_id", "pub"), ("client_secret", "x")],
-            None,
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-        ),
-        (
-            vec![g, ("client_secret", HUB_SECRET)],
-            Some(("hub", HUB_SECRET)),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-        ),
-        (
-            vec![g, ("client_id", "es")],
-            Some(("hub", HUB_SECRET)),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-        ),
+        (vec![g, ("client_id", "hub")], None, StatusCode::UNAUTHORIZED, "invalid_client"),
+        (vec![g, ("client_id", "nobody"), ("client_secret", "x")], None, StatusCode::UNAUTHORIZED, "invalid_client"),
+        (vec![g, ("client_id", "hub"), ("client_secret", "wrong")], None, StatusCode::UNAUTHORIZED, "invalid_client"),
+        (vec![g, ("client_id", "pub"), ("client_secret", "x")], None, StatusCode::UNAUTHORIZED, "invalid_client"),
+        (vec![g, ("client_secret", HUB_SECRET)], Some(("hub", HUB_SECRET)), StatusCode::BAD_REQUEST, "invalid_request"),
+        (vec![g, ("client_id", "es")], Some(("hub", HUB_SECRET)), StatusCode::BAD_REQUEST, "invalid_request"),
     ];
     for (form, basic, status, error) in cases {
         let res = app.post_form("/token", &form, basic).await;
-        assert_eq!(
-            (res.status, res.error().as_str()),
-            (status, error),
-            "{form:?}"
-        );
+        assert_eq!((res.status, res.error().as_str()), (status, error), "{form:?}");
     }
 }
 
@@ -171,26 +109,10 @@ async fn client_authentication_failures() {
 async fn grant_type_errors() {
     let app = TestApp::new().await;
     assert_eq!(app.token(&[]).await.error(), "invalid_request");
-    assert_eq!(
-        app.token(&[("grant_type", "password")]).await.error(),
-        "unsupported_grant_type"
-    );
-    assert_eq!(
-        app.token(&[("grant_type", "implicit")]).await.error(),
-        "unsupported_grant_type"
-    );
-    assert_eq!(
-        app.token(&[("grant_type", "authorization_code")])
-            .await
-            .error(),
-        "invalid_request"
-    );
-    assert_eq!(
-        app.token(&[("grant_type", "authorization_code"), ("code", "made-up")])
-            .await
-            .error(),
-        "invalid_grant"
-    );
+    assert_eq!(app.token(&[("grant_type", "password")]).await.error(), "unsupported_grant_type");
+    assert_eq!(app.token(&[("grant_type", "implicit")]).await.error(), "unsupported_grant_type");
+    assert_eq!(app.token(&[("grant_type", "authorization_code")]).await.error(), "invalid_request");
+    assert_eq!(app.token(&[("grant_type", "authorization_code"), ("code", "made-up")]).await.error(), "invalid_grant");
 }
 
 #[tokio::test]
@@ -199,11 +121,8 @@ async fn pkce_verifier_must_match() {
     let pkce = Pkce::new();
     for verifier in [Some(Pkce::new().verifier), Some("short".to_string()), None] {
         let code = code_for(&app, &pkce).await;
-        let mut form = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", HUB_REDIRECT),
-        ];
+        let mut form =
+            vec![("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", HUB_REDIRECT)];
         if let Some(v) = &verifier {
             form.push(("code_verifier", v));
         }
@@ -216,9 +135,7 @@ async fn pkce_verifier_must_match() {
 #[tokio::test]
 async fn verifier_without_challenge_is_refused() {
     let app = TestApp::new().await;
-    let params = AuthParams::hub(&Pkce::new())
-        .without("code_challenge")
-        .without("code_challenge_method");
+    let params = AuthParams::hub(&Pkce::new()).without("code_challenge").without("code_challenge_method");
     let code = app.browser().login_for_code(&params, "ada", "ada-pw").await;
     let res = app
         .token(&[
@@ -246,13 +163,8 @@ async fn redirect_uri_must_repeat_the_authorization_request() {
         .await;
     assert_eq!(res.error(), "invalid_grant");
     let code = code_for(&app, &pkce).await;
-    let res = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", &pkce.verifier),
-        ])
-        .await;
+    let res =
+        app.token(&[("grant_type", "authorization_code"), ("code", &code), ("code_verifier", &pkce.verifier)]).await;
     assert_eq!(res.error(), "invalid_request");
 }
 
@@ -312,9 +224,7 @@ async fn replayed_code_is_refused_and_revokes_what_it_issued() {
     let replay = app.token(&form).await;
     assert_eq!(replay.error(), "invalid_grant");
     assert_eq!(app.userinfo(access).await.status, StatusCode::UNAUTHORIZED);
-    let refreshed = app
-        .token(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
-        .await;
+    let refreshed = app.token(&[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
     assert_eq!(refreshed.error(), "invalid_grant");
 }
 
@@ -330,11 +240,7 @@ async fn concurrent_redemptions_of_one_code_yield_one_token() {
         ("code_verifier", pkce.verifier.as_str()),
     ];
     let results = futures_join(&app, &form, 8).await;
-    assert_eq!(
-        results.iter().filter(|s| **s == StatusCode::OK).count(),
-        1,
-        "{results:?}"
-    );
+    assert_eq!(results.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{results:?}");
 }
 
 async fn futures_join(app: &TestApp, form: &[(&str, &str)], n: usize) -> Vec<StatusCode> {
@@ -350,9 +256,7 @@ async fn futures_join(app: &TestApp, form: &[(&str, &str)], n: usize) -> Vec<Sta
             .header("content-type", "application/x-www-form-urlencoded")
             .body(axum::body::Body::from(body.clone()))
             .unwrap();
-        handles.push(tokio::spawn(async move {
-            router.oneshot(req).await.unwrap().status()
-        }));
+        handles.push(tokio::spawn(async move { router.oneshot(req).await.unwrap().status() }));
     }
     let mut out = Vec::new();
     for h in handles {

@@ -5,8 +5,7 @@ use axum::http::StatusCode;
 use crate::harness::*;
 
 async fn refresh(app: &TestApp, token: &str) -> TestResponse {
-    app.token(&[("grant_type", "refresh_token"), ("refresh_token", token)])
-        .await
+    app.token(&[("grant_type", "refresh_token"), ("refresh_token", token)]).await
 }
 
 #[tokio::test]
@@ -26,12 +25,7 @@ async fn refresh_rotates_the_refresh_token_and_returns_a_new_id_token() {
     assert_eq!(claims["auth_time"], original["auth_time"]);
     assert_eq!(claims["iat"], START + 30);
     assert!(claims.get("nonce").is_none());
-    assert_eq!(
-        app.userinfo(second["access_token"].as_str().unwrap())
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(app.userinfo(second["access_token"].as_str().unwrap()).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -44,24 +38,9 @@ async fn reusing_a_rotated_refresh_token_revokes_the_family() {
     assert_eq!(reuse.status, StatusCode::BAD_REQUEST);
     assert_eq!(reuse.error(), "invalid_grant");
     // Everything of that login is gone: the newest refresh token and the access tokens.
-    assert_eq!(
-        refresh(&app, second["refresh_token"].as_str().unwrap())
-            .await
-            .error(),
-        "invalid_grant"
-    );
-    assert_eq!(
-        app.userinfo(second["access_token"].as_str().unwrap())
-            .await
-            .status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.userinfo(first["access_token"].as_str().unwrap())
-            .await
-            .status,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(refresh(&app, second["refresh_token"].as_str().unwrap()).await.error(), "invalid_grant");
+    assert_eq!(app.userinfo(second["access_token"].as_str().unwrap()).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.userinfo(first["access_token"].as_str().unwrap()).await.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -72,18 +51,8 @@ async fn other_logins_survive_a_family_revocation() {
     let old = a["refresh_token"].as_str().unwrap();
     refresh(&app, old).await;
     refresh(&app, old).await;
-    assert_eq!(
-        app.userinfo(b["access_token"].as_str().unwrap())
-            .await
-            .status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        refresh(&app, b["refresh_token"].as_str().unwrap())
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(app.userinfo(b["access_token"].as_str().unwrap()).await.status, StatusCode::OK);
+    assert_eq!(refresh(&app, b["refresh_token"].as_str().unwrap()).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -107,28 +76,14 @@ async fn refresh_scope_can_narrow_but_not_widen() {
     let app = TestApp::new().await;
     let t = app.login_and_exchange("ada", "ada-pw").await;
     let rt = t["refresh_token"].as_str().unwrap();
-    let wider = app
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", rt),
-            ("scope", "openid admin"),
-        ])
-        .await;
+    let wider = app.token(&[("grant_type", "refresh_token"), ("refresh_token", rt), ("scope", "openid admin")]).await;
     assert_eq!(wider.error(), "invalid_scope");
-    let narrow = app
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", rt),
-            ("scope", "openid profile"),
-        ])
-        .await;
+    let narrow =
+        app.token(&[("grant_type", "refresh_token"), ("refresh_token", rt), ("scope", "openid profile")]).await;
     assert_eq!(narrow.status, StatusCode::OK, "{}", narrow.text());
     let n = narrow.json();
     assert_eq!(n["scope"], "openid profile");
-    let info = app
-        .userinfo(n["access_token"].as_str().unwrap())
-        .await
-        .json();
+    let info = app.userinfo(n["access_token"].as_str().unwrap()).await.json();
     assert!(info.get("groups").is_none() && info.get("email").is_none());
     assert_eq!(info["preferred_username"], "ada");
 }
@@ -138,15 +93,7 @@ async fn expired_or_unknown_refresh_tokens_are_invalid_grant() {
     let app = TestApp::new().await;
     let t = app.login_and_exchange("ada", "ada-pw").await;
     assert_eq!(refresh(&app, "hrt_unknown").await.error(), "invalid_grant");
-    assert_eq!(
-        app.token(&[("grant_type", "refresh_token")]).await.error(),
-        "invalid_request"
-    );
+    assert_eq!(app.token(&[("grant_type", "refresh_token")]).await.error(), "invalid_request");
     app.clock.advance(31 * 24 * 3600);
-    assert_eq!(
-        refresh(&app, t["refresh_token"].as_str().unwrap())
-            .await
-            .error(),
-        "invalid_grant"
-    );
+    assert_eq!(refresh(&app, t["refresh_token"].as_str().unwrap()).await.error(), "invalid_grant");
 }

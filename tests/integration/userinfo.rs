@@ -27,17 +27,10 @@ async fn userinfo_accepts_post_with_the_header_or_a_form_body() {
     let t = app.login_and_exchange("sam", "sam-pw").await;
     let at = t["access_token"].as_str().unwrap();
     let res = app
-        .send(
-            Request::post("/userinfo")
-                .header("authorization", format!("Bearer {at}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
+        .send(Request::post("/userinfo").header("authorization", format!("Bearer {at}")).body(Body::empty()).unwrap())
         .await;
     assert_eq!(res.json()["preferred_username"], "sam");
-    let res = app
-        .post_form("/userinfo", &[("access_token", at)], None)
-        .await;
+    let res = app.post_form("/userinfo", &[("access_token", at)], None).await;
     assert_eq!(res.json()["groups"], serde_json::json!(["students"]));
 }
 
@@ -49,23 +42,12 @@ async fn userinfo_errors_carry_bearer_challenges() {
     assert_eq!(none.headers["www-authenticate"], "Bearer realm=\"hubauth\"");
     let bad = app.userinfo("hat_nonsense").await;
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
-    assert!(bad.headers["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .contains("error=\"invalid_token\""));
+    assert!(bad.headers["www-authenticate"].to_str().unwrap().contains("error=\"invalid_token\""));
     let basic = app
-        .send(
-            Request::get("/userinfo")
-                .header("authorization", "Basic Zm9vOmJhcg==")
-                .body(Body::empty())
-                .unwrap(),
-        )
+        .send(Request::get("/userinfo").header("authorization", "Basic Zm9vOmJhcg==").body(Body::empty()).unwrap())
         .await;
     assert_eq!(basic.status, StatusCode::BAD_REQUEST);
-    assert!(basic.headers["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .contains("invalid_request"));
+    assert!(basic.headers["www-authenticate"].to_str().unwrap().contains("invalid_request"));
 }
 
 #[tokio::test]
@@ -73,12 +55,7 @@ async fn expired_access_tokens_are_refused() {
     let app = TestApp::new().await;
     let t = app.login_and_exchange("ada", "ada-pw").await;
     app.clock.advance(601);
-    assert_eq!(
-        app.userinfo(t["access_token"].as_str().unwrap())
-            .await
-            .status,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.userinfo(t["access_token"].as_str().unwrap()).await.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

@@ -14,88 +14,49 @@ use crate::provider::params::Params;
 use crate::provider::OAuthError;
 use crate::store::{CodeRedemption, Grant};
 
-pub async fn grant(
-    state: &SharedState,
-    client: &ClientConfig,
-    params: &Params,
-) -> Result<TokenResponse, OAuthError> {
-    let code = params
-        .get("code")
-        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) -> Result<TokenResponse, OAuthError> {
+    let code = params.get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let now = state.clock.now();
     let code_hash = value_hash(code);
-    let record = match state
-        .store
-        .redeem_authorization_code(&code_hash, now)
-        .await?
-    {
-        CodeRedemption::Redeemed(c) => c,
+    let (record, user) = match state.store.redeem_authorization_code(&code_hash, now).await? {
+        CodeRedemption::Redeemed { code, user } => (code, user),
         CodeRedemption::Replayed { grant_id } => {
             if let Some(grant_id) = grant_id {
-                state
-                    .store
-                    .revoke_grant(&grant_id, "authorization code replayed", now)
-                    .await?;
+                state.store.revoke_grant(&grant_id, "authorization code replayed", now).await?;
                 tracing::warn!(client_id = %client.id, grant_id, "authorization code replayed; its tokens are revoked");
             }
             return Err(OAuthError::invalid_grant("the code has already been used"));
         }
-        CodeRedemption::Unknown => {
-            return Err(OAuthError::invalid_grant("the code is unknown or expired"))
-        }
+        CodeRedemption::Unknown => return Err(OAuthError::invalid_grant("the code is unknown or expired")),
     };
     if record.client_id != client.id {
-        return Err(OAuthError::invalid_grant(
-            "the code was issued to another client",
-        ));
+        return Err(OAuthError::invalid_grant("the code was issued to another client"));
     }
     if record.expires_at <= now {
         return Err(OAuthError::invalid_grant("the code has expired"));
     }
-    let request: AuthorizationRequest = serde_json::from_str(&record.request_json)
-        .map_err(|_| OAuthError::invalid_grant("the code is unreadable"))?;
+    let request: AuthorizationRequest =
+        serde_json::from_str(&record.request_json).map_err(|_| OAuthError::invalid_grant("the code is unreadable"))?;
     match params.get("redirect_uri") {
         Some(r) if r == request.redirect_uri => {}
-        Some(_) => {
-            return Err(OAuthError::invalid_grant(
-                "redirect_uri differs from the authorization request",
-            ))
-        }
+        Some(_) => return Err(OAuthError::invalid_grant("redirect_uri differs from the authorization request")),
         None => return Err(OAuthError::invalid_request("redirect_uri is required")),
     }
     match (&request.code_challenge, params.get("code_verifier")) {
         (Some(challenge), Some(verifier)) => {
             if !is_pkce_value(verifier) {
-                return Err(OAuthError::invalid_grant(
-                    "code_verifier is malformed (RFC 7636 §4.1)",
-                ));
+                return Err(OAuthError::invalid_grant("code_verifier is malformed (RFC 7636 §4.1)"));
             }
             let computed = b64url(&sha256(verifier.as_bytes()));
             if !bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
-                return Err(OAuthError::invalid_grant(
-                    "code_verifier does not match the code_challenge",
-                ));
+                return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge"));
             }
         }
-        (Some(_), None) => {
-            return Err(OAuthError::invalid_grant(
-                "code_verifier is required (PKCE was used)",
-            ))
-        }
+        (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is required (PKCE was used)")),
         // A verifier without a challenge would hide a PKCE downgrade (RFC 9700 §2.1.1).
-        (None, Some(_)) => {
-            return Err(OAuthError::invalid_grant(
-                "code_verifier sent but no code_challenge was used",
-            ))
-        }
+        (None, Some(_)) => return Err(OAuthError::invalid_grant("code_verifier sent but no code_challenge was used")),
         (None, None) => {}
     }
-    let user = state
-        .store
-        .user_by_id(&record.user_id)
-        .await?
-        .ok_or_else(|| OAuthError::invalid_grant("the user no longer exists"))?;
-
     let minted = mint(state, &request.scope, true);
     let grant = Grant {
         id: uuid::Uuid::new_v4().to_string(),
@@ -106,17 +67,6 @@ pub async fn grant(
         auth_time: record.auth_time,
         created_at: now,
     };
-    state
-        .store
-        .create_grant(&grant, &minted.record, Some(&code_hash))
-        .await?;
-    respond(
-        state,
-        client,
-        &user,
-        &request.scope,
-        record.auth_time,
-        request.nonce.as_deref(),
-        minted,
-    )
+    state.store.create_grant(&grant, &minted.record, Some(&code_hash)).await?;
+    respond(state, client, &user, &request.scope, record.auth_time, request.nonce.as_deref(), minted)
 }

@@ -34,14 +34,8 @@ pub struct TokenResponse {
 impl IntoResponse for TokenResponse {
     fn into_response(self) -> Response {
         let mut r = Json(self).into_response();
-        r.headers_mut().insert(
-            axum::http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
-        r.headers_mut().insert(
-            axum::http::header::PRAGMA,
-            HeaderValue::from_static("no-cache"),
-        );
+        r.headers_mut().insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r.headers_mut().insert(axum::http::header::PRAGMA, HeaderValue::from_static("no-cache"));
         r
     }
 }
@@ -54,25 +48,16 @@ pub async fn token(State(state): State<SharedState>, headers: HeaderMap, body: B
 }
 
 pub fn require_form(headers: &HeaderMap) -> Result<(), OAuthError> {
-    let ct = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim();
     if mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         Ok(())
     } else {
-        Err(OAuthError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        ))
+        Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"))
     }
 }
 
-async fn handle(
-    state: &SharedState,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<TokenResponse, OAuthError> {
+async fn handle(state: &SharedState, headers: &HeaderMap, body: &[u8]) -> Result<TokenResponse, OAuthError> {
     require_form(headers)?;
     let params = Params::parse(body).map_err(|e| OAuthError::invalid_request(e.0))?;
     let client = authenticate(&state.config, headers, &params)?;
@@ -102,19 +87,12 @@ pub fn mint(state: &AppState, scope: &str, with_refresh: bool) -> Minted {
         access_hash: value_hash(&access_token),
         access_scope: scope.to_string(),
         access_expires_at: now + state.config.tokens.access_token_lifetime.as_secs() as i64,
-        refresh: refresh_token.as_ref().map(|r| {
-            (
-                value_hash(r),
-                now + state.config.tokens.refresh_token_lifetime.as_secs() as i64,
-            )
-        }),
+        refresh: refresh_token
+            .as_ref()
+            .map(|r| (value_hash(r), now + state.config.tokens.refresh_token_lifetime.as_secs() as i64)),
         created_at: now,
     };
-    Minted {
-        access_token,
-        refresh_token,
-        record,
-    }
+    Minted { access_token, refresh_token, record }
 }
 
 /// The response for freshly stored tokens, with an ID token when `openid` was granted.
@@ -128,20 +106,11 @@ pub fn respond(
     minted: Minted,
 ) -> Result<TokenResponse, OAuthError> {
     let id_token = if scope::has(granted_scope, "openid") {
-        let input = IdTokenInput {
-            client,
-            user,
-            scope: granted_scope,
-            auth_time,
-            nonce,
-            access_token: &minted.access_token,
-        };
+        let input =
+            IdTokenInput { client, user, scope: granted_scope, auth_time, nonce, access_token: &minted.access_token };
         Some(id_token::issue(state, input).map_err(|e| {
             tracing::error!(error = %e, "could not sign an ID token");
-            OAuthError::new(
-                ErrorCode::ServerError,
-                "hubauth could not sign the ID token",
-            )
+            OAuthError::new(ErrorCode::ServerError, "hubauth could not sign the ID token")
         })?)
     } else {
         None

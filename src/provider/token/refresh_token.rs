@@ -7,45 +7,36 @@ use crate::config::ClientConfig;
 use crate::crypto::random::value_hash;
 use crate::provider::params::Params;
 use crate::provider::{scope, ErrorCode, OAuthError};
-use crate::store::RefreshRotation;
+use crate::store::{Grant, RefreshRotation, User};
 
-pub async fn grant(
-    state: &SharedState,
-    client: &ClientConfig,
-    params: &Params,
-) -> Result<TokenResponse, OAuthError> {
-    let presented = params
-        .get("refresh_token")
-        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) -> Result<TokenResponse, OAuthError> {
+    let presented =
+        params.get("refresh_token").ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+    let asked_scope = params.get("scope");
     let now = state.clock.now();
-    let old_hash = value_hash(presented);
 
-    // The narrowed scope is only known after the lookup; read the grant's scope first.
-    let current = state.store.refresh_token(&old_hash, now).await?;
-    let granted_scope = current.as_ref().map(|r| r.grant.scope.clone());
-    let scope = match (params.get("scope"), &granted_scope) {
-        (Some(asked), Some(granted)) => {
-            if !scope::is_subset(asked, granted) {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidScope,
-                    "the requested scope exceeds what was granted",
-                ));
-            }
-            scope::normalize(asked)
-        }
-        (None, Some(granted)) => granted.clone(),
-        // Unknown or spent: let the rotation below decide between "invalid" and "reuse".
-        (_, None) => String::new(),
+    // Scope and tokens are decided inside the rotation, once the grant is known, so checking,
+    // spending the old token and recording the new ones are one atomic step.
+    let mut minted = None;
+    let mut issue = |grant: &Grant, _user: &User| {
+        let scope = match asked_scope {
+            Some(asked) if !scope::is_subset(asked, &grant.scope) => return None,
+            Some(asked) => scope::normalize(asked),
+            None => grant.scope.clone(),
+        };
+        let m = mint(state, &scope, true);
+        let record = m.record.clone();
+        minted = Some((m, scope));
+        Some(record)
     };
-
-    let minted = mint(state, &scope, true);
-    match state
-        .store
-        .rotate_refresh_token(&old_hash, &client.id, &minted.record, now)
-        .await?
-    {
+    let outcome = state.store.rotate_refresh_token(&value_hash(presented), &client.id, now, &mut issue).await?;
+    match outcome {
         RefreshRotation::Rotated { grant, user } => {
+            let (minted, scope) = minted.expect("rotation issued tokens");
             respond(state, client, &user, &scope, grant.auth_time, None, minted)
+        }
+        RefreshRotation::Declined => {
+            Err(OAuthError::new(ErrorCode::InvalidScope, "the requested scope exceeds what was granted"))
         }
         RefreshRotation::Reused { grant_id } => {
             tracing::warn!(client_id = %client.id, grant_id, "refresh token reused; the token family is revoked");
@@ -53,8 +44,6 @@ pub async fn grant(
                 "the refresh token has already been used; all tokens of this login are revoked",
             ))
         }
-        RefreshRotation::Invalid => Err(OAuthError::invalid_grant(
-            "the refresh token is invalid, expired or revoked",
-        )),
+        RefreshRotation::Invalid => Err(OAuthError::invalid_grant("the refresh token is invalid, expired or revoked")),
     }
 }
