@@ -20,6 +20,7 @@ use crate::provider::{authorize, discovery, introspect, logout, revoke, token, u
 use crate::store::{SqliteStore, Store};
 use crate::web::login;
 use crate::web::pages::{templates, PageError};
+use crate::web::throttle::LoginThrottle;
 
 pub struct AppState {
     pub config: Arc<Config>,
@@ -27,6 +28,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<KeyManager>,
     pub connectors: Arc<Connectors>,
+    pub login_throttle: LoginThrottle,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -35,7 +37,14 @@ impl AppState {
     pub async fn new(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<SharedState> {
         let keys = Arc::new(KeyManager::load_or_init(store.clone(), clock.clone()).await?);
         let connectors = Arc::new(Connectors::from_config(&config.connectors));
-        Ok(Arc::new(Self { config: Arc::new(config), store, clock, keys, connectors }))
+        Ok(Arc::new(Self {
+            config: Arc::new(config),
+            store,
+            clock,
+            keys,
+            connectors,
+            login_throttle: LoginThrottle::default(),
+        }))
     }
 }
 

@@ -178,9 +178,28 @@ async fn submit(state: &SharedState, jar: CookieJar, connector_id: &str, body: &
                     Some("That username or password is too long."),
                 ));
             }
+            let now = state.clock.now();
+            if let Some(wait) = state.login_throttle.retry_after(connector_id, username, now) {
+                tracing::warn!(connector = connector_id, "password login refused: too many recent failures");
+                let message =
+                    format!("Too many wrong passwords for this account. Try again in {} minute(s).", (wait + 59) / 60);
+                return Err(render_form(
+                    state,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &pending,
+                    &request,
+                    connector,
+                    username,
+                    Some(&message),
+                ));
+            }
             match p.login(username, password).await {
-                Ok(identity) => identity,
+                Ok(identity) => {
+                    state.login_throttle.succeeded(connector_id, username);
+                    identity
+                }
                 Err(LoginFailure::BadCredentials) => {
+                    state.login_throttle.failed(connector_id, username, now);
                     tracing::info!(connector = connector_id, "failed password login");
                     return Err(render_form(
                         state,

@@ -3,3 +3,4 @@
 pub mod login;
 pub mod pages;
 pub mod session;
+pub mod throttle;

@@ -192,3 +192,23 @@ async fn login_hint_prefills_the_username() {
     let page = b.get(&format!("/login?{}", res.location().query().unwrap())).await;
     assert!(page.text().contains("value=\"sam\""));
 }
+
+#[tokio::test]
+async fn repeated_wrong_passwords_throttle_the_account_for_a_while() {
+    let app = TestApp::new().await;
+    for _ in 0..5 {
+        let res = app.browser().submit_login(&AuthParams::hub(&Pkce::new()), "ada", "guess").await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    }
+    // Even the right password is refused now, with a clear message…
+    let res = app.browser().submit_login(&AuthParams::hub(&Pkce::new()), "ada", "ada-pw").await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.text().contains("Too many wrong passwords"));
+    // …other accounts are unaffected…
+    let res = app.browser().submit_login(&AuthParams::hub(&Pkce::new()), "sam", "sam-pw").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    // …and the account opens again once the window has passed.
+    app.clock.advance(301);
+    let res = app.browser().submit_login(&AuthParams::hub(&Pkce::new()), "ada", "ada-pw").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+}
