@@ -158,19 +158,22 @@ impl TestApp {
         Browser { app: self, cookies: HashMap::new() }
     }
 
+    /// The hub client's code exchange, as OAuthenticator sends it.
+    pub async fn exchange(&self, code: &str, pkce: &Pkce) -> TestResponse {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", HUB_REDIRECT),
+            ("code_verifier", &pkce.verifier),
+        ])
+        .await
+    }
+
     /// A complete login of `user` for the hub client; returns the token response JSON.
     pub async fn login_and_exchange(&self, user: &str, password: &str) -> serde_json::Value {
-        let mut b = self.browser();
         let pkce = Pkce::new();
-        let code = b.login_for_code(&AuthParams::hub(&pkce), user, password).await;
-        let res = self
-            .token(&[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", HUB_REDIRECT),
-                ("code_verifier", &pkce.verifier),
-            ])
-            .await;
+        let code = self.browser().login_for_code(&AuthParams::hub(&pkce), user, password).await;
+        let res = self.exchange(&code, &pkce).await;
         assert_eq!(res.status, StatusCode::OK, "{}", res.text());
         res.json()
     }

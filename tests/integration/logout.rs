@@ -10,15 +10,7 @@ async fn logged_in(app: &TestApp) -> (Browser<'_>, String) {
     let mut b = app.browser();
     let pkce = Pkce::new();
     let code = b.login_for_code(&AuthParams::hub(&pkce), "ada", "ada-pw").await;
-    let t = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", HUB_REDIRECT),
-            ("code_verifier", &pkce.verifier),
-        ])
-        .await
-        .json();
+    let t = app.exchange(&code, &pkce).await.json();
     (b, t["id_token"].as_str().unwrap().to_string())
 }
 

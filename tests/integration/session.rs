@@ -72,15 +72,7 @@ async fn auth_time_in_the_id_token_is_the_original_login() {
     let pkce = Pkce::new();
     let res = b.get(&AuthParams::hub(&pkce).uri()).await;
     let code = res.query()["code"].clone();
-    let tok = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", HUB_REDIRECT),
-            ("code_verifier", &pkce.verifier),
-        ])
-        .await
-        .json();
+    let tok = app.exchange(&code, &pkce).await.json();
     let claims = verify_jwt(&app, tok["id_token"].as_str().unwrap(), "hub").await;
     assert_eq!(claims["auth_time"], START);
     assert_eq!(claims["iat"], START + 100);

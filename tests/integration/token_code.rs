@@ -13,14 +13,7 @@ async fn code_exchange_returns_bearer_tokens_and_a_verifiable_id_token() {
     let app = TestApp::new().await;
     let pkce = Pkce::new();
     let code = code_for(&app, &pkce).await;
-    let res = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", HUB_REDIRECT),
-            ("code_verifier", &pkce.verifier),
-        ])
-        .await;
+    let res = app.exchange(&code, &pkce).await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.headers["cache-control"], "no-store");
     let t = res.json();
@@ -194,14 +187,7 @@ async fn code_expires_after_sixty_seconds() {
     let pkce = Pkce::new();
     let code = code_for(&app, &pkce).await;
     app.clock.advance(61);
-    let res = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", HUB_REDIRECT),
-            ("code_verifier", &pkce.verifier),
-        ])
-        .await;
+    let res = app.exchange(&code, &pkce).await;
     assert_eq!(res.error(), "invalid_grant");
 }
 
