@@ -95,7 +95,6 @@ impl IntoResponse for PageError {
             "error.html",
             minijinja::context! {
                 title => self.title, message => self.message, hint => self.hint, code => self.code,
-                back_url => None::<String>, back_label => "",
             },
         )
     }
