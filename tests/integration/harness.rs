@@ -20,6 +20,8 @@ pub const HUB_SECRET: &str = "hub-secret-0123456789";
 pub const HUB_REDIRECT: &str = "http://127.0.0.1:8000/hub/oauth_callback";
 pub const PUBLIC_REDIRECT: &str = "http://127.0.0.1:9000/cb";
 pub const ES_REDIRECT: &str = "https://es.example.org/cb";
+/// The ES256 client's credentials, for client_secret_basic.
+pub const ES_CLIENT: (&str, &str) = ("es", "es-secret-0123456789");
 pub const START: i64 = 1_800_000_000;
 
 fn password_hashes() -> &'static (String, String) {
@@ -167,6 +169,17 @@ impl TestApp {
             ("code_verifier", &pkce.verifier),
         ])
         .await
+    }
+
+    /// A code exchange by the `es` client (client_secret_basic) with the given redirect_uri.
+    pub async fn exchange_as_es(&self, code: &str, pkce: &Pkce, redirect_uri: &str) -> TestResponse {
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", &pkce.verifier),
+        ];
+        self.post_form("/token", &form, Some(ES_CLIENT)).await
     }
 
     /// A complete login of `user` for the hub client; returns the token response JSON.

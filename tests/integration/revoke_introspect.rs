@@ -37,7 +37,7 @@ async fn introspection_is_for_authenticated_confidential_clients_and_their_own_t
     let public = app.post_form("/introspect", &[("token", at), ("client_id", "pub")], None).await;
     assert_eq!(public.status, StatusCode::UNAUTHORIZED);
     assert_eq!(public.error(), "invalid_client");
-    let other = app.post_form("/introspect", &[("token", at)], Some(("es", "es-secret-0123456789"))).await;
+    let other = app.post_form("/introspect", &[("token", at)], Some(ES_CLIENT)).await;
     assert_eq!(other.json(), serde_json::json!({"active": false}));
     let missing = app.post_form("/introspect", &[], Some(("hub", HUB_SECRET))).await;
     assert_eq!(missing.error(), "invalid_request");
@@ -83,7 +83,7 @@ async fn revocation_edge_cases() {
         StatusCode::OK
     );
     // Another client cannot revoke the hub's token.
-    let other = app.post_form("/revoke", &[("token", at)], Some(("es", "es-secret-0123456789"))).await;
+    let other = app.post_form("/revoke", &[("token", at)], Some(ES_CLIENT)).await;
     assert_eq!(other.status, StatusCode::OK);
     assert_eq!(app.userinfo(at).await.status, StatusCode::OK);
     // No credentials: invalid_client; no token: invalid_request.

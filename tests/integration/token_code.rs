@@ -41,18 +41,7 @@ async fn es256_clients_get_es256_id_tokens() {
     let pkce = Pkce::new();
     let params = AuthParams::hub(&pkce).set("client_id", "es").set("redirect_uri", ES_REDIRECT);
     let code = app.browser().login_for_code(&params, "sam", "sam-pw").await;
-    let res = app
-        .post_form(
-            "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", ES_REDIRECT),
-                ("code_verifier", &pkce.verifier),
-            ],
-            Some(("es", "es-secret-0123456789")),
-        )
-        .await;
+    let res = app.exchange_as_es(&code, &pkce, ES_REDIRECT).await;
     let jwt = res.json()["id_token"].as_str().unwrap().to_string();
     assert_eq!(jsonwebtoken::decode_header(&jwt).unwrap().alg, jsonwebtoken::Algorithm::ES256);
     let claims = verify_jwt(&app, &jwt, "es").await;
@@ -166,18 +155,7 @@ async fn code_is_bound_to_its_client() {
     let app = TestApp::new().await;
     let pkce = Pkce::new();
     let code = code_for(&app, &pkce).await;
-    let res = app
-        .post_form(
-            "/token",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", HUB_REDIRECT),
-                ("code_verifier", &pkce.verifier),
-            ],
-            Some(("es", "es-secret-0123456789")),
-        )
-        .await;
+    let res = app.exchange_as_es(&code, &pkce, HUB_REDIRECT).await;
     assert_eq!(res.error(), "invalid_grant");
 }
 

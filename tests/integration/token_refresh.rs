@@ -60,13 +60,7 @@ async fn refresh_token_of_another_client_is_refused_without_burning_it() {
     let app = TestApp::new().await;
     let t = app.login_and_exchange("ada", "ada-pw").await;
     let rt = t["refresh_token"].as_str().unwrap();
-    let res = app
-        .post_form(
-            "/token",
-            &[("grant_type", "refresh_token"), ("refresh_token", rt)],
-            Some(("es", "es-secret-0123456789")),
-        )
-        .await;
+    let res = app.post_form("/token", &[("grant_type", "refresh_token"), ("refresh_token", rt)], Some(ES_CLIENT)).await;
     assert_eq!(res.error(), "invalid_grant");
     assert_eq!(refresh(&app, rt).await.status, StatusCode::OK);
 }
