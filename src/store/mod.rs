@@ -124,11 +124,11 @@ pub enum RefreshRotation {
     Rotated {
         grant: Grant,
         user: Box<User>,
+        /// The scope of the access token `issue` minted, now stored.
+        scope: String,
     },
     /// An already-rotated token came back: the whole family has been revoked.
-    Reused {
-        grant_id: String,
-    },
+    Reused { grant_id: String },
     /// Unknown, expired, revoked, or issued to another client.
     Invalid,
     /// The caller's `issue` callback declined (e.g. a scope wider than the grant); nothing changed.
@@ -136,8 +136,8 @@ pub enum RefreshRotation {
 }
 
 /// Called inside the rotation, once the old token is known good: the new tokens, or `None` to
-/// decline without changing anything.
-pub type IssueOnRotation<'a> = dyn FnMut(&Grant, &User) -> Option<IssuedTokens> + Send + 'a;
+/// decline without changing anything. It may run on the storage's own thread, hence `'static`.
+pub type IssueOnRotation = Box<dyn FnOnce(&Grant, &User) -> Option<IssuedTokens> + Send>;
 
 #[derive(Debug, Clone)]
 pub struct AccessTokenRecord {
@@ -200,7 +200,7 @@ pub trait Store: Send + Sync + 'static {
         old_hash: &str,
         client_id: &str,
         now: UnixTime,
-        issue: &mut IssueOnRotation<'_>,
+        issue: IssueOnRotation,
     ) -> StoreResult<RefreshRotation>;
     async fn access_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<AccessTokenRecord>>;
     async fn refresh_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<RefreshTokenRecord>>;

@@ -15,24 +15,23 @@ pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) 
     let asked_scope = params.get("scope");
     let now = state.clock.now();
 
-    // Scope and tokens are decided inside the rotation, once the grant is known, so checking,
-    // spending the old token and recording the new ones are one atomic step.
-    let mut minted = None;
-    let mut issue = |grant: &Grant, _user: &User| {
-        let scope = match asked_scope {
-            Some(asked) if !scope::is_subset(asked, &grant.scope) => return None,
-            Some(asked) => scope::normalize(asked),
+    // The tokens are minted up front; which scope they carry is decided inside the rotation, once
+    // the grant is known, so checking, spending the old token and recording the new ones are one
+    // atomic step.
+    let minted = mint(state, "", true);
+    let mut record = minted.record.clone();
+    let asked_scope = asked_scope.map(str::to_owned);
+    let issue = Box::new(move |grant: &Grant, _user: &User| {
+        record.access_scope = match asked_scope {
+            Some(asked) if !scope::is_subset(&asked, &grant.scope) => return None,
+            Some(asked) => scope::normalize(&asked),
             None => grant.scope.clone(),
         };
-        let m = mint(state, &scope, true);
-        let record = m.record.clone();
-        minted = Some((m, scope));
         Some(record)
-    };
-    let outcome = state.store.rotate_refresh_token(&value_hash(presented), &client.id, now, &mut issue).await?;
+    });
+    let outcome = state.store.rotate_refresh_token(&value_hash(presented), &client.id, now, issue).await?;
     match outcome {
-        RefreshRotation::Rotated { grant, user } => {
-            let (minted, scope) = minted.expect("rotation issued tokens");
+        RefreshRotation::Rotated { grant, user, scope } => {
             respond(state, client, &user, &scope, grant.auth_time, None, minted)
         }
         RefreshRotation::Declined => {

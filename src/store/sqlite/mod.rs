@@ -1,51 +1,36 @@
 //! The embedded default: one SQLite file in WAL mode, through rusqlite.
 //!
-//! SQLite calls take microseconds, so they run right on the async worker instead of hopping to a
-//! helper thread per statement (that hop, not SQLite, dominated the cost). SQLite allows one writer
-//! at a time: every write goes through the one writer connection (the single writer path), starts
-//! its transaction `IMMEDIATE` (so it never fails half-way with "database is locked"), and
-//! `busy_timeout` covers other processes such as the CLI touching the same file. Reads use a
-//! small pool of read-only connections, which WAL lets run beside the writer.
+//! Reads take microseconds, so they run right on the async worker on a small pool of read-only
+//! connections, which WAL lets run beside the writer (a thread hop per read, not SQLite, would
+//! dominate their cost). SQLite allows one writer at a time: every write goes to the one writer
+//! thread ([`writer`]), which commits queued writes together in `IMMEDIATE` transactions (so they
+//! never fail half-way with "database is locked"); `busy_timeout` covers other processes such as
+//! the CLI touching the same file.
+
+mod writer;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use rusqlite::{named_params, params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{named_params, params, Connection, OpenFlags, OptionalExtension, Row};
 use rusqlite_migration::{Migrations, M};
 
+use self::writer::Writer;
 use super::*;
 
 const READERS: usize = 4;
+/// SQLite's default: checkpoint once the WAL holds ~4 MiB.
+const WAL_CHECKPOINT_PAGES: i64 = 1000;
+const WAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
 
 pub struct SqliteStore {
-    writer: Mutex<Connection>,
+    writer: Writer,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
-    stop_checkpoints: Arc<AtomicBool>,
-}
-
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        self.stop_checkpoints.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Checkpoints the WAL from its own thread. Left to SQLite, a checkpoint (and its fsync) runs
-/// inside whichever commit crosses the threshold and stalls every request queued behind it.
-fn spawn_checkpointer(conn: Connection, stop: Arc<AtomicBool>) -> std::io::Result<()> {
-    std::thread::Builder::new().name("hubauth-sqlite-checkpoint".into()).spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(500));
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "SQLite checkpoint failed; will retry");
-            }
-        }
-    })?;
-    Ok(())
 }
 
 fn backend(e: impl Into<anyhow::Error>) -> StoreError {
@@ -58,7 +43,7 @@ fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../../migrations/sqlite/0001_init.sql"))])
+    Migrations::new(vec![M::up(include_str!("../../../migrations/sqlite/0001_init.sql"))])
 }
 
 // Rows are read by position (looking columns up by name costs a string scan per value on the
@@ -175,6 +160,80 @@ fn user_by(conn: &Connection, column: &str, value: &str) -> rusqlite::Result<Opt
         .optional()
 }
 
+/// Spends a code. The conditional UPDATE is the single-use guarantee: of two racing
+/// redemptions, one wins.
+fn redeem_code(conn: &Connection, code_hash: &str, now: UnixTime) -> StoreResult<CodeRedemption> {
+    let redeemed = conn
+        .prepare_cached(
+            "UPDATE authorization_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL \
+             RETURNING code_hash, client_id, user_id, session_id, request_json, auth_time, created_at, expires_at",
+        )
+        .and_then(|mut s| s.query_row(params![now, code_hash], code_from_row).optional())
+        .map_err(backend)?;
+    if let Some(code) = redeemed {
+        // Read on the writer: its page cache is warm, a reader's was just invalidated.
+        return match user_by(conn, "id", &code.user_id).map_err(backend)? {
+            Some(user) => Ok(CodeRedemption::Redeemed { code, user: Box::new(user) }),
+            None => Ok(CodeRedemption::Unknown),
+        };
+    }
+    let used: Option<Option<String>> = conn
+        .prepare_cached("SELECT grant_id FROM authorization_codes WHERE code_hash = ?")
+        .and_then(|mut s| s.query_row([code_hash], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    Ok(match used {
+        Some(grant_id) => CodeRedemption::Replayed { grant_id },
+        None => CodeRedemption::Unknown,
+    })
+}
+
+fn rotate_refresh(
+    tx: &Connection,
+    old_hash: &str,
+    client_id: &str,
+    now: UnixTime,
+    issue: IssueOnRotation,
+) -> StoreResult<RefreshRotation> {
+    let found = tx
+        .prepare_cached(&format!(
+            "SELECT {GRANT_COLUMNS}, {USER_COLUMNS}, r.used_at, r.expires_at, g.revoked_at \
+             FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
+             WHERE r.token_hash = ?"
+        ))
+        .and_then(|mut s| {
+            s.query_row([old_hash], |r| {
+                Ok((
+                    grant_from_row(r)?,
+                    user_from_row(r, GRANT_WIDTH)?,
+                    r.get::<_, Option<i64>>(AFTER_GRANT_USER)?,
+                    r.get::<_, i64>(AFTER_GRANT_USER + 1)?,
+                    r.get::<_, Option<i64>>(AFTER_GRANT_USER + 2)?,
+                ))
+            })
+            .optional()
+        })
+        .map_err(backend)?;
+    let Some((grant, user, used_at, expires_at, revoked_at)) = found else {
+        return Ok(RefreshRotation::Invalid);
+    };
+    // A token presented by another client is not "reuse" by its owner: refuse, change nothing.
+    if grant.client_id != client_id || revoked_at.is_some() || expires_at <= now {
+        return Ok(RefreshRotation::Invalid);
+    }
+    if used_at.is_some() {
+        revoke_grant_in(tx, &grant.id, "refresh token reuse", now).map_err(backend)?;
+        return Ok(RefreshRotation::Reused { grant_id: grant.id });
+    }
+    let Some(issued) = issue(&grant, &user) else {
+        return Ok(RefreshRotation::Declined);
+    };
+    tx.prepare_cached("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ?")
+        .and_then(|mut s| s.execute(params![now, old_hash]))
+        .map_err(backend)?;
+    insert_tokens(tx, &grant.id, &issued).map_err(backend)?;
+    Ok(RefreshRotation::Rotated { grant, user: Box::new(user), scope: issued.access_scope })
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path`) and migrates it.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
@@ -188,11 +247,12 @@ impl SqliteStore {
         migrations()
             .to_latest(&mut writer)
             .with_context(|| format!("database migration of {} failed", path.display()))?;
-        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let stop_checkpoints = Arc::new(AtomicBool::new(false));
-        let checkpointer = Connection::open(&path)?;
-        configure(&checkpointer)?;
-        spawn_checkpointer(checkpointer, stop_checkpoints.clone())?;
+        // Checkpoints run on the writer thread, after a commit, between batches: with no write
+        // landing in the middle, each one copies the whole WAL back and the next write starts it
+        // over. (Checkpointing from another connection under steady writes never catches up, and
+        // the WAL grows without end.) The size limit hands the space back after a burst.
+        writer.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+        writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let r =
@@ -201,7 +261,7 @@ impl SqliteStore {
             configure(&r)?;
             readers.push(Mutex::new(r));
         }
-        Ok(Self { writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0), stop_checkpoints })
+        Ok(Self { writer: Writer::spawn(writer)?, readers, next_reader: AtomicUsize::new(0) })
     }
 
     /// A free read connection if there is one, else wait for the next in turn.
@@ -215,17 +275,12 @@ impl SqliteStore {
         lock(&self.readers[start % self.readers.len()])
     }
 
-    fn writer(&self) -> MutexGuard<'_, Connection> {
-        lock(&self.writer)
-    }
-
-    /// Runs `f` in an IMMEDIATE transaction on the writer; commits when it returns Ok.
-    fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(backend)?;
-        Ok(out)
+    /// Runs `f` on the writer inside a transaction; its changes stand once this returns Ok.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.writer.write(f).await
     }
 }
 
@@ -233,7 +288,8 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn upsert_user_for_identity(&self, identity: &UpstreamIdentity, now: UnixTime) -> StoreResult<User> {
         let groups = serde_json::to_string(&identity.groups).map_err(backend)?;
-        self.write(|tx| {
+        let identity = identity.clone();
+        self.write(move |tx| {
             let existing: Option<String> = tx
                 .prepare_cached("SELECT user_id FROM user_identities WHERE connector_id = ? AND upstream_subject = ?")
                 .and_then(|mut s| s.query_row([&identity.connector_id, &identity.subject], |r| r.get(0)).optional())
@@ -282,6 +338,7 @@ impl Store for SqliteStore {
             };
             user_by(tx, "id", &user_id).map_err(backend)?.ok_or_else(|| backend(anyhow::anyhow!("user vanished")))
         })
+        .await
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
@@ -293,14 +350,17 @@ impl Store for SqliteStore {
     }
 
     async fn create_browser_session(&self, s: &BrowserSession) -> StoreResult<()> {
-        self.writer()
-            .execute(
+        let s = s.clone();
+        self.write(move |conn| {
+            conn.execute(
                 "INSERT INTO browser_sessions (id, token_hash, user_id, connector_id, csrf_token, auth_time, created_at, expires_at) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 params![s.id, s.token_hash, s.user_id, s.connector_id, s.csrf_token, s.auth_time, s.created_at, s.expires_at],
             )
             .map_err(backend)?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn browser_session(&self, token_hash: &str, now: UnixTime) -> StoreResult<Option<BrowserSession>> {
@@ -314,21 +374,30 @@ impl Store for SqliteStore {
     }
 
     async fn end_browser_session(&self, id: &str, now: UnixTime) -> StoreResult<()> {
-        self.writer()
-            .execute("UPDATE browser_sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL", params![now, id])
+        let id = id.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE browser_sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL",
+                params![now, id],
+            )
             .map_err(backend)?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn create_pending_authorization(&self, p: &PendingAuthorization) -> StoreResult<()> {
-        self.writer()
-            .execute(
+        let p = p.clone();
+        self.write(move |conn| {
+            conn.execute(
                 "INSERT INTO pending_authorizations (id, request_json, browser_binding_hash, csrf_token, created_at, expires_at) \
                  VALUES (?, ?, ?, ?, ?, ?)",
                 params![p.id, p.request_json, p.browser_binding_hash, p.csrf_token, p.created_at, p.expires_at],
             )
             .map_err(backend)?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn pending_authorization(&self, id: &str, now: UnixTime) -> StoreResult<Option<PendingAuthorization>> {
@@ -354,13 +423,18 @@ impl Store for SqliteStore {
     }
 
     async fn delete_pending_authorization(&self, id: &str) -> StoreResult<bool> {
-        let n = self.writer().execute("DELETE FROM pending_authorizations WHERE id = ?", [id]).map_err(backend)?;
-        Ok(n == 1)
+        let id = id.to_owned();
+        self.write(move |conn| {
+            let n = conn.execute("DELETE FROM pending_authorizations WHERE id = ?", [id]).map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn create_authorization_code(&self, c: &AuthorizationCode) -> StoreResult<()> {
-        self.writer()
-            .prepare_cached(
+        let c = c.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
                 "INSERT INTO authorization_codes (code_hash, client_id, user_id, session_id, request_json, auth_time, created_at, expires_at) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             )
@@ -368,38 +442,19 @@ impl Store for SqliteStore {
                 s.execute(params![c.code_hash, c.client_id, c.user_id, c.session_id, c.request_json, c.auth_time, c.created_at, c.expires_at])
             })
             .map_err(backend)?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn redeem_authorization_code(&self, code_hash: &str, now: UnixTime) -> StoreResult<CodeRedemption> {
-        let conn = self.writer();
-        // The conditional UPDATE is the single-use guarantee: of two racing redemptions, one wins.
-        let redeemed = conn
-            .prepare_cached(
-                "UPDATE authorization_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL \
-                 RETURNING code_hash, client_id, user_id, session_id, request_json, auth_time, created_at, expires_at",
-            )
-            .and_then(|mut s| s.query_row(params![now, code_hash], code_from_row).optional())
-            .map_err(backend)?;
-        if let Some(code) = redeemed {
-            // Read on the writer: its page cache is warm, a reader's was just invalidated.
-            return match user_by(&conn, "id", &code.user_id).map_err(backend)? {
-                Some(user) => Ok(CodeRedemption::Redeemed { code, user: Box::new(user) }),
-                None => Ok(CodeRedemption::Unknown),
-            };
-        }
-        let used: Option<Option<String>> = conn
-            .prepare_cached("SELECT grant_id FROM authorization_codes WHERE code_hash = ?")
-            .and_then(|mut s| s.query_row([code_hash], |r| r.get(0)).optional())
-            .map_err(backend)?;
-        Ok(match used {
-            Some(grant_id) => CodeRedemption::Replayed { grant_id },
-            None => CodeRedemption::Unknown,
-        })
+        let code_hash = code_hash.to_owned();
+        self.write(move |conn| redeem_code(conn, &code_hash, now)).await
     }
 
     async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens, from_code: Option<&str>) -> StoreResult<()> {
-        self.write(|tx| {
+        let (grant, tokens, from_code) = (grant.clone(), tokens.clone(), from_code.map(str::to_owned));
+        self.write(move |tx| {
             tx.prepare_cached(
                 "INSERT INTO grants (id, client_id, user_id, session_id, scope, auth_time, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             )
@@ -407,7 +462,7 @@ impl Store for SqliteStore {
                 s.execute(params![grant.id, grant.client_id, grant.user_id, grant.session_id, grant.scope, grant.auth_time, grant.created_at])
             })
             .map_err(backend)?;
-            insert_tokens(tx, &grant.id, tokens).map_err(backend)?;
+            insert_tokens(tx, &grant.id, &tokens).map_err(backend)?;
             if let Some(code_hash) = from_code {
                 tx.prepare_cached("UPDATE authorization_codes SET grant_id = ? WHERE code_hash = ?")
                     .and_then(|mut s| s.execute(params![grant.id, code_hash]))
@@ -415,6 +470,7 @@ impl Store for SqliteStore {
             }
             Ok(())
         })
+        .await
     }
 
     async fn rotate_refresh_token(
@@ -422,48 +478,10 @@ impl Store for SqliteStore {
         old_hash: &str,
         client_id: &str,
         now: UnixTime,
-        issue: &mut IssueOnRotation<'_>,
+        issue: IssueOnRotation,
     ) -> StoreResult<RefreshRotation> {
-        self.write(|tx| {
-            let found = tx
-                .prepare_cached(&format!(
-                    "SELECT {GRANT_COLUMNS}, {USER_COLUMNS}, r.used_at, r.expires_at, g.revoked_at \
-                     FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
-                     WHERE r.token_hash = ?"
-                ))
-                .and_then(|mut s| {
-                    s.query_row([old_hash], |r| {
-                        Ok((
-                            grant_from_row(r)?,
-                            user_from_row(r, GRANT_WIDTH)?,
-                            r.get::<_, Option<i64>>(AFTER_GRANT_USER)?,
-                            r.get::<_, i64>(AFTER_GRANT_USER + 1)?,
-                            r.get::<_, Option<i64>>(AFTER_GRANT_USER + 2)?,
-                        ))
-                    })
-                    .optional()
-                })
-                .map_err(backend)?;
-            let Some((grant, user, used_at, expires_at, revoked_at)) = found else {
-                return Ok(RefreshRotation::Invalid);
-            };
-            // A token presented by another client is not "reuse" by its owner: refuse, change nothing.
-            if grant.client_id != client_id || revoked_at.is_some() || expires_at <= now {
-                return Ok(RefreshRotation::Invalid);
-            }
-            if used_at.is_some() {
-                revoke_grant_in(tx, &grant.id, "refresh token reuse", now).map_err(backend)?;
-                return Ok(RefreshRotation::Reused { grant_id: grant.id });
-            }
-            let Some(new_tokens) = issue(&grant, &user) else {
-                return Ok(RefreshRotation::Declined);
-            };
-            tx.prepare_cached("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ?")
-                .and_then(|mut s| s.execute(params![now, old_hash]))
-                .map_err(backend)?;
-            insert_tokens(tx, &grant.id, &new_tokens).map_err(backend)?;
-            Ok(RefreshRotation::Rotated { grant, user: Box::new(user) })
-        })
+        let (old_hash, client_id) = (old_hash.to_owned(), client_id.to_owned());
+        self.write(move |tx| rotate_refresh(tx, &old_hash, &client_id, now, issue)).await
     }
 
     async fn access_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<AccessTokenRecord>> {
@@ -510,18 +528,22 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_access_token(&self, hash: &str, now: UnixTime) -> StoreResult<bool> {
-        let n = self
-            .writer()
-            .execute(
-                "UPDATE access_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
-                params![now, hash],
-            )
-            .map_err(backend)?;
-        Ok(n == 1)
+        let hash = hash.to_owned();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE access_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+                    params![now, hash],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn revoke_grant(&self, grant_id: &str, reason: &str, now: UnixTime) -> StoreResult<()> {
-        revoke_grant_in(&self.writer(), grant_id, reason, now).map_err(backend)
+        let (grant_id, reason) = (grant_id.to_owned(), reason.to_owned());
+        self.write(move |conn| revoke_grant_in(conn, &grant_id, &reason, now).map_err(backend)).await
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
@@ -552,13 +574,16 @@ impl Store for SqliteStore {
     }
 
     async fn insert_signing_key(&self, k: &StoredSigningKey) -> StoreResult<()> {
-        self.writer()
-            .execute(
+        let k = k.clone();
+        self.write(move |conn| {
+            conn.execute(
                 "INSERT INTO signing_keys (kid, alg, private_pkcs8, created_at, rotated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
                 params![k.kid, k.alg.as_str(), k.private_pkcs8, k.created_at, k.rotated_at, k.expires_at],
             )
             .map_err(backend)?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn retire_signing_keys(
@@ -567,13 +592,15 @@ impl Store for SqliteStore {
         rotated_at: UnixTime,
         expires_at: UnixTime,
     ) -> StoreResult<()> {
-        self.writer()
-            .execute(
+        self.write(move |conn| {
+            conn.execute(
                 "UPDATE signing_keys SET rotated_at = ?, expires_at = ? WHERE alg = ? AND rotated_at IS NULL",
                 params![rotated_at, expires_at, alg.as_str()],
             )
             .map_err(backend)?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64> {
@@ -586,13 +613,14 @@ impl Store for SqliteStore {
             "DELETE FROM browser_sessions WHERE expires_at <= ?1 OR ended_at IS NOT NULL",
             "DELETE FROM signing_keys WHERE expires_at IS NOT NULL AND expires_at <= ?1",
         ];
-        self.write(|tx| {
+        self.write(move |tx| {
             let mut removed = 0u64;
             for sql in statements {
                 removed += tx.execute(sql, [now]).map_err(backend)? as u64;
             }
             Ok(removed)
         })
+        .await
     }
 }
 
