@@ -34,7 +34,8 @@ if [ "$#" -gt 0 ]; then
     case "$f" in /*) files+=("$f") ;; *) files+=("$ROOT/$f") ;; esac
   done
 else
-  files=("$ROOT/e2e/rp.test.mjs" "$ROOT/e2e/authlib.test.mjs" "$ROOT/e2e/jupyterhub.test.mjs")
+  files=("$ROOT/e2e/rp.test.mjs" "$ROOT/e2e/authlib.test.mjs" "$ROOT/e2e/jupyterhub.test.mjs"
+         "$ROOT/e2e/upstream-oidc.test.mjs" "$ROOT/e2e/jupyterhub-upstream.test.mjs")
 fi
 
 cd "$ROOT/e2e"

@@ -14,13 +14,15 @@ use tower_http::trace::TraceLayer;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::connectors::http::UpstreamHttp;
 use crate::connectors::Connectors;
 use crate::crypto::keys::KeyManager;
+use crate::crypto::seal::{Sealer, CRYPT_KEY_ENV};
 use crate::provider::{authorize, discovery, introspect, logout, revoke, token, userinfo};
 use crate::store::{SqliteStore, Store};
-use crate::web::login;
 use crate::web::pages::{templates, PageError};
 use crate::web::throttle::LoginThrottle;
+use crate::web::{login, upstream};
 
 pub struct AppState {
     pub config: Arc<Config>,
@@ -29,15 +31,34 @@ pub struct AppState {
     pub keys: Arc<KeyManager>,
     pub connectors: Arc<Connectors>,
     pub login_throttle: LoginThrottle,
+    /// Seals upstream tokens at rest; present whenever a connector keeps tokens.
+    pub sealer: Option<Arc<Sealer>>,
 }
 
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
-    pub async fn new(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<SharedState> {
+    pub async fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        sealer: Option<Sealer>,
+    ) -> anyhow::Result<SharedState> {
+        let http = UpstreamHttp::new(Default::default())?;
+        let connectors = Connectors::from_config(&config.connectors, &http)
+            .map_err(|e| anyhow::anyhow!("connector setup failed: `{}`: {}", e.key, e.message))?;
+        if connectors.keeps_tokens() && sealer.is_none() {
+            anyhow::bail!(
+                "{CRYPT_KEY_ENV} is not set. Connectors that sign people in at another provider keep that \
+                 provider's tokens, and hubauth stores them only encrypted. Set {CRYPT_KEY_ENV} to a random \
+                 32-byte key (e.g. the output of `hubauth keys generate-crypt-key`), and keep it: without it \
+                 the stored tokens cannot be read."
+            );
+        }
         let keys = Arc::new(KeyManager::load_or_init(store.clone(), clock.clone()).await?);
-        let connectors = Arc::new(Connectors::from_config(&config.connectors));
+        let connectors = Arc::new(connectors);
         Ok(Arc::new(Self {
+            sealer: sealer.map(Arc::new),
             config: Arc::new(config),
             store,
             clock,
@@ -79,6 +100,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
         .route("/login", get(login::login_page))
         .route("/login/{connector}", post(login::login_submit))
+        .route("/callback/{connector}", get(upstream::callback))
         .route("/token", post(token::token))
         .route("/userinfo", get(userinfo::userinfo_get).post(userinfo::userinfo_post))
         .route("/revoke", post(revoke::revoke))
@@ -108,7 +130,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let listen = config.listen;
-    let state = AppState::new(config, store, clock).await?;
+    let sealer = Sealer::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let state = AppState::new(config, store, clock, sealer).await?;
 
     let background = state.clone();
     tokio::spawn(async move {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+pub use crate::connectors::config::{CanvasConfig, GithubConfig, GoogleConfig, OAuth2Config, OidcConfig};
 use crate::crypto::{Secret, SigningAlgorithm};
 
 #[derive(Debug, thiserror::Error)]
@@ -151,16 +152,28 @@ impl ClientConfig {
     }
 }
 
+/// One `[[connectors]]` entry; `type` picks the upstream. Each upstream's keys are documented
+/// with its config struct, in its own file under `src/connectors/`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ConnectorConfig {
     Dev(DevConnectorConfig),
+    Oauth2(OAuth2Config),
+    Oidc(OidcConfig),
+    Google(GoogleConfig),
+    Github(GithubConfig),
+    Canvas(CanvasConfig),
 }
 
 impl ConnectorConfig {
     pub fn id(&self) -> &str {
         match self {
             ConnectorConfig::Dev(c) => &c.id,
+            ConnectorConfig::Oauth2(c) => &c.id,
+            ConnectorConfig::Oidc(c) => &c.id,
+            ConnectorConfig::Google(c) => &c.id,
+            ConnectorConfig::Github(c) => &c.id,
+            ConnectorConfig::Canvas(c) => &c.id,
         }
     }
 }
@@ -171,6 +184,8 @@ pub struct DevConnectorConfig {
     pub id: String,
     #[serde(default)]
     pub name: Option<String>,
+    #[serde(default)]
+    pub icon: Option<String>,
     #[serde(default)]
     pub users: Vec<DevUser>,
 }
@@ -271,7 +286,7 @@ impl Config {
                     ))
                 }
                 (Some(s), false) => {
-                    let secret = resolve_secret(s, base_dir).map_err(|m| invalid(&key("secret"), m))?;
+                    let secret = resolve_secret_at(s, base_dir).map_err(|m| invalid(&key("secret"), m))?;
                     if secret.expose().len() < 16 {
                         return Err(invalid(
                             &key("secret"),
@@ -323,29 +338,36 @@ impl Config {
             if !seen.insert(id.to_string()) {
                 return Err(invalid(&format!("connectors[{i}].id"), format!("connector id {id:?} is used twice")));
             }
-            match c {
-                ConnectorConfig::Dev(dev) => {
-                    let mut names = HashSet::new();
-                    for (j, u) in dev.users.iter().enumerate() {
-                        if u.username.is_empty() || !names.insert(u.username.as_str()) {
-                            return Err(invalid(
-                                &format!("connectors[{i}].users[{j}].username"),
-                                "must be non-empty and unique".into(),
-                            ));
-                        }
-                        crate::crypto::password::validate_hash(&u.password_hash).map_err(|m| {
-                            invalid(
-                                &format!("connectors[{i}].users[{j}].password_hash"),
-                                format!("is not an argon2 PHC string ({m}); make one with `hubauth hash-password`"),
-                            )
-                        })?;
+            if let ConnectorConfig::Dev(dev) = c {
+                let mut names = HashSet::new();
+                for (j, u) in dev.users.iter().enumerate() {
+                    if u.username.is_empty() || !names.insert(u.username.as_str()) {
+                        return Err(invalid(
+                            &format!("connectors[{i}].users[{j}].username"),
+                            "must be non-empty and unique".into(),
+                        ));
                     }
+                    crate::crypto::password::validate_hash(&u.password_hash).map_err(|m| {
+                        invalid(
+                            &format!("connectors[{i}].users[{j}].password_hash"),
+                            format!("is not an argon2 PHC string ({m}); make one with `hubauth hash-password`"),
+                        )
+                    })?;
                 }
             }
         }
         if raw.connectors.is_empty() {
             return Err(invalid("connectors", "at least one connector is needed so people can log in".into()));
         }
+        let mut connectors = raw.connectors;
+        for c in &mut connectors {
+            crate::connectors::config::anchor_secret_files(c, base_dir);
+        }
+        // Build every connector once (no network): bad URLs, missing secrets and the like are
+        // reported here, with their key, instead of at the first login.
+        let http = crate::connectors::http::UpstreamHttp::new(Default::default())
+            .map_err(|e| invalid("connectors", format!("cannot set up the HTTP client: {e}")))?;
+        crate::connectors::Connectors::from_config(&connectors, &http).map_err(|e| invalid(&e.key, e.message))?;
 
         Ok(Config {
             issuer: raw.issuer,
@@ -355,7 +377,7 @@ impl Config {
             tokens: raw.tokens,
             session: raw.session,
             clients,
-            connectors: raw.connectors,
+            connectors,
         })
     }
 
@@ -427,7 +449,13 @@ pub fn validate_redirect_uri(uri: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn resolve_secret(source: &SecretSource, base_dir: &Path) -> Result<Secret, String> {
+/// Resolves a secret whose `file` path (if any) is already absolute or relative to the working
+/// directory; [`Config::parse`] anchors connector secret files at the config file's folder.
+pub fn resolve_secret(source: &SecretSource) -> Result<Secret, String> {
+    resolve_secret_at(source, Path::new(""))
+}
+
+fn resolve_secret_at(source: &SecretSource, base_dir: &Path) -> Result<Secret, String> {
     match source {
         SecretSource::Inline(s) => Ok(Secret::new(s.clone())),
         SecretSource::Env { env } => std::env::var(env)

@@ -15,11 +15,17 @@ CREATE TABLE users (
 );
 
 -- Which upstream account is which user. (connector, upstream subject) never moves to another user.
+-- The latest login through it is kept here too: the raw memberships the upstream reported and
+-- its tokens, sealed (AES-256-GCM, bound to this row's connector and subject).
 CREATE TABLE user_identities (
-    connector_id     TEXT NOT NULL,
-    upstream_subject TEXT NOT NULL,
-    user_id          TEXT NOT NULL REFERENCES users(id),
-    created_at       INTEGER NOT NULL,
+    connector_id      TEXT NOT NULL,
+    upstream_subject  TEXT NOT NULL,
+    user_id           TEXT NOT NULL REFERENCES users(id),
+    created_at        INTEGER NOT NULL,
+    memberships_json  TEXT NOT NULL DEFAULT '[]',
+    tokens_sealed     TEXT,
+    tokens_expire_at  INTEGER,
+    refreshed_at      INTEGER,
     PRIMARY KEY (connector_id, upstream_subject)
 );
 CREATE INDEX user_identities_user ON user_identities(user_id);
@@ -45,6 +51,17 @@ CREATE TABLE pending_authorizations (
     csrf_token            TEXT NOT NULL,
     created_at            INTEGER NOT NULL,
     expires_at            INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- A trip to an upstream provider: what to check when the browser comes back. Single use.
+CREATE TABLE upstream_attempts (
+    state_hash     TEXT PRIMARY KEY,
+    pending_id     TEXT NOT NULL,
+    connector_id   TEXT NOT NULL,
+    pkce_verifier  TEXT NOT NULL,
+    nonce          TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL
 ) WITHOUT ROWID;
 
 CREATE TABLE authorization_codes (

@@ -34,6 +34,9 @@ pub struct AuthorizationRequest {
     pub prompt_none: bool,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
+    /// hubauth extension: the connector to log in with, skipping the chooser.
+    #[serde(default)]
+    pub connector: Option<String>,
 }
 
 /// Where and how to send an error back to a client whose redirect URI has been verified.
@@ -71,6 +74,13 @@ pub fn redirect_with(uri: &str, pairs: &[(&str, &str)]) -> Response {
 
 pub fn is_pkce_value(s: &str) -> bool {
     (43..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
 }
 
 fn too_long(value: Option<&str>, max: usize) -> bool {
@@ -164,6 +174,7 @@ fn validate(
         prompt_none,
         max_age,
         login_hint: params.get("login_hint").map(str::to_string),
+        connector: params.get("connector").map(str::to_string),
     })
 }
 
@@ -216,6 +227,11 @@ async fn authorize(state: SharedState, jar: CookieJar, raw: &[u8]) -> Response {
         Ok(r) => r,
         Err((code, description)) => return back.send(code, &description),
     };
+    if let Some(id) = request.connector.as_deref() {
+        if state.connectors.get(id).is_none() {
+            return back.send(ErrorCode::InvalidRequest, &format!("there is no connector {:?}", truncate(id, 64)));
+        }
+    }
 
     let now = state.clock.now();
     match session::current(&state, &jar).await {

@@ -49,6 +49,40 @@ pub struct UpstreamIdentity {
     pub groups: Vec<String>,
 }
 
+/// A trip to an upstream provider, waiting for the browser to come back (`state` is its key).
+#[derive(Debug, Clone)]
+pub struct UpstreamAttempt {
+    pub state_hash: String,
+    /// The hubauth authorization request the person is logging in for.
+    pub pending_id: String,
+    pub connector_id: String,
+    pub pkce_verifier: String,
+    pub nonce: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// What an upstream login leaves behind with the identity: raw memberships (JSON) and the
+/// upstream tokens, sealed by the caller.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamRecord {
+    pub memberships_json: String,
+    pub tokens_sealed: Option<String>,
+    pub tokens_expire_at: Option<UnixTime>,
+}
+
+/// An identity's stored upstream state, as read back.
+#[derive(Debug, Clone)]
+pub struct StoredUpstream {
+    pub user_id: String,
+    pub connector_id: String,
+    pub subject: String,
+    pub memberships_json: String,
+    pub tokens_sealed: Option<String>,
+    pub tokens_expire_at: Option<UnixTime>,
+    pub refreshed_at: Option<UnixTime>,
+}
+
 #[derive(Debug, Clone)]
 pub struct BrowserSession {
     pub id: String,
@@ -170,7 +204,23 @@ pub struct StoredSigningKey {
 pub trait Store: Send + Sync + 'static {
     // --- users
     /// Finds or creates the user behind an upstream identity and refreshes its profile.
-    async fn upsert_user_for_identity(&self, identity: &UpstreamIdentity, now: UnixTime) -> StoreResult<User>;
+    async fn upsert_user_for_identity(&self, identity: &UpstreamIdentity, now: UnixTime) -> StoreResult<User> {
+        self.record_upstream_login(identity, &UpstreamRecord::default(), now).await
+    }
+    /// [`Store::upsert_user_for_identity`] plus the login's memberships and sealed tokens, in one
+    /// step: a login either fully lands or leaves nothing behind.
+    async fn record_upstream_login(
+        &self,
+        identity: &UpstreamIdentity,
+        upstream: &UpstreamRecord,
+        now: UnixTime,
+    ) -> StoreResult<User>;
+    async fn upstream_of(&self, connector_id: &str, subject: &str) -> StoreResult<Option<StoredUpstream>>;
+
+    // --- trips to upstream providers
+    async fn create_upstream_attempt(&self, attempt: &UpstreamAttempt) -> StoreResult<()>;
+    /// Removes and returns a live attempt: the `state` works once.
+    async fn take_upstream_attempt(&self, state_hash: &str, now: UnixTime) -> StoreResult<Option<UpstreamAttempt>>;
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
 

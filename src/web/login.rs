@@ -1,5 +1,5 @@
 //! The login pages: the connector chooser and the password form, and completing the pending
-//! authorization once the person is known.
+//! authorization once the person is known (for every kind of connector).
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -16,9 +16,9 @@ use crate::connectors::{Connector, ConnectorKind, LoginFailure};
 use crate::crypto::random::{random_value, value_hash};
 use crate::provider::authorize::{binding_matches, issue_code, AuthorizationRequest};
 use crate::provider::params::Params;
-use crate::store::{BrowserSession, PendingAuthorization, StoreError};
+use crate::store::{BrowserSession, PendingAuthorization, StoreError, UpstreamIdentity, UpstreamRecord};
 
-fn expired() -> PageError {
+pub fn expired() -> PageError {
     PageError::new(
         StatusCode::BAD_REQUEST,
         "login_expired",
@@ -38,7 +38,7 @@ fn other_browser() -> PageError {
     .with_hint("Go back to your hub and start signing in again from this browser.")
 }
 
-async fn load_pending(
+pub async fn load_pending(
     state: &SharedState,
     jar: &CookieJar,
     id: Option<&str>,
@@ -61,7 +61,7 @@ async fn load_pending(
     Ok((pending, request))
 }
 
-fn client_name(state: &SharedState, request: &AuthorizationRequest) -> String {
+pub fn client_name(state: &SharedState, request: &AuthorizationRequest) -> String {
     state.config.client(&request.client_id).map(|c| c.name.clone()).unwrap_or_else(|| request.client_id.clone())
 }
 
@@ -99,7 +99,9 @@ pub async fn login_page(State(state): State<SharedState>, jar: CookieJar, RawQue
         Err(e) => return e.into_response(),
     };
     let all = state.connectors.all();
-    let chosen = match params.get("connector") {
+    // The chooser's link, or the client's own preselection (`connector=` on /authorize).
+    let asked = params.get("connector").or(request.connector.as_deref());
+    let chosen = match asked {
         Some(id) => match state.connectors.get(id) {
             Some(c) => Some(c),
             None => {
@@ -119,13 +121,23 @@ pub async fn login_page(State(state): State<SharedState>, jar: CookieJar, RawQue
                 let hint = request.login_hint.clone().unwrap_or_default();
                 render_form(&state, StatusCode::OK, &pending, &request, connector, &hint, None)
             }
+            ConnectorKind::Redirect(upstream) => super::upstream::start(&state, &pending, connector, upstream.as_ref())
+                .await
+                .unwrap_or_else(IntoResponse::into_response),
         },
         None => {
             let connectors: Vec<_> = all
                 .iter()
                 .map(|c| {
+                    let icon_url =
+                        c.icon.as_deref().filter(|i| i.starts_with("https://") || i.starts_with("data:image/"));
+                    let icon_letter = c.display_name.chars().next().map(|ch| ch.to_uppercase().to_string());
                     context! {
+                        id => c.id,
                         name => c.display_name,
+                        icon => c.icon,
+                        icon_url => icon_url,
+                        icon_letter => icon_letter,
                         url => format!("{}?request={}&connector={}", state.config.endpoint("/login"), pending.id, c.id),
                     }
                 })
@@ -224,10 +236,28 @@ async fn submit(state: &SharedState, jar: CookieJar, connector_id: &str, body: &
                 }
             }
         }
+        ConnectorKind::Redirect(_) => {
+            return Err(PageError::bad_request("wrong_connector", "This sign-in method does not use a password form.")
+                .into_response())
+        }
     };
+    finish_login(state, jar, &pending, &request, connector, &identity, &UpstreamRecord::default()).await
+}
 
+/// The person is known: record them, end the pending request (once), start the browser
+/// session and send the browser back to the client with a code.
+pub async fn finish_login(
+    state: &SharedState,
+    jar: CookieJar,
+    pending: &PendingAuthorization,
+    request: &AuthorizationRequest,
+    connector: &Connector,
+    identity: &UpstreamIdentity,
+    upstream: &UpstreamRecord,
+) -> Result<Response, Response> {
+    let connector_id = connector.id.as_str();
     let now = state.clock.now();
-    let user = match state.store.upsert_user_for_identity(&identity, now).await {
+    let user = match state.store.record_upstream_login(identity, upstream, now).await {
         Ok(u) => u,
         Err(StoreError::UsernameTaken(name)) => {
             return Err(PageError::new(
@@ -270,6 +300,6 @@ async fn submit(state: &SharedState, jar: CookieJar, connector_id: &str, body: &
         .add(session::cookie(state, session::SESSION_COOKIE, token, state.config.session.lifetime.as_secs() as i64))
         .add(session::removal(state, session::LOGIN_COOKIE));
     let redirect =
-        issue_code(state, &request, &user, Some(&browser.id), now).await.map_err(IntoResponse::into_response)?;
+        issue_code(state, request, &user, Some(&browser.id), now).await.map_err(IntoResponse::into_response)?;
     Ok((jar, redirect).into_response())
 }

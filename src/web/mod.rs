@@ -4,3 +4,4 @@ pub mod login;
 pub mod pages;
 pub mod session;
 pub mod throttle;
+pub mod upstream;

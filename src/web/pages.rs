@@ -60,11 +60,13 @@ pub struct PageError {
     pub title: String,
     pub message: String,
     pub hint: Option<String>,
+    /// Where "Try again" leads, when there is a sensible place.
+    pub retry_url: Option<String>,
 }
 
 impl PageError {
     pub fn new(status: StatusCode, code: &'static str, title: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { status, code, title: title.into(), message: message.into(), hint: None }
+        Self { status, code, title: title.into(), message: message.into(), hint: None, retry_url: None }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -86,6 +88,11 @@ impl PageError {
         self.hint = Some(hint.into());
         self
     }
+
+    pub fn with_retry(mut self, url: impl Into<String>) -> Self {
+        self.retry_url = Some(url.into());
+        self
+    }
 }
 
 impl IntoResponse for PageError {
@@ -95,6 +102,7 @@ impl IntoResponse for PageError {
             "error.html",
             minijinja::context! {
                 title => self.title, message => self.message, hint => self.hint, code => self.code,
+                retry_url => self.retry_url,
             },
         )
     }

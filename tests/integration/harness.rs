@@ -34,6 +34,13 @@ fn password_hashes() -> &'static (String, String) {
     })
 }
 
+/// The keyring test apps seal upstream tokens with.
+pub const TEST_CRYPT_KEY: &str = "5f0e1d2c3b4a59687786950413223140ffeeddccbbaa99887766554433221100";
+
+pub fn test_sealer() -> hubauth::crypto::Sealer {
+    hubauth::crypto::Sealer::from_keyring(TEST_CRYPT_KEY).unwrap()
+}
+
 pub fn config_toml(db_path: &str) -> String {
     let (ada, sam) = password_hashes();
     format!(
@@ -113,12 +120,20 @@ impl TestApp {
         Self::with_toml(dir, &config_toml(db.to_str().unwrap())).await
     }
 
+    /// The standard test config plus `extra` (more `[[connectors]]` entries, typically).
+    pub async fn with_extra_toml(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("hubauth.db");
+        let toml = format!("{}\n{extra}", config_toml(db.to_str().unwrap()));
+        Self::with_toml(dir, &toml).await
+    }
+
     pub async fn with_toml(dir: tempfile::TempDir, toml: &str) -> Self {
         let config_path = dir.path().join("hubauth.toml");
         let config = Config::parse(toml, &config_path).expect("test config is valid");
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.storage.url).await.unwrap());
         let clock = Arc::new(MockClock::new(START));
-        let state = AppState::new(config, store.clone(), clock.clone()).await.unwrap();
+        let state = AppState::new(config, store.clone(), clock.clone(), Some(test_sealer())).await.unwrap();
         let router = router(state.clone());
         Self { state, router, clock, store, _dir: dir }
     }
@@ -323,6 +338,32 @@ impl Browser<'_> {
         let q = res.query();
         assert_eq!(q.get("iss").map(String::as_str), Some(ISSUER));
         q.get("code").expect("a code in the redirect").clone()
+    }
+
+    /// From `/authorize` (with `connector=`) to the upstream's authorization URL.
+    pub async fn start_upstream(&mut self, params: &AuthParams, connector: &str) -> url::Url {
+        let res = self.get(&params.clone().set("connector", connector).uri()).await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text());
+        let loc = res.location();
+        assert_eq!(loc.path(), "/login");
+        let res = self.get(&format!("/login?{}", loc.query().unwrap())).await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "expected a redirect to the provider: {}", res.text());
+        res.location()
+    }
+
+    /// The provider sends the browser back to hubauth's callback with `pairs`.
+    pub async fn upstream_callback(&mut self, connector: &str, pairs: &[(&str, &str)]) -> TestResponse {
+        self.get(&format!("/callback/{connector}?{}", form(pairs))).await
+    }
+
+    /// A whole upstream login where the provider approves at once with `code`; returns the
+    /// hubauth code (panics with the page text if the login fails).
+    pub async fn upstream_login_for_code(&mut self, params: &AuthParams, connector: &str, code: &str) -> String {
+        let upstream = self.start_upstream(params, connector).await;
+        let state: String = upstream.query_pairs().find(|(k, _)| k == "state").map(|(_, v)| v.into_owned()).unwrap();
+        let res = self.upstream_callback(connector, &[("code", code), ("state", &state)]).await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text());
+        res.query().get("code").expect("a code in the redirect").clone()
     }
 
     pub async fn submit_login(&mut self, params: &AuthParams, user: &str, password: &str) -> TestResponse {

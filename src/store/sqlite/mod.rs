@@ -286,9 +286,16 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn upsert_user_for_identity(&self, identity: &UpstreamIdentity, now: UnixTime) -> StoreResult<User> {
+    async fn record_upstream_login(
+        &self,
+        identity: &UpstreamIdentity,
+        upstream: &UpstreamRecord,
+        now: UnixTime,
+    ) -> StoreResult<User> {
         let groups = serde_json::to_string(&identity.groups).map_err(backend)?;
-        let identity = identity.clone();
+        let (identity, upstream) = (identity.clone(), upstream.clone());
+        let memberships =
+            if upstream.memberships_json.is_empty() { "[]".to_string() } else { upstream.memberships_json };
         self.write(move |tx| {
             let existing: Option<String> = tx
                 .prepare_cached("SELECT user_id FROM user_identities WHERE connector_id = ? AND upstream_subject = ?")
@@ -336,7 +343,77 @@ impl Store for SqliteStore {
                     user_id
                 }
             };
+            tx.execute(
+                "UPDATE user_identities SET memberships_json = ?, tokens_sealed = ?, tokens_expire_at = ?, refreshed_at = ? \
+                 WHERE connector_id = ? AND upstream_subject = ?",
+                params![memberships, upstream.tokens_sealed, upstream.tokens_expire_at, now, identity.connector_id, identity.subject],
+            )
+            .map_err(backend)?;
             user_by(tx, "id", &user_id).map_err(backend)?.ok_or_else(|| backend(anyhow::anyhow!("user vanished")))
+        })
+        .await
+    }
+
+    async fn upstream_of(&self, connector_id: &str, subject: &str) -> StoreResult<Option<StoredUpstream>> {
+        self.reader()
+            .prepare_cached(
+                "SELECT user_id, connector_id, upstream_subject, memberships_json, tokens_sealed, tokens_expire_at, refreshed_at \
+                 FROM user_identities WHERE connector_id = ? AND upstream_subject = ?",
+            )
+            .and_then(|mut s| {
+                s.query_row([connector_id, subject], |r| {
+                    Ok(StoredUpstream {
+                        user_id: r.get(0)?,
+                        connector_id: r.get(1)?,
+                        subject: r.get(2)?,
+                        memberships_json: r.get(3)?,
+                        tokens_sealed: r.get(4)?,
+                        tokens_expire_at: r.get(5)?,
+                        refreshed_at: r.get(6)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(backend)
+    }
+
+    async fn create_upstream_attempt(&self, a: &UpstreamAttempt) -> StoreResult<()> {
+        let a = a.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO upstream_attempts (state_hash, pending_id, connector_id, pkce_verifier, nonce, created_at, expires_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                params![a.state_hash, a.pending_id, a.connector_id, a.pkce_verifier, a.nonce, a.created_at, a.expires_at],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_upstream_attempt(&self, state_hash: &str, now: UnixTime) -> StoreResult<Option<UpstreamAttempt>> {
+        let state_hash = state_hash.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM upstream_attempts WHERE state_hash = ? \
+                 RETURNING state_hash, pending_id, connector_id, pkce_verifier, nonce, created_at, expires_at",
+            )
+            .and_then(|mut s| {
+                s.query_row([state_hash], |r| {
+                    Ok(UpstreamAttempt {
+                        state_hash: r.get(0)?,
+                        pending_id: r.get(1)?,
+                        connector_id: r.get(2)?,
+                        pkce_verifier: r.get(3)?,
+                        nonce: r.get(4)?,
+                        created_at: r.get(5)?,
+                        expires_at: r.get(6)?,
+                    })
+                })
+                .optional()
+            })
+            .map(|a| a.filter(|a| a.expires_at > now))
+            .map_err(backend)
         })
         .await
     }
@@ -607,6 +684,7 @@ impl Store for SqliteStore {
         // Spent codes are kept a day past expiry so a late replay still revokes what they issued.
         let statements = [
             "DELETE FROM pending_authorizations WHERE expires_at <= ?1",
+            "DELETE FROM upstream_attempts WHERE expires_at <= ?1",
             "DELETE FROM authorization_codes WHERE expires_at <= ?1 - 86400",
             "DELETE FROM access_tokens WHERE expires_at <= ?1",
             "DELETE FROM refresh_tokens WHERE expires_at <= ?1",

@@ -1,0 +1,295 @@
+// A real JupyterHub (GenericOAuthenticator, e2e/.venv) logging in through hubauth, which federates a
+// real upstream OpenID provider (oidc-provider v9, e2e/upstream/server.mjs) with its `oidc`
+// connector. hubauth runs `serve` with two connectors (the upstream + a `dev` one), so the person
+// sees hubauth's chooser, picks "University login", logs in and consents at the upstream, and lands
+// on the hub with the upstream's groups. Driven by headless Chromium (playwright-core).
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync, existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import {
+  startProcess, freePort, waitForHttp, tempDir, run, artifactPath,
+  registerPidFile, killPidFile, HUBAUTH_BIN, E2E_DIR,
+} from './lib/harness.mjs';
+import {
+  startUpstream, generateJwks, startHubauthServe, oidcConnectorToml, tomlStr,
+} from './lib/upstream-oidc.mjs';
+
+const VENV_BIN = path.join(E2E_DIR, '.venv', 'bin');
+const NODE_BIN = path.join(E2E_DIR, 'node_modules', '.bin');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync', '--no-first-run', '--disable-quic',
+];
+const API_TOKEN = randomBytes(24).toString('hex');
+const HUB_SECRET = randomBytes(24).toString('hex');
+const AUTH_REFRESH_AGE = 3; // seconds
+const UPSTREAM_NAME = 'University login';
+
+let upstream; let hubauth; let hub; let hubUrl; let workDir; let browser; let proxyPidFile;
+let shot = 0;
+
+async function screenshot(page, name) {
+  shot += 1;
+  const file = artifactPath(`jhup-${String(shot).padStart(2, '0')}-${name}.png`);
+  try { await page.screenshot({ path: file, fullPage: true }); } catch { /* page gone */ }
+  return file;
+}
+
+async function api(pathname, { method = 'GET', body } = {}) {
+  const res = await fetch(`${hubUrl}/hub/api${pathname}`, {
+    method,
+    headers: { authorization: `token ${API_TOKEN}`, 'content-type': 'application/json' },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: res.status, json, text };
+}
+
+async function newContext(label) {
+  const context = await browser.newContext({ baseURL: hubUrl });
+  // The upstream's dev pages @import a web font; there is no internet here.
+  await context.route(/fonts\.(googleapis|gstatic)\.com/, (r) => r.abort());
+  const page = await context.newPage();
+  const log = [];
+  page.on('console', (m) => log.push(`[console.${m.type()}] ${m.text()}`));
+  page.on('response', (r) => log.push(`${r.request().method()} ${r.url()} -> ${r.status()}`));
+  page.on('pageerror', (e) => log.push(`[pageerror] ${e.message}`));
+  const close = async () => {
+    writeFileSync(artifactPath(`jhup-browser-${label}.log`), log.join('\n') + '\n');
+    await context.close();
+  };
+  return { context, page, log, close };
+}
+
+async function where(page) {
+  let text = '';
+  try { text = (await page.textContent('body'))?.replace(/\s+/g, ' ').slice(0, 500) ?? ''; } catch { /* gone */ }
+  return `at ${page.url()}: "${text}" (logs: e2e/artifacts/jhup-*.log)`;
+}
+
+/**
+ * Hub login page → "Sign in with hubauth" → hubauth chooser → "University login" → upstream login
+ * (+ consent) → back through hubauth to the hub's oauth_callback. Returns the callback response.
+ */
+async function loginThroughUpstream(page, user) {
+  await page.goto('/hub/login');
+  const link = page.locator('a[href*="oauth_login"]');
+  await link.first().waitFor({ timeout: 15_000 });
+  const callback = page.waitForResponse((r) => r.url().includes('/hub/oauth_callback'), { timeout: 60_000 });
+  callback.catch(() => {});
+  await link.first().click();
+
+  const choice = page.getByRole('link', { name: new RegExp(UPSTREAM_NAME) });
+  await choice.waitFor({ timeout: 15_000 }).catch(async () => assert.fail(`expected hubauth's chooser ${await where(page)}`));
+  assert.equal(new URL(page.url()).origin, hubauth.issuer, 'the chooser is hubauth\'s');
+  await screenshot(page, `hubauth-chooser-${user}`);
+  await choice.click();
+
+  const login = page.locator('input[name="login"]');
+  await login.waitFor({ timeout: 20_000 }).catch(async () => assert.fail(`expected the upstream's login page ${await where(page)}`));
+  assert.equal(new URL(page.url()).origin, upstream.issuer, 'the login page is the upstream\'s');
+  await login.fill(user);
+  await page.fill('input[name="password"]', `${user}-any-password`);
+  await screenshot(page, `upstream-login-${user}`);
+  await page.locator('button[type="submit"]').click();
+  const consent = page.locator('input[name="prompt"][value="consent"]');
+  const outcome = await Promise.race([
+    consent.waitFor({ timeout: 20_000 }).then(() => 'consent', () => null),
+    page.waitForURL((u) => !u.href.startsWith(upstream.issuer), { timeout: 20_000 }).then(() => 'left', () => null),
+  ]);
+  if (outcome === 'consent') {
+    await screenshot(page, `upstream-consent-${user}`);
+    await page.locator('form:has(input[name="prompt"][value="consent"]) button[type="submit"]').click();
+  }
+  const cb = await callback.catch(async () => assert.fail(`never reached the hub's oauth_callback ${await where(page)}`));
+  await page.waitForLoadState('load');
+  return cb;
+}
+
+describe('JupyterHub → hubauth → real upstream OpenID provider (headless Chromium)', { timeout: 170_000 }, () => {
+  before(async () => {
+    workDir = tempDir('jupyterhub-upstream');
+    const hubPort = await freePort();
+    const hubApiPort = await freePort();
+    const proxyApiPort = await freePort();
+    const hubauthPort = await freePort();
+    hubUrl = `http://127.0.0.1:${hubPort}`;
+    const issuer = `http://127.0.0.1:${hubauthPort}`;
+
+    upstream = await startUpstream({
+      name: 'jhup-upstream',
+      redirectUris: [`${issuer}/callback/upstream`],
+      jwks: generateJwks({ kid: 'jhup-key-1' }),
+    });
+    const devHash = (await run(HUBAUTH_BIN, ['hash-password', '--password', 'dana-staff-pass'])).stdout.trim();
+    const toml = `# written by e2e/jupyterhub-upstream.test.mjs
+issuer = ${tomlStr(issuer)}
+listen = ${tomlStr(`127.0.0.1:${hubauthPort}`)}
+
+[storage]
+url = "sqlite://hubauth.db"
+
+[[clients]]
+id = "jupyterhub"
+name = "Physics Hub"
+secret = { env = "HUBAUTH_CLIENT_SECRET" }
+redirect_uris = [${tomlStr(`${hubUrl}/hub/oauth_callback`)}]
+post_logout_redirect_uris = [${tomlStr(`${hubUrl}/hub/`)}]
+[clients.hub]
+allowed_groups = ["physics"]
+admin_groups = ["hub-admins"]
+secret_env = "HUBAUTH_CLIENT_SECRET"
+
+${oidcConnectorToml(upstream, { name: UPSTREAM_NAME })}
+[[connectors]]
+type = "dev"
+id = "staff"
+name = "Staff accounts"
+
+[[connectors.users]]
+username = "dana"
+password_hash = ${tomlStr(devHash)}
+groups = ["staff"]
+`;
+    const env = {
+      HUBAUTH_CRYPT_KEY: randomBytes(32).toString('hex'),
+      HUBAUTH_UPSTREAM_SECRET: upstream.clientSecret,
+      HUBAUTH_CLIENT_SECRET: HUB_SECRET,
+    };
+    hubauth = await startHubauthServe({ name: 'jhup-hubauth', dir: workDir, port: hubauthPort, toml, env });
+
+    const { stdout: fragment } = await run(HUBAUTH_BIN, ['jupyterhub-config', '--config', hubauth.configPath, '--client', 'jupyterhub'], {
+      env: { ...process.env, ...env },
+    });
+    writeFileSync(artifactPath('jhup-hubauth-fragment.py'), fragment);
+    assert.match(fragment, /allowed_groups = \{['"]physics['"]\}/, 'fragment allows the upstream group physics');
+
+    proxyPidFile = path.join(workDir, 'jupyterhub-proxy.pid');
+    const py = (v) => JSON.stringify(v);
+    const testOnly = `
+
+# ---- test-only settings appended by e2e/jupyterhub-upstream.test.mjs ----
+c.JupyterHub.bind_url = ${py(`${hubUrl}/`)}
+c.JupyterHub.hub_ip = '127.0.0.1'
+c.JupyterHub.hub_port = ${hubApiPort}
+c.ConfigurableHTTPProxy.api_url = ${py(`http://127.0.0.1:${proxyApiPort}`)}
+c.ConfigurableHTTPProxy.pid_file = ${py(proxyPidFile)}
+c.JupyterHub.db_url = ${py(`sqlite:///${path.join(workDir, 'jupyterhub.sqlite')}`)}
+c.JupyterHub.cookie_secret_file = ${py(path.join(workDir, 'jupyterhub_cookie_secret'))}
+c.JupyterHub.pid_file = ${py(path.join(workDir, 'jupyterhub.pid'))}
+c.JupyterHub.spawner_class = 'simple'
+c.JupyterHub.implicit_spawn_seconds = 0
+c.JupyterHub.default_url = '/hub/home'
+c.JupyterHub.log_level = 'DEBUG'
+c.JupyterHub.services = [{'name': 'e2e-admin', 'api_token': ${py(API_TOKEN)}}]
+c.JupyterHub.load_roles = [{
+    'name': 'e2e-admin',
+    'scopes': ['admin:users', 'admin:auth_state', 'list:users', 'read:users', 'read:groups', 'list:groups'],
+    'services': ['e2e-admin'],
+}]
+c.Authenticator.auth_refresh_age = ${AUTH_REFRESH_AGE}
+`;
+    const configFile = path.join(workDir, 'jupyterhub_config.py');
+    writeFileSync(configFile, fragment + testOnly);
+    writeFileSync(artifactPath('jhup-jupyterhub_config.py'), fragment + testOnly);
+
+    registerPidFile(proxyPidFile);
+    hub = startProcess(path.join(VENV_BIN, 'jupyterhub'), ['-f', configFile], {
+      logName: 'jhup-jupyterhub',
+      cwd: workDir,
+      env: {
+        PATH: `${NODE_BIN}:${VENV_BIN}:${process.env.PATH}`,
+        HUBAUTH_CLIENT_SECRET: HUB_SECRET,
+        JUPYTERHUB_CRYPT_KEY: randomBytes(32).toString('hex'),
+      },
+    });
+    await waitForHttp(`${hubUrl}/hub/api/`, { proc: hub, timeoutMs: 90_000, what: 'jupyterhub (via configurable-http-proxy)' });
+
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+  });
+
+  after(async () => {
+    await browser?.close().catch(() => {});
+    await hub?.stop();
+    if (proxyPidFile && existsSync(proxyPidFile)) killPidFile(proxyPidFile);
+    await hubauth?.stop();
+    await upstream?.stop();
+  });
+
+  it('alice logs in through the upstream and reaches the hub; the REST API shows her with group physics', async () => {
+    const { page, close } = await newContext('alice');
+    try {
+      const cb = await loginThroughUpstream(page, 'alice');
+      assert.ok([302, 303].includes(cb.status()), `oauth_callback redirects on success (got ${cb.status()}); ${await where(page)}`);
+      await page.waitForURL(/\/hub\/home/, { timeout: 15_000 });
+      await screenshot(page, 'hub-home-alice');
+      assert.ok((await page.textContent('body')).includes('alice'), 'hub home shows alice');
+
+      const r = await api('/users/alice');
+      assert.equal(r.status, 200, `alice exists in JupyterHub: ${r.text}`);
+      writeFileSync(artifactPath('jhup-api-user-alice.json'), JSON.stringify(r.json, null, 2));
+      assert.deepEqual([...r.json.groups].sort(), ['hpc-users', 'physics'], 'hub groups = the upstream groups');
+      assert.equal(r.json.admin, false, 'alice is not a hub admin');
+      const st = r.json.auth_state;
+      assert.equal(st?.oauth_user?.preferred_username, 'alice', 'auth_state.oauth_user is hubauth\'s userinfo');
+      assert.deepEqual(st.oauth_user.groups, ['physics', 'hpc-users']);
+      assert.ok(st.refresh_token, 'the hub holds a hubauth refresh token');
+
+      const g = await api('/groups/physics');
+      assert.equal(g.status, 200, g.text);
+      assert.ok(g.json.users.includes('alice'), 'group physics contains alice');
+    } finally {
+      await close();
+    }
+  });
+
+  it('bob (no upstream groups) is refused by the hub (403) and not added', async () => {
+    const { page, close } = await newContext('bob');
+    try {
+      const cb = await loginThroughUpstream(page, 'bob');
+      await screenshot(page, 'hub-403-bob');
+      assert.equal(cb.status(), 403, `oauth_callback answers 403 (got ${cb.status()})`);
+      const r = await api('/users/bob');
+      assert.equal(r.status, 404, 'bob was not added to the hub');
+    } finally {
+      await close();
+    }
+  });
+
+  it('the hub refreshes alice\'s auth at hubauth (refresh-token rotation) after her access token is revoked', async () => {
+    const { page, context, close } = await newContext('refresh');
+    try {
+      await loginThroughUpstream(page, 'alice');
+      await page.waitForURL(/\/hub\/home/, { timeout: 15_000 });
+      const beforeState = (await api('/users/alice')).json.auth_state;
+      const disco = await (await fetch(`${hubauth.issuer}/.well-known/openid-configuration`)).json();
+      const rev = await fetch(disco.revocation_endpoint, {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${Buffer.from(`jupyterhub:${HUB_SECRET}`).toString('base64')}`,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
+        body: new URLSearchParams({ token: beforeState.access_token, token_type_hint: 'access_token' }),
+      });
+      assert.equal(rev.status, 200, 'revocation accepted');
+      await upstream.clearRequests();
+
+      await new Promise((r) => setTimeout(r, (AUTH_REFRESH_AGE + 1) * 1000));
+      const res = await context.request.get('/hub/home', { maxRedirects: 0 });
+      assert.equal(res.status(), 200, `still logged in after refresh (got ${res.status()} → ${res.headers().location || ''}); see artifacts/jhup-jupyterhub.log`);
+      const afterUser = (await api('/users/alice')).json;
+      assert.notEqual(afterUser.auth_state.refresh_token, beforeState.refresh_token, 'the hub stored the rotated refresh token');
+      assert.deepEqual([...afterUser.groups].sort(), ['hpc-users', 'physics'], 'groups kept after refresh');
+      const upstreamRefresh = (await upstream.requests()).filter((r) => r.path === '/token' && r.form?.grant_type === 'refresh_token');
+      console.log(`# hubauth ${upstreamRefresh.length ? `refreshed at the upstream too (${upstreamRefresh.map((r) => r.status).join(', ')})` : 'did not call the upstream on the hub\'s refresh'}`);
+    } finally {
+      await close();
+    }
+  });
+});

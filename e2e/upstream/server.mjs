@@ -1,0 +1,148 @@
+// A real upstream OpenID provider for hubauth's `oidc` connector tests: oidc-provider (v9) with its
+// built-in development interactions (login page: any password; consent page; "[ Cancel ]" link →
+// error=access_denied).
+//
+//   node upstream/server.mjs CONFIG.json
+//
+// CONFIG.json (written by e2e/lib/upstream-oidc.mjs):
+//   { "host": "127.0.0.1", "port": 1234,
+//     "clients": [ { client_id, client_secret, redirect_uris, token_endpoint_auth_method,
+//                    id_token_signed_response_alg } ],
+//     "accounts": { "alice": { "preferred_username": "alice", "groups": [...], ... } },
+//     "jwks": { "keys": [ private JWKs with kid/alg/use ] },
+//     "accessTokenTTL": 60, "conformIdTokenClaims": true }
+//
+// Every request oidc-provider handles is recorded (koa middleware, after oidc-provider parsed it),
+// with codes, tokens and secrets redacted, and can be read back at GET /__e2e/requests (and reset with DELETE): the tests
+// assert on hubauth's upstream requests (PKCE S256, nonce, client authentication method, JWKS
+// re-fetch after a key rotation).
+import * as http from 'node:http';
+import { readFileSync } from 'node:fs';
+
+import Provider from 'oidc-provider';
+
+const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const issuer = `http://${cfg.host}:${cfg.port}`;
+
+// ---------------------------------------------------------------- request log
+const requests = [];
+const SECRET_PARAMS = new Set(['code', 'code_verifier', 'refresh_token', 'client_secret', 'token', 'password']);
+
+function redactParams(params) {
+  const out = {};
+  for (const [k, v] of params) out[k] = SECRET_PARAMS.has(k) ? `<redacted ${String(v).length} chars>` : v;
+  return out;
+}
+
+function describeAuthorization(h) {
+  if (!h) return null;
+  const [scheme, value = ''] = h.split(' ');
+  if (/^basic$/i.test(scheme)) {
+    const decoded = Buffer.from(value, 'base64').toString();
+    const user = decodeURIComponent(decoded.slice(0, decoded.indexOf(':')));
+    return { scheme: 'Basic', client_id: user };
+  }
+  return { scheme };
+}
+
+function record(ctx) {
+  const url = new URL(ctx.url, issuer);
+  const entry = {
+    at: new Date().toISOString(),
+    method: ctx.method,
+    path: url.pathname,
+    status: ctx.status,
+    query: redactParams(url.searchParams),
+    authorization: describeAuthorization(ctx.get('authorization')),
+    contentType: ctx.get('content-type') || null,
+  };
+  const body = ctx.oidc?.body;
+  if (ctx.method === 'POST' && body && typeof body === 'object') entry.form = redactParams(Object.entries(body));
+  requests.push(entry);
+  // one line per request in the log (e2e/artifacts/<name>.log)
+  console.log(`[req] ${entry.method} ${entry.path} -> ${entry.status} ${JSON.stringify({ q: entry.query, f: entry.form, a: entry.authorization })}`);
+}
+
+// ---------------------------------------------------------------- provider
+const accounts = cfg.accounts;
+
+const provider = new Provider(issuer, {
+  clients: cfg.clients.map((c) => ({
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_basic',
+    id_token_signed_response_alg: 'RS256',
+    ...c,
+  })),
+  jwks: cfg.jwks,
+  // `groups` (and a Keycloak-style nested `realm_access.roles`) are claims of the `profile`
+  // scope, so a relying party asking for "openid profile email offline_access" gets them.
+  claims: {
+    openid: ['sub'],
+    profile: ['name', 'preferred_username', 'groups', 'realm_access'],
+    email: ['email', 'email_verified'],
+  },
+  // true (oidc-provider's default): the ID token of a code flow carries only sub and protocol
+  // claims; profile/email/groups come from userinfo, so the RP must fetch and merge it.
+  conformIdTokenClaims: cfg.conformIdTokenClaims ?? true,
+  pkce: { required: () => true },
+  features: {
+    devInteractions: { enabled: true },
+    userinfo: { enabled: true },
+    revocation: { enabled: true },
+  },
+  // oidc-provider drops offline_access unless prompt=consent is sent; issue refresh tokens to the
+  // client whenever it may use the refresh_token grant, and rotate them on every use.
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+  rotateRefreshToken: () => true,
+  async findAccount(ctx, sub) {
+    const a = accounts[sub];
+    if (!a) return undefined;
+    return {
+      accountId: sub,
+      async claims() {
+        return { sub, ...a };
+      },
+    };
+  },
+  ttl: {
+    AccessToken: cfg.accessTokenTTL ?? 60,
+    AuthorizationCode: 60,
+    IdToken: 3600,
+    RefreshToken: 24 * 3600,
+    Session: 3600,
+    Grant: 24 * 3600,
+    Interaction: 3600,
+  },
+  cookies: { keys: ['e2e-upstream-cookie-key-0123456789'] },
+});
+provider.proxy = false;
+provider.on('server_error', (ctx, err) => console.error('[server_error]', err));
+provider.on('grant.error', (ctx, err) => console.error(`[grant.error] ${err.error}: ${err.error_description}`));
+provider.on('authorization.error', (ctx, err) => console.error(`[authorization.error] ${err.error}: ${err.error_description}`));
+provider.on('userinfo.error', (ctx, err) => console.error(`[userinfo.error] ${err.error}: ${err.error_description}`));
+
+// Record every request after oidc-provider handled it (its parsed body is on ctx.oidc.body).
+provider.use(async (ctx, next) => {
+  try {
+    await next();
+  } finally {
+    record(ctx);
+  }
+});
+
+const callback = provider.callback();
+
+const server = http.createServer((req, res) => {
+  if (req.url === '/__e2e/requests') {
+    if (req.method === 'DELETE') requests.length = 0;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(requests));
+    return;
+  }
+  callback(req, res);
+});
+server.listen(cfg.port, cfg.host, () => {
+  console.log(`upstream oidc-provider ${issuer} ready (kids: ${cfg.jwks.keys.map((k) => k.kid).join(', ')})`);
+});
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(0));
