@@ -1,4 +1,4 @@
-//! `hubauth keys`: list and rotate ID-token signing keys.
+//! `hubauth keys`: list and rotate ID-token signing keys; make keys for sealing upstream tokens.
 
 use std::path::PathBuf;
 
@@ -24,10 +24,17 @@ pub enum KeysCommand {
         #[arg(long)]
         alg: Option<String>,
     },
+    /// Print a new random key for HUBAUTH_CRYPT_KEY (which seals upstream tokens at rest).
+    /// To rotate, put the new key first: HUBAUTH_CRYPT_KEY="NEW;OLD".
+    GenerateCryptKey,
 }
 
 pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
     match command {
+        KeysCommand::GenerateCryptKey => {
+            println!("{}", crate::crypto::Sealer::generate_key());
+            Ok(())
+        }
         KeysCommand::List { config } => {
             let config = super::load_config(&config)?;
             let store = crate::app::open_store(&config).await?;

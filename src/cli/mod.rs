@@ -56,6 +56,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config } => crate::app::serve(load_config(&config)?).await,
         Command::CheckConfig { config } => {
             let c = load_config(&config)?;
+            // serve refuses to start without the keyring when tokens must be kept; say so now.
+            let keeps_tokens = c.connectors.iter().any(|k| !matches!(k, crate::config::ConnectorConfig::Dev(_)));
+            match crate::crypto::Sealer::from_env() {
+                Err(e) => anyhow::bail!("{e}"),
+                Ok(None) if keeps_tokens => anyhow::bail!(
+                    "{}: connectors that sign people in elsewhere keep upstream tokens, sealed with \
+                     {key}; set {key} (make one with `hubauth keys generate-crypt-key`)",
+                    config.display(),
+                    key = crate::crypto::seal::CRYPT_KEY_ENV
+                ),
+                Ok(_) => {}
+            }
             println!(
                 "{}: OK — issuer {}, {} client(s), {} connector(s), storage {}",
                 config.display(),

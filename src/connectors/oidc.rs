@@ -23,7 +23,8 @@ use crate::crypto::Secret;
 const SKEW: i64 = 120;
 /// Discovery is re-read this often (providers change endpoints rarely; keys are handled apart).
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
-/// Unknown key ids trigger a JWKS fetch at most this often, so junk tokens cannot hammer the provider.
+/// The same unknown key id triggers a JWKS fetch at most this often, so a provider that signs
+/// with a key it does not publish is not asked again at every login. A new key id always is.
 const JWKS_REFETCH_MIN: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Deserialize)]
@@ -100,7 +101,8 @@ pub struct OidcConnector {
     http: UpstreamHttp,
     discovery: tokio::sync::Mutex<Option<Cached<Discovery>>>,
     jwks: tokio::sync::Mutex<Option<Cached<JwkSet>>>,
-    last_jwks_fetch: Mutex<Option<Instant>>,
+    /// The last key id that was not in the cached JWKS, and when we fetched for it.
+    last_miss: Mutex<Option<(Option<String>, Instant)>>,
 }
 
 impl OidcConnector {
@@ -131,7 +133,7 @@ impl OidcConnector {
             http: http.clone(),
             discovery: tokio::sync::Mutex::new(None),
             jwks: tokio::sync::Mutex::new(None),
-            last_jwks_fetch: Mutex::new(None),
+            last_miss: Mutex::new(None),
         })
     }
 
@@ -196,11 +198,15 @@ impl OidcConnector {
             return Ok(key);
         }
         {
-            let mut last = self.last_jwks_fetch.lock().unwrap_or_else(|p| p.into_inner());
-            if cached.is_some() && last.is_some_and(|t| t.elapsed() < JWKS_REFETCH_MIN) {
+            let mut last = self.last_miss.lock().unwrap_or_else(|p| p.into_inner());
+            let kid = kid.map(str::to_string);
+            let same_miss = last.as_ref().is_some_and(|(k, t)| *k == kid && t.elapsed() < JWKS_REFETCH_MIN);
+            if cached.is_some() && same_miss {
                 return Err(ConnectorError::failed("the ID token is signed with a key the provider does not publish"));
             }
-            *last = Some(Instant::now());
+            if cached.is_some() {
+                *last = Some((kid, Instant::now()));
+            }
         }
         let set: JwkSet = self.http.get(&d.jwks_uri, Auth::None, &[]).await?.json("the provider's JWKS")?;
         let key = find(&set);

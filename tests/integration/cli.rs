@@ -131,3 +131,61 @@ fn demo_writes_a_config_that_check_config_accepts() {
     let (ok, _, stderr) = hubauth(&["check-config", "--config", path.to_str().unwrap()]);
     assert!(ok, "{stderr}");
 }
+
+#[test]
+fn check_config_needs_the_crypt_key_for_token_keeping_connectors_and_names_bad_connector_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let oidc = r#"
+[[connectors]]
+type = "oidc"
+id = "uni"
+issuer = "https://login.uni.example"
+client_id = "hubauth"
+client_secret = { env = "UNI_SECRET" }
+"#;
+    let path = write_config(dir.path(), &format!("{}{oidc}", config_toml("hubauth.db")));
+    let run = |key: Option<&str>, secret: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubauth"));
+        cmd.args(["check-config", "--config", &path]).env_remove("HUBAUTH_CRYPT_KEY").env_remove("UNI_SECRET");
+        if let Some(k) = key {
+            cmd.env("HUBAUTH_CRYPT_KEY", k);
+        }
+        if let Some(s) = secret {
+            cmd.env("UNI_SECRET", s);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, stderr) = run(Some(TEST_CRYPT_KEY), None);
+    assert!(!ok);
+    assert!(stderr.contains("connectors[1].client_secret") && stderr.contains("UNI_SECRET"), "{stderr}");
+    let (ok, stderr) = run(None, Some("s3cret"));
+    assert!(!ok);
+    assert!(stderr.contains("HUBAUTH_CRYPT_KEY") && stderr.contains("generate-crypt-key"), "{stderr}");
+    let (ok, stderr) = run(Some("not-a-key"), Some("s3cret"));
+    assert!(!ok);
+    assert!(stderr.contains("HUBAUTH_CRYPT_KEY: key 1"), "{stderr}");
+    let (ok, stderr) = run(Some(TEST_CRYPT_KEY), Some("s3cret"));
+    assert!(ok, "{stderr}");
+
+    let bad = write_config(
+        dir.path(),
+        &format!("{}{}", config_toml("hubauth.db"), oidc.replace("https://login.uni.example", "ftp://x")),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_hubauth"))
+        .args(["check-config", "--config", &bad])
+        .env("UNI_SECRET", "s")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("connectors[1].issuer") && stderr.contains("ftp"), "{stderr}");
+}
+
+#[test]
+fn generate_crypt_key_prints_a_usable_keyring() {
+    let (ok, stdout, _) = hubauth(&["keys", "generate-crypt-key"]);
+    assert!(ok);
+    assert!(hubauth::crypto::Sealer::from_keyring(stdout.trim()).is_ok());
+    let (_, again, _) = hubauth(&["keys", "generate-crypt-key"]);
+    assert_ne!(stdout, again);
+}

@@ -15,4 +15,6 @@ mod session;
 mod store_conformance;
 mod token_code;
 mod token_refresh;
+mod upstream_oauth2;
+mod upstream_oidc;
 mod userinfo;
