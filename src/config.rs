@@ -132,6 +132,9 @@ pub struct HubHints {
     /// Environment variable the hub reads the client secret from.
     #[serde(default)]
     pub secret_env: Option<String>,
+    /// Send the hub's users straight to this connector (skipping the chooser).
+    #[serde(default)]
+    pub connector: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -315,6 +318,11 @@ impl Config {
                     )
                 })?,
             };
+            if let Some(connector) = c.hub.as_ref().and_then(|h| h.connector.as_deref()) {
+                if !raw.connectors.iter().any(|k| k.id() == connector) {
+                    return Err(invalid(&key("hub.connector"), format!("there is no connector {connector:?}")));
+                }
+            }
             clients.push(ClientConfig {
                 name: c.name.unwrap_or_else(|| c.id.clone()),
                 id: c.id,

@@ -82,6 +82,10 @@ pub fn fragment(config: &Config, client: &ClientConfig) -> String {
     if let Some(logout) = logout {
         out.push_str(&format!("{g}.logout_redirect_url = {}\n", py_str(&logout)));
     }
+    if let Some(connector) = &client.hub.connector {
+        // Straight to this connector: the hub's button skips hubauth's chooser.
+        out.push_str(&format!("{g}.extra_authorize_params = {{\"connector\": {}}}\n", py_str(connector)));
+    }
     out.push_str("\n# Keep tokens in the hub's encrypted auth state and re-check the user with hubauth regularly.\n");
     out.push_str("c.Authenticator.enable_auth_state = True\n");
     out.push_str("c.Authenticator.refresh_pre_spawn = True\n");
