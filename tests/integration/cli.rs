@@ -189,3 +189,22 @@ fn generate_crypt_key_prints_a_usable_keyring() {
     let (_, again, _) = hubauth(&["keys", "generate-crypt-key"]);
     assert_ne!(stdout, again);
 }
+
+#[test]
+fn a_hub_with_a_preselected_connector_skips_the_chooser_and_unknown_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_hint = |connector: &str| {
+        config_toml("hubauth.db").replace(
+            "post_logout_redirect_uris = [\"http://127.0.0.1:8000/hub/\"]",
+            &format!("post_logout_redirect_uris = [\"http://127.0.0.1:8000/hub/\"]\n[clients.hub]\nconnector = \"{connector}\""),
+        )
+    };
+    let config = write_config(dir.path(), &with_hint("dev"));
+    let (ok, py, stderr) = hubauth(&["jupyterhub-config", "--config", &config, "--client", "hub"]);
+    assert!(ok, "{stderr}");
+    assert!(py.contains("c.GenericOAuthenticator.extra_authorize_params = {\"connector\": \"dev\"}"), "{py}");
+    let config = write_config(dir.path(), &with_hint("nope"));
+    let (ok, _, stderr) = hubauth(&["check-config", "--config", &config]);
+    assert!(!ok);
+    assert!(stderr.contains("clients[0].hub.connector"), "{stderr}");
+}
