@@ -324,8 +324,13 @@ impl Browser<'_> {
         assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text());
         let loc = res.location();
         assert_eq!(loc.path(), "/login");
-        let page = self.get(&format!("/login?{}", loc.query().unwrap())).await;
+        let mut page = self.get(&format!("/login?{}", loc.query().unwrap())).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+        if !page.text().contains("<form") {
+            // Several connectors: the chooser. Pick the password one.
+            page = self.get(&format!("/login?{}&connector=dev", loc.query().unwrap())).await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+        }
         let html = page.text();
         let action = url::Url::parse(&attr_after(&html, "<form", "action")).unwrap().path().to_string();
         (action, input_value(&html, "request"), input_value(&html, "csrf"))

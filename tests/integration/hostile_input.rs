@@ -6,7 +6,7 @@ use axum::http::{Method, Request, StatusCode};
 
 use crate::harness::*;
 
-const ENDPOINTS: [&str; 12] = [
+const ENDPOINTS: [&str; 15] = [
     "/",
     "/.well-known/openid-configuration",
     "/jwks",
@@ -19,6 +19,9 @@ const ENDPOINTS: [&str; 12] = [
     "/revoke",
     "/introspect",
     "/logout",
+    "/callback/uni",
+    "/callback/dev",
+    "/callback/nope",
 ];
 
 fn nasty_queries() -> Vec<String> {
@@ -35,6 +38,10 @@ fn nasty_queries() -> Vec<String> {
         "client_id=<script>&redirect_uri=%0d%0aSet-Cookie:x=y".into(),
         "request=abc&connector=../../etc/passwd".into(),
         "id_token_hint=...&post_logout_redirect_uri=http://evil".into(),
+        "state=forged&code=stolen".into(),
+        format!("state={long}&code={long}"),
+        "error=access_denied&error_description=%3Cscript%3E&state=x".into(),
+        "code=x&state=".into(),
     ]
 }
 
@@ -60,7 +67,9 @@ fn check(status: StatusCode, what: &str) {
 
 #[tokio::test]
 async fn no_request_on_any_endpoint_causes_a_server_error_or_loses_data() {
-    let app = TestApp::new().await;
+    // With an upstream connector too, so its callback is in the barrage.
+    let fake = crate::upstream_oidc::FakeOidc::start().await;
+    let app = TestApp::with_extra_toml(&fake.connector_toml("uni", "")).await;
     let before = app.login_and_exchange("ada", "ada-pw").await;
     let mut b = app.browser();
     let pkce = Pkce::new();
