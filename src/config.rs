@@ -13,6 +13,7 @@ use url::Url;
 
 pub use crate::connectors::config::{CanvasConfig, GithubConfig, GoogleConfig, OAuth2Config, OidcConfig};
 use crate::crypto::{Secret, SigningAlgorithm};
+use crate::groups::GroupRule;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -45,7 +46,7 @@ struct RawConfig {
     #[serde(default)]
     clients: Vec<RawClient>,
     #[serde(default)]
-    connectors: Vec<ConnectorConfig>,
+    connectors: Vec<ConnectorEntry>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -155,8 +156,38 @@ impl ClientConfig {
     }
 }
 
-/// One `[[connectors]]` entry; `type` picks the upstream. Each upstream's keys are documented
-/// with its config struct, in its own file under `src/connectors/`.
+/// One `[[connectors]]` entry: the upstream (`type` and its own keys, see [`ConnectorConfig`]) and
+/// what every connector may set: how its memberships become groups.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConnectorEntry {
+    #[serde(flatten)]
+    pub kind: ConnectorConfig,
+    /// `[[connectors.groups]]`: membership → group name rules (default: [`crate::groups::default_rules`]).
+    #[serde(default)]
+    pub groups: Vec<GroupRule>,
+    /// A named rule set used instead of (or before) `groups`: `default`, `canvasauthenticator`.
+    #[serde(default)]
+    pub groups_preset: Option<String>,
+}
+
+impl ConnectorEntry {
+    pub fn id(&self) -> &str {
+        self.kind.id()
+    }
+
+    /// The rules in force: the preset's, then the listed ones; the defaults when neither is set.
+    pub fn group_rules(&self) -> Vec<GroupRule> {
+        let mut rules = self.groups_preset.as_deref().and_then(crate::groups::preset).unwrap_or_default();
+        rules.extend(self.groups.iter().cloned());
+        if rules.is_empty() {
+            rules = crate::groups::default_rules();
+        }
+        rules
+    }
+}
+
+/// The upstream of a connector; `type` picks it. Each upstream's keys are documented with its
+/// config struct, in its own file under `src/connectors/`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ConnectorConfig {
@@ -218,7 +249,7 @@ pub struct Config {
     pub tokens: TokenConfig,
     pub session: SessionConfig,
     pub clients: Vec<ClientConfig>,
-    pub connectors: Vec<ConnectorConfig>,
+    pub connectors: Vec<ConnectorEntry>,
 }
 
 impl Config {
@@ -346,7 +377,19 @@ impl Config {
             if !seen.insert(id.to_string()) {
                 return Err(invalid(&format!("connectors[{i}].id"), format!("connector id {id:?} is used twice")));
             }
-            if let ConnectorConfig::Dev(dev) = c {
+            if let Some(p) = c.groups_preset.as_deref() {
+                if crate::groups::preset(p).is_none() {
+                    return Err(invalid(
+                        &format!("connectors[{i}].groups_preset"),
+                        format!("there is no preset {p:?}; use \"default\" or \"canvasauthenticator\""),
+                    ));
+                }
+            }
+            for (j, rule) in c.groups.iter().enumerate() {
+                crate::groups::validate_rule(rule)
+                    .map_err(|m| invalid(&format!("connectors[{i}].groups[{j}].name"), m))?;
+            }
+            if let ConnectorConfig::Dev(dev) = &c.kind {
                 let mut names = HashSet::new();
                 for (j, u) in dev.users.iter().enumerate() {
                     if u.username.is_empty() || !names.insert(u.username.as_str()) {
@@ -369,7 +412,7 @@ impl Config {
         }
         let mut connectors = raw.connectors;
         for c in &mut connectors {
-            crate::connectors::config::anchor_secret_files(c, base_dir);
+            crate::connectors::config::anchor_secret_files(&mut c.kind, base_dir);
         }
         // Build every connector once (no network): bad URLs, missing secrets and the like are
         // reported here, with their key, instead of at the first login.

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod connectors;
 pub mod crypto;
+pub mod groups;
 pub mod provider;
 pub mod store;
 pub mod web;

@@ -57,7 +57,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig { config } => {
             let c = load_config(&config)?;
             // serve refuses to start without the keyring when tokens must be kept; say so now.
-            let keeps_tokens = c.connectors.iter().any(|k| !matches!(k, crate::config::ConnectorConfig::Dev(_)));
+            let keeps_tokens = c.connectors.iter().any(|k| !matches!(k.kind, crate::config::ConnectorConfig::Dev(_)));
             match crate::crypto::Sealer::from_env() {
                 Err(e) => anyhow::bail!("{e}"),
                 Ok(None) if keeps_tokens => anyhow::bail!(

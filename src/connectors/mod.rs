@@ -26,8 +26,9 @@ use serde::{Deserialize, Serialize};
 pub use dev::DevConnector;
 
 use crate::clock::UnixTime;
-use crate::config::ConnectorConfig;
+use crate::config::{ConnectorConfig, ConnectorEntry};
 use crate::crypto::Secret;
+use crate::groups::GroupRule;
 use crate::store::UpstreamIdentity;
 
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +241,8 @@ pub struct Connector {
     /// A built-in icon name (`github`, `google`, `canvas`, `keycloak`, `key`) or an image URL.
     pub icon: Option<String>,
     pub kind: ConnectorKind,
+    /// How this connector's memberships become group names.
+    pub group_rules: Vec<GroupRule>,
 }
 
 /// Every configured connector, in config order (the order of the login chooser).
@@ -255,9 +258,10 @@ pub struct SetupError {
 impl Connectors {
     /// Builds every connector. Nothing here touches the network: discovery documents and keys
     /// are fetched on first use, so a provider that is down does not stop hubauth starting.
-    pub fn from_config(configs: &[ConnectorConfig], http: &http::UpstreamHttp) -> Result<Self, SetupError> {
-        let mut all = Vec::with_capacity(configs.len());
-        for (i, c) in configs.iter().enumerate() {
+    pub fn from_config(entries: &[ConnectorEntry], http: &http::UpstreamHttp) -> Result<Self, SetupError> {
+        let mut all = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let c: &ConnectorConfig = &entry.kind;
             let at = |field: &str| format!("connectors[{i}].{field}");
             let err = |(field, message): (&str, String)| SetupError { key: at(field), message };
             let connector = match c {
@@ -266,39 +270,45 @@ impl Connectors {
                     display_name: dev.name.clone().unwrap_or_else(|| "Demo accounts".into()),
                     icon: dev.icon.clone().or(Some("key".into())),
                     kind: ConnectorKind::Password(Arc::new(DevConnector::new(dev))),
+                    group_rules: Vec::new(),
                 },
                 ConnectorConfig::Oauth2(cfg) => Connector {
                     id: cfg.id.clone(),
                     display_name: cfg.name.clone().unwrap_or_else(|| cfg.id.clone()),
                     icon: cfg.icon.clone(),
                     kind: ConnectorKind::Redirect(Arc::new(oauth2::OAuth2Connector::new(cfg, http).map_err(err)?)),
+                    group_rules: Vec::new(),
                 },
                 ConnectorConfig::Oidc(cfg) => Connector {
                     id: cfg.id.clone(),
                     display_name: cfg.name.clone().unwrap_or_else(|| cfg.id.clone()),
                     icon: cfg.icon.clone(),
                     kind: ConnectorKind::Redirect(Arc::new(oidc::OidcConnector::new(cfg, http).map_err(err)?)),
+                    group_rules: Vec::new(),
                 },
                 ConnectorConfig::Google(cfg) => Connector {
                     id: cfg.id.clone(),
                     display_name: cfg.name.clone().unwrap_or_else(|| "Google".into()),
                     icon: cfg.icon.clone().or(Some("google".into())),
                     kind: ConnectorKind::Redirect(Arc::new(google::GoogleConnector::new(cfg, http).map_err(err)?)),
+                    group_rules: Vec::new(),
                 },
                 ConnectorConfig::Github(cfg) => Connector {
                     id: cfg.id.clone(),
                     display_name: cfg.name.clone().unwrap_or_else(|| "GitHub".into()),
                     icon: cfg.icon.clone().or(Some("github".into())),
                     kind: ConnectorKind::Redirect(Arc::new(github::GithubConnector::new(cfg, http).map_err(err)?)),
+                    group_rules: Vec::new(),
                 },
                 ConnectorConfig::Canvas(cfg) => Connector {
                     id: cfg.id.clone(),
                     display_name: cfg.name.clone().unwrap_or_else(|| "Canvas".into()),
                     icon: cfg.icon.clone().or(Some("canvas".into())),
                     kind: ConnectorKind::Redirect(Arc::new(canvas::CanvasConnector::new(cfg, http).map_err(err)?)),
+                    group_rules: Vec::new(),
                 },
             };
-            all.push(connector);
+            all.push(Connector { group_rules: entry.group_rules(), ..connector });
         }
         Ok(Self(all))
     }

@@ -12,8 +12,9 @@ use subtle::ConstantTimeEq;
 use super::pages::{templates, PageError};
 use super::session;
 use crate::app::SharedState;
-use crate::connectors::{Connector, ConnectorKind, LoginFailure};
+use crate::connectors::{Connector, ConnectorKind, LoginFailure, Membership};
 use crate::crypto::random::{random_value, value_hash};
+use crate::groups;
 use crate::provider::authorize::{binding_matches, issue_code, AuthorizationRequest};
 use crate::provider::params::Params;
 use crate::store::{BrowserSession, PendingAuthorization, StoreError, UpstreamIdentity, UpstreamRecord};
@@ -241,23 +242,32 @@ async fn submit(state: &SharedState, jar: CookieJar, connector_id: &str, body: &
                 .into_response())
         }
     };
-    finish_login(state, jar, &pending, &request, connector, &identity, &UpstreamRecord::default()).await
+    // A password connector's groups are plain names: memberships of the `claim` kind.
+    let memberships: Vec<Membership> = identity.groups.iter().map(|g| Membership::Claim { value: g.clone() }).collect();
+    let record = UpstreamRecord {
+        memberships_json: serde_json::to_string(&memberships).unwrap_or_default(),
+        ..Default::default()
+    };
+    finish_login(state, jar, &pending, &request, connector, identity, &memberships, &record).await
 }
 
-/// The person is known: record them, end the pending request (once), start the browser
-/// session and send the browser back to the client with a code.
+/// The person is known: name their groups, record them, end the pending request (once), start
+/// the browser session and send the browser back to the client with a code.
+#[allow(clippy::too_many_arguments)]
 pub async fn finish_login(
     state: &SharedState,
     jar: CookieJar,
     pending: &PendingAuthorization,
     request: &AuthorizationRequest,
     connector: &Connector,
-    identity: &UpstreamIdentity,
+    mut identity: UpstreamIdentity,
+    memberships: &[Membership],
     upstream: &UpstreamRecord,
 ) -> Result<Response, Response> {
     let connector_id = connector.id.as_str();
+    identity.groups = groups::compute(&connector.group_rules, memberships);
     let now = state.clock.now();
-    let user = match state.store.record_upstream_login(identity, upstream, now).await {
+    let user = match state.store.record_upstream_login(&identity, upstream, now).await {
         Ok(u) => u,
         Err(StoreError::UsernameTaken(name)) => {
             return Err(PageError::new(

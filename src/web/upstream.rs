@@ -156,7 +156,7 @@ async fn handle_callback(
         .await
         .map_err(|e| upstream_error_page(state, connector, &pending.id, &e).into_response())?;
     let record = seal_login(state, &login).map_err(IntoResponse::into_response)?;
-    finish_login(state, jar, &pending, &request, connector, &login.identity, &record).await
+    finish_login(state, jar, &pending, &request, connector, login.identity, &login.memberships, &record).await
 }
 
 /// The row context a connector's sealed tokens are bound to.

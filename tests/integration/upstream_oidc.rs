@@ -588,3 +588,46 @@ async fn without_a_crypt_key_the_server_refuses_to_start_when_connectors_keep_to
     let err = hubauth::app::AppState::new(config, store, clock, None).await.err().expect("refused");
     assert!(err.to_string().contains("HUBAUTH_CRYPT_KEY is not set"), "{err}");
 }
+
+#[tokio::test]
+async fn group_rules_rename_and_filter_the_providers_groups() {
+    let rules = r#"groups_claim = "realm_access.roles"
+[[connectors.groups]]
+from = "claim"
+name = "kc:{value}"
+only = ["physics"]
+"#;
+    let (app, fake) = setup(rules).await;
+    let (res, pkce) = upstream_login(&app, &fake, alice(), Twist::default()).await;
+    let tokens = app.exchange(&res.query()["code"], &pkce).await.json();
+    let info = app.userinfo(tokens["access_token"].as_str().unwrap()).await.json();
+    assert_eq!(info["groups"], json!(["kc:physics"]));
+    // The raw memberships are kept whole, for policies and later recomputation.
+    let stored = app.store.upstream_of("uni", "a1b2").await.unwrap().unwrap();
+    assert!(stored.memberships_json.contains("hpc-users"));
+}
+
+#[test]
+fn bad_group_templates_and_presets_are_named_in_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = config_toml("hubauth.db");
+    for (extra, key, why) in [
+        (
+            "[[connectors.groups]]\nfrom = \"claim\"\nname = \"{org}\"\n",
+            "connectors[0].groups[0].name",
+            "{org} is not a field of claim",
+        ),
+        ("groups_preset = \"berkeley\"\n", "connectors[0].groups_preset", "canvasauthenticator"),
+        (
+            "[[connectors.groups]]\nfrom = \"gitlab_group\"\nname = \"x\"\n",
+            "connectors[0].groups[0].from",
+            "unknown variant",
+        ),
+    ] {
+        // Appended to the dev connector, which is the last table in the base config... so place
+        // it right after `id = "dev"`.
+        let toml = base.replace("type = \"dev\"\nid = \"dev\"\n", &format!("type = \"dev\"\nid = \"dev\"\n{extra}"));
+        let err = hubauth::config::Config::parse(&toml, &dir.path().join("h.toml")).unwrap_err().to_string();
+        assert!(err.contains(key) && err.contains(why), "{err}");
+    }
+}
