@@ -110,6 +110,7 @@ pub fn router(state: SharedState) -> Router {
     let prefix = state.config.path_prefix();
     let app = if prefix.is_empty() { routes } else { Router::new().nest(&prefix, routes).fallback(not_found) };
     app.with_state(state)
+        .layer(axum::middleware::from_fn(crate::web::request_id::middleware))
         .layer(RequestBodyLimitLayer::new(64 * 1024))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -119,7 +120,7 @@ pub fn router(state: SharedState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
-                "default-src 'none'; style-src 'unsafe-inline'; form-action *; frame-ancestors 'none'",
+                "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action *; frame-ancestors 'none'",
             ),
         ))
         .layer(TraceLayer::new_for_http())

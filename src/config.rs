@@ -14,6 +14,7 @@ use url::Url;
 pub use crate::connectors::config::{CanvasConfig, GithubConfig, GoogleConfig, OAuth2Config, OidcConfig};
 use crate::crypto::{Secret, SigningAlgorithm};
 use crate::groups::GroupRule;
+use crate::policy::AccessConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -47,6 +48,8 @@ struct RawConfig {
     clients: Vec<RawClient>,
     #[serde(default)]
     connectors: Vec<ConnectorEntry>,
+    #[serde(default)]
+    access: AccessConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -168,6 +171,9 @@ pub struct ConnectorEntry {
     /// A named rule set used instead of (or before) `groups`: `default`, `canvasauthenticator`.
     #[serde(default)]
     pub groups_preset: Option<String>,
+    /// `[connectors.access]`: access rules for people signing in through this connector.
+    #[serde(default)]
+    pub access: Option<AccessConfig>,
 }
 
 impl ConnectorEntry {
@@ -250,6 +256,8 @@ pub struct Config {
     pub session: SessionConfig,
     pub clients: Vec<ClientConfig>,
     pub connectors: Vec<ConnectorEntry>,
+    /// `[access]`: the access policy for every connector.
+    pub access: AccessConfig,
 }
 
 impl Config {
@@ -389,6 +397,20 @@ impl Config {
                 crate::groups::validate_rule(rule)
                     .map_err(|m| invalid(&format!("connectors[{i}].groups[{j}].name"), m))?;
             }
+            if let Some(a) = &c.access {
+                for (field, set) in [
+                    ("policy_url", a.policy_url.is_some()),
+                    ("contact", a.contact.is_some()),
+                    ("admin_group", a.admin_group.is_some()),
+                ] {
+                    if set {
+                        return Err(invalid(
+                            &format!("connectors[{i}].access.{field}"),
+                            "belongs in the global [access] section".into(),
+                        ));
+                    }
+                }
+            }
             if let ConnectorConfig::Dev(dev) = &c.kind {
                 let mut names = HashSet::new();
                 for (j, u) in dev.users.iter().enumerate() {
@@ -429,6 +451,7 @@ impl Config {
             session: raw.session,
             clients,
             connectors,
+            access: raw.access,
         })
     }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod connectors;
 pub mod crypto;
 pub mod groups;
+pub mod policy;
 pub mod provider;
 pub mod store;
 pub mod web;

@@ -116,3 +116,18 @@ CREATE TABLE signing_keys (
     rotated_at    INTEGER,                -- no longer signs
     expires_at    INTEGER                 -- no longer published after this
 );
+
+-- What happened, for operators: sign-ins, refusals and why, revocations. Never secrets.
+CREATE TABLE audit_events (
+    id            INTEGER PRIMARY KEY,
+    at            INTEGER NOT NULL,
+    kind          TEXT NOT NULL,            -- login, login_denied, ...
+    reason        TEXT,                     -- a policy reason code
+    username      TEXT,
+    user_id       TEXT,
+    connector_id  TEXT,
+    client_id     TEXT,
+    request_id    TEXT,
+    detail        TEXT                      -- a sentence for people
+);
+CREATE INDEX audit_events_at ON audit_events(at);

@@ -83,6 +83,20 @@ pub struct StoredUpstream {
     pub refreshed_at: Option<UnixTime>,
 }
 
+/// One line of the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub at: UnixTime,
+    pub kind: String,
+    pub reason: Option<String>,
+    pub username: Option<String>,
+    pub user_id: Option<String>,
+    pub connector_id: Option<String>,
+    pub client_id: Option<String>,
+    pub request_id: Option<String>,
+    pub detail: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct BrowserSession {
     pub id: String,
@@ -267,6 +281,11 @@ pub trait Store: Send + Sync + 'static {
         rotated_at: UnixTime,
         expires_at: UnixTime,
     ) -> StoreResult<()>;
+
+    // --- audit log
+    async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// The newest `limit` events, newest first.
+    async fn audit_events(&self, limit: u32) -> StoreResult<Vec<AuditEvent>>;
 
     // --- housekeeping
     /// Deletes what can no longer be used; returns how many rows went.

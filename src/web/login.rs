@@ -15,9 +15,12 @@ use crate::app::SharedState;
 use crate::connectors::{Connector, ConnectorKind, LoginFailure, Membership};
 use crate::crypto::random::{random_value, value_hash};
 use crate::groups;
+use crate::policy::{self, Decision};
 use crate::provider::authorize::{binding_matches, issue_code, AuthorizationRequest};
 use crate::provider::params::Params;
+use crate::store::AuditEvent;
 use crate::store::{BrowserSession, PendingAuthorization, StoreError, UpstreamIdentity, UpstreamRecord};
+use crate::web::request_id;
 
 pub fn expired() -> PageError {
     PageError::new(
@@ -267,6 +270,36 @@ pub async fn finish_login(
     let connector_id = connector.id.as_str();
     identity.groups = groups::compute(&connector.group_rules, memberships);
     let now = state.clock.now();
+    let connector_access =
+        state.config.connectors.iter().find(|c| c.id() == connector_id).and_then(|c| c.access.as_ref());
+    let subject =
+        policy::Subject { username: &identity.username, groups: &identity.groups, memberships, invited: false };
+    let decision = policy::decide(&state.config.access, connector_access, &subject);
+    let mut audit = AuditEvent {
+        at: now,
+        kind: if decision.allowed { "login" } else { "login_denied" }.into(),
+        reason: Some(decision.code.as_str().into()),
+        username: Some(identity.username.clone()),
+        connector_id: Some(connector_id.into()),
+        client_id: Some(request.client_id.clone()),
+        request_id: request_id::current(),
+        detail: Some(decision.sentence.clone()),
+        ..Default::default()
+    };
+    if !decision.allowed {
+        tracing::info!(user = %identity.username, connector = connector_id, reason = decision.code.as_str(), "sign-in refused by the access policy");
+        if let Err(e) = state.store.record_audit(&audit).await {
+            tracing::error!(error = %e, "could not write the audit log");
+        }
+        return Err(denied_page(state, request, connector, &identity.username, &decision, &pending.id));
+    }
+    if decision.admin {
+        if let Some(g) = &state.config.access.admin_group {
+            if !identity.groups.contains(g) {
+                identity.groups.push(g.clone());
+            }
+        }
+    }
     let user = match state.store.record_upstream_login(&identity, upstream, now).await {
         Ok(u) => u,
         Err(StoreError::UsernameTaken(name)) => {
@@ -305,11 +338,48 @@ pub async fn finish_login(
         tracing::error!(error = %e, "could not store the browser session");
         return Err(PageError::internal().into_response());
     }
-    tracing::info!(user = %user.username, connector = connector_id, client_id = %request.client_id, "user logged in");
+    tracing::info!(user = %user.username, connector = connector_id, client_id = %request.client_id, reason = decision.code.as_str(), "user logged in");
+    audit.user_id = Some(user.id.clone());
+    if let Err(e) = state.store.record_audit(&audit).await {
+        tracing::error!(error = %e, "could not write the audit log");
+    }
     let jar = jar
         .add(session::cookie(state, session::SESSION_COOKIE, token, state.config.session.lifetime.as_secs() as i64))
         .add(session::removal(state, session::LOGIN_COOKIE));
     let redirect =
         issue_code(state, request, &user, Some(&browser.id), now).await.map_err(IntoResponse::into_response)?;
     Ok((jar, redirect).into_response())
+}
+
+/// The explainable refusal: who signed in, which rule refused them, where the policy is and whom
+/// to ask, and the request id that finds the audit entry.
+fn denied_page(
+    state: &SharedState,
+    request: &AuthorizationRequest,
+    connector: &Connector,
+    username: &str,
+    decision: &Decision,
+    pending_id: &str,
+) -> Response {
+    let access = &state.config.access;
+    let contact_is_url =
+        access.contact.as_deref().is_some_and(|c| c.starts_with("https://") || c.starts_with("http://"));
+    templates().render(
+        StatusCode::FORBIDDEN,
+        "denied.html",
+        context! {
+            client_name => client_name(state, request),
+            username => username,
+            connector_name => connector.display_name,
+            sentence => decision.sentence,
+            code => decision.code.as_str(),
+            policy_url => access.policy_url,
+            contact => access.contact,
+            contact_is_url => contact_is_url,
+            invite_hint => decision.code == policy::ReasonCode::NotAllowed,
+            other_connectors => state.connectors.all().len() > 1,
+            chooser_url => format!("{}?request={pending_id}", state.config.endpoint("/login")),
+            request_id => request_id::current(),
+        },
+    )
 }

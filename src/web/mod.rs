@@ -2,6 +2,7 @@
 
 pub mod login;
 pub mod pages;
+pub mod request_id;
 pub mod session;
 pub mod throttle;
 pub mod upstream;

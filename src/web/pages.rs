@@ -15,6 +15,7 @@ impl Templates {
             ("login.html", include_str!("templates/login.html")),
             ("chooser.html", include_str!("templates/chooser.html")),
             ("error.html", include_str!("templates/error.html")),
+            ("denied.html", include_str!("templates/denied.html")),
             ("logout.html", include_str!("templates/logout.html")),
             ("home.html", include_str!("templates/home.html")),
         ] {
@@ -103,6 +104,7 @@ impl IntoResponse for PageError {
             minijinja::context! {
                 title => self.title, message => self.message, hint => self.hint, code => self.code,
                 retry_url => self.retry_url,
+                request_id => super::request_id::current(),
             },
         )
     }

@@ -10,6 +10,7 @@ mod discovery;
 mod hostile_input;
 mod keys;
 mod logout;
+mod policy;
 mod revoke_introspect;
 mod session;
 mod store_conformance;
