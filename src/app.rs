@@ -33,6 +33,11 @@ pub struct AppState {
     pub login_throttle: LoginThrottle,
     /// Seals upstream tokens at rest; present whenever a connector keeps tokens.
     pub sealer: Option<Arc<Sealer>>,
+    /// Per-user re-checks of upstream memberships (one at a time per user).
+    pub live: crate::policy::live::LiveChecks,
+    /// When this server started: users last checked before it are re-checked (the config may
+    /// have changed).
+    pub started_at: crate::clock::UnixTime,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -57,7 +62,10 @@ impl AppState {
         }
         let keys = Arc::new(KeyManager::load_or_init(store.clone(), clock.clone()).await?);
         let connectors = Arc::new(connectors);
+        let started_at = clock.now();
         Ok(Arc::new(Self {
+            live: Default::default(),
+            started_at,
             sealer: sealer.map(Arc::new),
             config: Arc::new(config),
             store,

@@ -90,6 +90,8 @@ pub fn fragment(config: &Config, client: &ClientConfig) -> String {
     out.push_str("c.Authenticator.enable_auth_state = True\n");
     out.push_str("c.Authenticator.refresh_pre_spawn = True\n");
     out.push_str("c.Authenticator.auth_refresh_age = 300\n");
+    out.push_str("# JupyterHub >= 6.1: a user hubauth no longer admits loses API access too, not only the web UI.\n");
+    out.push_str("c.Authenticator.auth_refresh_strict = True\n");
     out.push_str("# --- end hubauth ---\n");
     out
 }

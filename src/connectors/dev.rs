@@ -20,6 +20,20 @@ impl DevConnector {
     }
 }
 
+impl DevConnector {
+    fn identity(&self, u: DevUser) -> UpstreamIdentity {
+        UpstreamIdentity {
+            connector_id: self.id.clone(),
+            subject: u.username.clone(),
+            username: u.username,
+            name: u.name,
+            email_verified: u.email.is_some(),
+            email: u.email,
+            groups: u.groups,
+        }
+    }
+}
+
 #[async_trait]
 impl PasswordConnector for DevConnector {
     async fn login(&self, username: &str, password: &str) -> Result<UpstreamIdentity, LoginFailure> {
@@ -39,16 +53,12 @@ impl PasswordConnector for DevConnector {
         .await
         .map_err(|e| LoginFailure::Upstream(format!("password check did not finish: {e}")))?;
         match user {
-            Some(u) if verified => Ok(UpstreamIdentity {
-                connector_id: self.id.clone(),
-                subject: u.username.clone(),
-                username: u.username,
-                name: u.name,
-                email_verified: u.email.is_some(),
-                email: u.email,
-                groups: u.groups,
-            }),
+            Some(u) if verified => Ok(self.identity(u)),
             _ => Err(LoginFailure::BadCredentials),
         }
+    }
+
+    async fn lookup(&self, subject: &str) -> Result<Option<UpstreamIdentity>, LoginFailure> {
+        Ok(self.users.get(subject).cloned().map(|u| self.identity(u)))
     }
 }

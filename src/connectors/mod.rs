@@ -17,6 +17,7 @@ mod google;
 pub mod http;
 mod oauth2;
 mod oidc;
+pub mod sealing;
 
 use std::sync::Arc;
 
@@ -43,6 +44,8 @@ pub enum LoginFailure {
 #[async_trait]
 pub trait PasswordConnector: Send + Sync {
     async fn login(&self, username: &str, password: &str) -> Result<UpstreamIdentity, LoginFailure>;
+    /// The account as it is now, for re-checks without a password: `None` if it no longer exists.
+    async fn lookup(&self, subject: &str) -> Result<Option<UpstreamIdentity>, LoginFailure>;
 }
 
 /// What hubauth sends along with the browser to the upstream, and checks when it comes back.

@@ -6,6 +6,10 @@
 //! entry matches, and admitted by default only when no admitting rule is configured anywhere
 //! (then hubauth authenticates and the hub decides, as with a plain OAuthenticator).
 
+pub mod live;
+
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::connectors::{Membership, MembershipState};
@@ -44,6 +48,16 @@ pub struct AccessConfig {
     /// `admin_groups` (e.g. "hub-admins").
     #[serde(default)]
     pub admin_group: Option<String>,
+    /// Global only: how old a user's memberships may get before userinfo or a refresh reads them
+    /// again from the provider (default 5 minutes).
+    #[serde(default, with = "humantime_serde")]
+    pub recheck_after: Option<Duration>,
+}
+
+impl AccessConfig {
+    pub fn recheck_after_secs(&self) -> i64 {
+        self.recheck_after.map(|d| d.as_secs() as i64).unwrap_or(300).max(1)
+    }
 }
 
 impl AccessConfig {
@@ -86,6 +100,10 @@ pub enum ReasonCode {
     // Refused.
     BlockedUser,
     NotAllowed,
+    /// The provider no longer accepts the person's sign-in (refresh refused, account gone).
+    UpstreamSessionEnded,
+    /// The connector the person signed in with was removed from the configuration.
+    ConnectorRemoved,
 }
 
 impl ReasonCode {
@@ -103,6 +121,8 @@ impl ReasonCode {
             ReasonCode::Invite => "invite",
             ReasonCode::BlockedUser => "blocked_user",
             ReasonCode::NotAllowed => "not_allowed",
+            ReasonCode::UpstreamSessionEnded => "upstream_session_ended",
+            ReasonCode::ConnectorRemoved => "connector_removed",
         }
     }
 }
@@ -434,7 +454,9 @@ mod tests {
             assert!(!d.sentence.is_empty());
             seen.insert(d.code);
         }
-        assert_eq!(seen.len(), 12, "every reason code is covered: {seen:?}");
+        // The two re-check codes (upstream_session_ended, connector_removed) are decided in
+        // live.rs and covered by the integration tests.
+        assert_eq!(seen.len(), 12, "every policy reason code is covered: {seen:?}");
     }
 
     #[test]

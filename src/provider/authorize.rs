@@ -16,6 +16,7 @@ use super::{scope, ErrorCode};
 use crate::app::SharedState;
 use crate::config::ClientConfig;
 use crate::crypto::random::{random_value, value_hash};
+use crate::policy::live::{ensure_current, Current};
 use crate::store::{AuthorizationCode, PendingAuthorization, User};
 use crate::web::pages::{no_store, PageError};
 use crate::web::session;
@@ -238,9 +239,20 @@ async fn authorize(state: SharedState, jar: CookieJar, raw: &[u8]) -> Response {
         Ok(Some((browser, user))) => {
             let fresh = request.max_age.is_none_or(|m| now - browser.auth_time <= m);
             if fresh && !request.prompt_login {
-                return issue_code(&state, &request, &user, Some(&browser.id), browser.auth_time)
-                    .await
-                    .unwrap_or_else(IntoResponse::into_response);
+                // Single sign-on only for someone still admitted; a withdrawn person signs in anew
+                // (their sessions have just been ended) and meets the policy there.
+                match ensure_current(&state, &user).await {
+                    Ok(Current::Admitted(user)) => {
+                        return issue_code(&state, &request, &user, Some(&browser.id), browser.auth_time)
+                            .await
+                            .unwrap_or_else(IntoResponse::into_response);
+                    }
+                    Ok(Current::Revoked { .. }) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not re-check the signed-in user");
+                        return back.send(ErrorCode::ServerError, "hubauth could not read its session store");
+                    }
+                }
             }
         }
         Ok(None) => {}

@@ -14,6 +14,7 @@ use super::params::Params;
 use super::scope;
 use crate::app::SharedState;
 use crate::crypto::random::value_hash;
+use crate::policy::live::{ensure_current, Current};
 
 /// The bearer token from the Authorization header or, for POST, a form body (RFC 6750 §2.1-2.2).
 fn bearer(headers: &HeaderMap, body: Option<&[u8]>) -> Result<String, BearerError> {
@@ -64,7 +65,14 @@ async fn answer(state: &SharedState, headers: &HeaderMap, body: Option<&[u8]>) -
     if !scope::has(&record.scope, "openid") {
         return Err(BearerError::InvalidToken("the access token was not issued for openid"));
     }
-    let mut response = Json(user_claims(&record.user, &record.scope)).into_response();
+    // Groups and access follow the provider: stale data is read again first (see policy::live).
+    let user = match ensure_current(state, &record.user).await? {
+        Current::Admitted(user) => user,
+        Current::Revoked { .. } => {
+            return Err(BearerError::InvalidToken("access to this hub was withdrawn; sign in again"));
+        }
+    };
+    let mut response = Json(user_claims(&user, &record.scope)).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }

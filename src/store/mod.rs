@@ -229,7 +229,20 @@ pub trait Store: Send + Sync + 'static {
         upstream: &UpstreamRecord,
         now: UnixTime,
     ) -> StoreResult<User>;
+    /// A re-check of an identity (memberships read again, tokens refreshed): like
+    /// [`Store::record_upstream_login`] but not a sign-in (`last_login_at` stays).
+    async fn record_recheck(
+        &self,
+        identity: &UpstreamIdentity,
+        upstream: &UpstreamRecord,
+        now: UnixTime,
+    ) -> StoreResult<User>;
     async fn upstream_of(&self, connector_id: &str, subject: &str) -> StoreResult<Option<StoredUpstream>>;
+    /// The identity the user most recently signed in or was re-checked through.
+    async fn upstream_for_user(&self, user_id: &str) -> StoreResult<Option<StoredUpstream>>;
+    /// Revokes every grant (so every token) of the user and ends their browser sessions.
+    /// Returns how many grants were revoked.
+    async fn revoke_user(&self, user_id: &str, reason: &str, now: UnixTime) -> StoreResult<u64>;
 
     // --- trips to upstream providers
     async fn create_upstream_attempt(&self, attempt: &UpstreamAttempt) -> StoreResult<()>;

@@ -159,26 +159,14 @@ async fn handle_callback(
     finish_login(state, jar, &pending, &request, connector, login.identity, &login.memberships, &record).await
 }
 
-/// The row context a connector's sealed tokens are bound to.
-pub fn token_context(connector_id: &str, subject: &str) -> String {
-    format!("hubauth/upstream-tokens/v1\0{connector_id}\0{subject}")
-}
+pub use crate::connectors::sealing::token_context;
 
 /// The login's memberships and its tokens, sealed for storage.
 pub fn seal_login(state: &SharedState, login: &UpstreamLogin) -> Result<UpstreamRecord, PageError> {
-    let memberships_json = serde_json::to_string(&login.memberships).map_err(|_| PageError::internal())?;
-    let sealer = state.sealer.as_ref().ok_or_else(|| {
-        tracing::error!("no crypt key: upstream tokens cannot be stored");
+    crate::connectors::sealing::seal_login(state.sealer.as_deref(), login).map_err(|e| {
+        tracing::error!(error = %e, "could not seal upstream tokens");
         PageError::internal()
-    })?;
-    let payload = login.tokens.to_payload();
-    let sealed = sealer
-        .seal(&token_context(&login.identity.connector_id, &login.identity.subject), payload.as_bytes())
-        .map_err(|e| {
-            tracing::error!(error = %e, "could not seal upstream tokens");
-            PageError::internal()
-        })?;
-    Ok(UpstreamRecord { memberships_json, tokens_sealed: Some(sealed), tokens_expire_at: login.tokens.expires_at })
+    })
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -9,6 +9,7 @@ mod config;
 mod discovery;
 mod hostile_input;
 mod keys;
+mod live_access;
 mod logout;
 mod policy;
 mod revoke_introspect;

@@ -55,6 +55,11 @@ struct FakeState {
     /// When set, userinfo answers with this `sub` (a mismatch test).
     userinfo_sub: Option<String>,
     discovery_issuer: Option<String>,
+    /// The person's claims as they are now upstream (changed by the test), by `sub`.
+    current: HashMap<String, Value>,
+    refresh_grants: usize,
+    /// Answer token requests with this status (an outage).
+    token_outage: Option<StatusCode>,
 }
 
 #[derive(Clone)]
@@ -143,6 +148,24 @@ scope = ["openid", "profile", "email", "offline_access"]
         self.state.lock().unwrap().discovery_issuer = Some(issuer.into());
     }
 
+    /// The person's upstream data changes (e.g. removed from a group).
+    pub fn set_claims(&self, claims: Value) {
+        let sub = claims["sub"].as_str().unwrap().to_string();
+        self.state.lock().unwrap().current.insert(sub, claims);
+    }
+
+    pub fn refresh_grants(&self) -> usize {
+        self.state.lock().unwrap().refresh_grants
+    }
+
+    pub fn outage(&self, status: Option<StatusCode>) {
+        self.state.lock().unwrap().token_outage = status;
+    }
+
+    pub fn revoke_refresh_tokens(&self) {
+        self.state.lock().unwrap().refresh.clear();
+    }
+
     pub fn last_token_request(&self) -> (HashMap<String, String>, Option<String>) {
         let s = self.state.lock().unwrap();
         (s.token_requests.last().cloned().unwrap(), s.basic_auth_seen.last().cloned().unwrap())
@@ -226,6 +249,9 @@ async fn token(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let mut s = s.lock().unwrap();
+    if let Some(status) = s.token_outage {
+        return (status, "upstream is down").into_response();
+    }
     let basic = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
     s.token_requests.push(form.clone());
     s.basic_auth_seen.push(basic.clone());
@@ -253,6 +279,9 @@ async fn token(
             let Some(claims) = form.get("refresh_token").and_then(|r| s.refresh.remove(r)) else {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
             };
+            s.refresh_grants += 1;
+            let sub = claims["sub"].as_str().unwrap_or_default().to_string();
+            let claims = s.current.get(&sub).cloned().unwrap_or(claims);
             Json(issue(&mut s, &claims, None, &Twist::default())).into_response()
         }
         _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),

@@ -5,6 +5,7 @@ use super::{mint, respond, TokenResponse};
 use crate::app::SharedState;
 use crate::config::ClientConfig;
 use crate::crypto::random::value_hash;
+use crate::policy::live::{ensure_current, Current};
 use crate::provider::params::Params;
 use crate::provider::{scope, ErrorCode, OAuthError};
 use crate::store::{Grant, RefreshRotation, User};
@@ -32,6 +33,14 @@ pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) 
     let outcome = state.store.rotate_refresh_token(&value_hash(presented), &client.id, now, issue).await?;
     match outcome {
         RefreshRotation::Rotated { grant, user, scope } => {
+            // A refresh is where a hub learns of lost access: re-check stale memberships first.
+            let user = match ensure_current(state, &user).await? {
+                Current::Admitted(user) => user,
+                Current::Revoked { code, .. } => {
+                    tracing::info!(client_id = %client.id, reason = code.as_str(), "refresh refused: access withdrawn");
+                    return Err(OAuthError::invalid_grant("access to this hub was withdrawn; sign in again"));
+                }
+            };
             respond(state, client, &user, &scope, grant.auth_time, None, minted)
         }
         RefreshRotation::Declined => {

@@ -284,13 +284,25 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn record_upstream_login(
+fn stored_upstream_from_row(r: &Row<'_>) -> rusqlite::Result<StoredUpstream> {
+    Ok(StoredUpstream {
+        user_id: r.get(0)?,
+        connector_id: r.get(1)?,
+        subject: r.get(2)?,
+        memberships_json: r.get(3)?,
+        tokens_sealed: r.get(4)?,
+        tokens_expire_at: r.get(5)?,
+        refreshed_at: r.get(6)?,
+    })
+}
+
+impl SqliteStore {
+    async fn upsert_identity(
         &self,
         identity: &UpstreamIdentity,
         upstream: &UpstreamRecord,
         now: UnixTime,
+        is_login: bool,
     ) -> StoreResult<User> {
         let groups = serde_json::to_string(&identity.groups).map_err(backend)?;
         let (identity, upstream) = (identity.clone(), upstream.clone());
@@ -312,10 +324,12 @@ impl Store for SqliteStore {
                     }
                     tx.execute(
                         "UPDATE users SET username = :username, name = :name, email = :email, email_verified = :verified, \
-                         groups_json = :groups, updated_at = :now, last_login_at = :now WHERE id = :id",
+                         groups_json = :groups, updated_at = :now, \
+                         last_login_at = CASE WHEN :login THEN :now ELSE last_login_at END WHERE id = :id",
                         named_params! {
                             ":username": identity.username, ":name": identity.name, ":email": identity.email,
                             ":verified": identity.email_verified as i64, ":groups": groups, ":now": now, ":id": user_id,
+                            ":login": is_login,
                         },
                     )
                     .map_err(backend)?;
@@ -350,6 +364,56 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
             user_by(tx, "id", &user_id).map_err(backend)?.ok_or_else(|| backend(anyhow::anyhow!("user vanished")))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn record_upstream_login(
+        &self,
+        identity: &UpstreamIdentity,
+        upstream: &UpstreamRecord,
+        now: UnixTime,
+    ) -> StoreResult<User> {
+        self.upsert_identity(identity, upstream, now, true).await
+    }
+
+    async fn record_recheck(
+        &self,
+        identity: &UpstreamIdentity,
+        upstream: &UpstreamRecord,
+        now: UnixTime,
+    ) -> StoreResult<User> {
+        self.upsert_identity(identity, upstream, now, false).await
+    }
+
+    async fn upstream_for_user(&self, user_id: &str) -> StoreResult<Option<StoredUpstream>> {
+        self.reader()
+            .prepare_cached(
+                "SELECT user_id, connector_id, upstream_subject, memberships_json, tokens_sealed, tokens_expire_at, refreshed_at \
+                 FROM user_identities WHERE user_id = ? ORDER BY refreshed_at DESC LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row([user_id], stored_upstream_from_row).optional())
+            .map_err(backend)
+    }
+
+    async fn revoke_user(&self, user_id: &str, reason: &str, now: UnixTime) -> StoreResult<u64> {
+        let (user_id, reason) = (user_id.to_owned(), reason.to_owned());
+        self.write(move |conn| {
+            let grants = conn
+                .execute(
+                    "UPDATE grants SET revoked_at = ?, revoked_reason = ? WHERE user_id = ? AND revoked_at IS NULL",
+                    params![now, reason, user_id],
+                )
+                .map_err(backend)?;
+            conn.execute(
+                "UPDATE browser_sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
+                params![now, user_id],
+            )
+            .map_err(backend)?;
+            Ok(grants as u64)
         })
         .await
     }
