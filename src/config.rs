@@ -46,8 +46,9 @@ struct RawConfig {
     session: SessionConfig,
     #[serde(default)]
     clients: Vec<RawClient>,
+    /// Read as tables and typed one by one (see [`parse_connector`]) so errors name the exact key.
     #[serde(default)]
-    connectors: Vec<ConnectorEntry>,
+    connectors: Vec<toml::Table>,
     #[serde(default)]
     access: AccessConfig,
 }
@@ -160,19 +161,15 @@ impl ClientConfig {
 }
 
 /// One `[[connectors]]` entry: the upstream (`type` and its own keys, see [`ConnectorConfig`]) and
-/// what every connector may set: how its memberships become groups.
-#[derive(Debug, Clone, Deserialize)]
+/// what every connector may set: how its memberships become groups, who may sign in with it.
+#[derive(Debug, Clone)]
 pub struct ConnectorEntry {
-    #[serde(flatten)]
     pub kind: ConnectorConfig,
     /// `[[connectors.groups]]`: membership → group name rules (default: [`crate::groups::default_rules`]).
-    #[serde(default)]
     pub groups: Vec<GroupRule>,
     /// A named rule set used instead of (or before) `groups`: `default`, `canvasauthenticator`.
-    #[serde(default)]
     pub groups_preset: Option<String>,
     /// `[connectors.access]`: access rules for people signing in through this connector.
-    #[serde(default)]
     pub access: Option<AccessConfig>,
 }
 
@@ -192,10 +189,65 @@ impl ConnectorEntry {
     }
 }
 
+/// The keys every connector has besides its own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectorCommon {
+    #[serde(default)]
+    groups: Vec<GroupRule>,
+    #[serde(default)]
+    groups_preset: Option<String>,
+    #[serde(default)]
+    access: Option<AccessConfig>,
+}
+
+const COMMON_CONNECTOR_KEYS: [&str; 3] = ["groups", "groups_preset", "access"];
+
+/// Types one `[[connectors]]` table. Each upstream's struct is deserialised directly (not through
+/// a tagged enum, which buffers and loses the path), so an error names e.g.
+/// `connectors[1].timeout` rather than just `connectors[1]`.
+fn parse_connector(i: usize, mut table: toml::Table) -> Result<ConnectorEntry, (String, String)> {
+    fn typed<T: serde::de::DeserializeOwned>(i: usize, table: toml::Table) -> Result<T, (String, String)> {
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            let key = if path == "." { format!("connectors[{i}]") } else { format!("connectors[{i}].{path}") };
+            (key, e.into_inner().to_string())
+        })
+    }
+    let kind = match table.remove("type") {
+        Some(toml::Value::String(t)) => t,
+        Some(_) => return Err((format!("connectors[{i}].type"), "must be a string".into())),
+        None => {
+            return Err((format!("connectors[{i}].type"), "is missing: say which kind of connector this is".into()))
+        }
+    };
+    let mut common = toml::Table::new();
+    for k in COMMON_CONNECTOR_KEYS {
+        if let Some(v) = table.remove(k) {
+            common.insert(k.to_string(), v);
+        }
+    }
+    let kind = match kind.as_str() {
+        "dev" => ConnectorConfig::Dev(typed(i, table)?),
+        "oauth2" => ConnectorConfig::Oauth2(typed(i, table)?),
+        "oidc" => ConnectorConfig::Oidc(typed(i, table)?),
+        "google" => ConnectorConfig::Google(typed(i, table)?),
+        "github" => ConnectorConfig::Github(typed(i, table)?),
+        "canvas" => ConnectorConfig::Canvas(typed(i, table)?),
+        other => {
+            return Err((
+                format!("connectors[{i}].type"),
+                format!("unknown connector type {other:?}; use one of dev, oauth2, oidc, google, github, canvas"),
+            ))
+        }
+    };
+    let common: ConnectorCommon = typed(i, common)?;
+    Ok(ConnectorEntry { kind, groups: common.groups, groups_preset: common.groups_preset, access: common.access })
+}
+
 /// The upstream of a connector; `type` picks it. Each upstream's keys are documented with its
 /// config struct, in its own file under `src/connectors/`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[derive(Debug, Clone)]
 pub enum ConnectorConfig {
     Dev(DevConnectorConfig),
     Oauth2(OAuth2Config),
@@ -276,6 +328,10 @@ impl Config {
             invalid(&key, message)
         })?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
+        let mut raw_connectors = Vec::with_capacity(raw.connectors.len());
+        for (i, table) in raw.connectors.into_iter().enumerate() {
+            raw_connectors.push(parse_connector(i, table).map_err(|(key, message)| invalid(&key, message))?);
+        }
         let issuer_url = validate_issuer(&raw.issuer).map_err(|m| invalid("issuer", m))?;
         let listen = match raw.listen {
             Some(l) => l,
@@ -358,7 +414,7 @@ impl Config {
                 })?,
             };
             if let Some(connector) = c.hub.as_ref().and_then(|h| h.connector.as_deref()) {
-                if !raw.connectors.iter().any(|k| k.id() == connector) {
+                if !raw_connectors.iter().any(|k| k.id() == connector) {
                     return Err(invalid(&key("hub.connector"), format!("there is no connector {connector:?}")));
                 }
             }
@@ -374,7 +430,7 @@ impl Config {
         }
 
         let mut seen = HashSet::new();
-        for (i, c) in raw.connectors.iter().enumerate() {
+        for (i, c) in raw_connectors.iter().enumerate() {
             let id = c.id();
             if id.is_empty() || !id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
                 return Err(invalid(
@@ -429,10 +485,10 @@ impl Config {
                 }
             }
         }
-        if raw.connectors.is_empty() {
+        if raw_connectors.is_empty() {
             return Err(invalid("connectors", "at least one connector is needed so people can log in".into()));
         }
-        let mut connectors = raw.connectors;
+        let mut connectors = raw_connectors;
         for c in &mut connectors {
             crate::connectors::config::anchor_secret_files(&mut c.kind, base_dir);
         }

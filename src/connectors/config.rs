@@ -11,6 +11,13 @@ use crate::config::{ConnectorConfig, SecretSource};
 
 /// Makes a relative `client_secret = { file = … }` relative to the config file's folder.
 pub fn anchor_secret_files(c: &mut ConnectorConfig, base_dir: &Path) {
+    if let ConnectorConfig::Github(g) = c {
+        if let Some(SecretSource::File { file }) = &mut g.organization_credential {
+            if file.is_relative() {
+                *file = base_dir.join(&*file);
+            }
+        }
+    }
     let secret = match c {
         ConnectorConfig::Dev(_) => return,
         ConnectorConfig::Oauth2(c) => &mut c.client_secret,

@@ -129,16 +129,23 @@ impl UpstreamHttp {
             Auth::Bearer(token) => req = req.header(AUTHORIZATION, format!("Bearer {token}")),
             Auth::Basic(user, password) => req = req.basic_auth(form_encode(user), Some(form_encode(password))),
         }
+        // Replace, not append: a connector's own `Accept` (GitHub's media type) must not travel
+        // next to the default one.
+        let mut extra = HeaderMap::new();
         for (k, v) in extra_headers {
-            req = req.header(*k, *v);
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| ConnectorError::failed(format!("bad header name {k:?}")))?;
+            let value = HeaderValue::from_str(v).map_err(|_| ConnectorError::failed(format!("bad value for {k}")))?;
+            extra.append(name, value);
         }
+        req = req.headers(extra);
         if let Some(form) = form {
             req = req.form(form);
         }
-        let resp = req.send().await.map_err(|e| ConnectorError::failed(describe(&e, url)))?;
+        let resp = req.send().await.map_err(|e| failure(&e, url))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| ConnectorError::failed(describe(&e, url)))?;
+        let body = resp.bytes().await.map_err(|e| failure(&e, url))?;
         Ok(Answer { status, headers, body })
     }
 
@@ -150,13 +157,29 @@ impl UpstreamHttp {
         auth: Auth<'_>,
         extra_headers: &[(&str, &str)],
     ) -> Result<Answer, ConnectorError> {
+        self.get_accepting(url, auth, extra_headers, &[]).await
+    }
+
+    /// [`UpstreamHttp::get`], except that an answer with one of the `accept` statuses (a 401 that
+    /// means "session over", a 404 that means "not allowed to see") comes back as it is, for the
+    /// caller to judge. Rate limits are still recognised and handled first.
+    pub async fn get_accepting(
+        &self,
+        url: &str,
+        auth: Auth<'_>,
+        extra_headers: &[(&str, &str)],
+        accept: &[StatusCode],
+    ) -> Result<Answer, ConnectorError> {
         let mut attempt = 0;
         loop {
             let result = self.send(Method::GET, url, auth, extra_headers, None).await;
             let retry_in = match &result {
+                // A timeout already cost the person `request` seconds: fail now, don't triple it.
+                Err(ConnectorError::TimedOut(_)) => None,
                 Err(_) => Some(self.retry_backoff * (attempt + 1)),
                 Ok(a) if is_rate_limited(a) => {
-                    let wait = asked_wait(a).unwrap_or(self.retry_backoff * (attempt + 1));
+                    // Without a stated wait (Canvas sends none), give the quota a second per try to refill.
+                    let wait = asked_wait(a).unwrap_or(Duration::from_secs(1) * (attempt + 1));
                     if wait > MAX_RATE_LIMIT_WAIT {
                         return Err(ConnectorError::RateLimited {
                             reason: format!("{} answered {} for {}", host_of(url), a.status, path_of(url)),
@@ -187,7 +210,7 @@ impl UpstreamHttp {
                             retry_after: asked_wait(&answer).map(|d| d.as_secs()),
                         });
                     }
-                    if !answer.status.is_success() {
+                    if !answer.status.is_success() && !accept.contains(&answer.status) {
                         return Err(ConnectorError::failed(format!(
                             "{} answered {} for {}{}",
                             host_of(url),
@@ -210,6 +233,26 @@ impl UpstreamHttp {
         auth: Auth<'_>,
         extra_headers: &[(&str, &str)],
     ) -> Result<Vec<serde_json::Value>, ConnectorError> {
+        match self.get_all_pages_accepting(first_url, auth, extra_headers, &[]).await? {
+            Ok(items) => Ok(items),
+            Err(answer) => Err(ConnectorError::failed(format!(
+                "{} answered {} for {}",
+                host_of(first_url),
+                answer.status,
+                path_of(first_url)
+            ))),
+        }
+    }
+
+    /// [`UpstreamHttp::get_all_pages`], except that a page answered with one of the `accept`
+    /// statuses ends the reading with that answer (`Ok(Err(answer))`) for the caller to judge.
+    pub async fn get_all_pages_accepting(
+        &self,
+        first_url: &str,
+        auth: Auth<'_>,
+        extra_headers: &[(&str, &str)],
+        accept: &[StatusCode],
+    ) -> Result<Result<Vec<serde_json::Value>, Answer>, ConnectorError> {
         let origin = url::Url::parse(first_url)
             .map_err(|e| ConnectorError::failed(format!("bad URL {first_url}: {e}")))?
             .origin();
@@ -225,7 +268,10 @@ impl UpstreamHttp {
                     path_of(first_url)
                 )));
             }
-            let answer = self.get(&url, auth, extra_headers).await?;
+            let answer = self.get_accepting(&url, auth, extra_headers, accept).await?;
+            if !answer.status.is_success() {
+                return Ok(Err(answer));
+            }
             match answer.json::<serde_json::Value>(&format!("{} {}", host_of(&url), path_of(&url)))? {
                 serde_json::Value::Array(page) => items.extend(page),
                 _ => {
@@ -261,7 +307,7 @@ impl UpstreamHttp {
                 }
             }
         }
-        Ok(items)
+        Ok(Ok(items))
     }
 
     /// A token request (RFC 6749 §4.1.3 / §6). Never retried: a code is single use.
@@ -399,6 +445,9 @@ impl From<TokenError> for ConnectorError {
         match e.error.as_str() {
             // On a refresh: the upstream session is over. On a code: a stale or replayed code.
             "invalid_grant" | "bad_refresh_token" | "bad_verification_code" => ConnectorError::SessionEnded(text),
+            // Canvas's answer to a refresh token it no longer has (revoked, or deleted with its
+            // access token when the person removed the integration).
+            "invalid_request" if e.description == "refresh_token not found" => ConnectorError::SessionEnded(text),
             "access_denied" => ConnectorError::Denied(text),
             _ => ConnectorError::Failed(format!("the provider refused the token request ({text})")),
         }
@@ -454,6 +503,14 @@ fn error_detail(body: &[u8]) -> String {
     match msg {
         Some(m) => format!(": {}", m.chars().take(160).collect::<String>()),
         None => String::new(),
+    }
+}
+
+fn failure(e: &reqwest::Error, url: &str) -> ConnectorError {
+    if e.is_timeout() {
+        ConnectorError::TimedOut(describe(e, url))
+    } else {
+        ConnectorError::Failed(describe(e, url))
     }
 }
 

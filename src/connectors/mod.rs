@@ -195,6 +195,9 @@ pub enum ConnectorError {
     /// The upstream is rate limiting us; retry after this many seconds if known.
     #[error("the provider is limiting requests ({reason})")]
     RateLimited { reason: String, retry_after: Option<u64> },
+    /// The provider did not answer in time (not retried: the person is waiting).
+    #[error("{0}")]
+    TimedOut(String),
     /// Anything else: unreachable, 5xx, bad JSON, a token that fails verification.
     #[error("{0}")]
     Failed(String),

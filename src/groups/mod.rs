@@ -332,7 +332,7 @@ mod tests {
             (rule(Source::CanvasCourse, "{org}"), vec![]),
         ];
         for (r, want) in cases {
-            assert_eq!(compute(&[r.clone()], &github()), want, "{}", r.name);
+            assert_eq!(compute(std::slice::from_ref(&r), &github()), want, "{}", r.name);
         }
     }
 
@@ -366,7 +366,7 @@ mod tests {
             (GroupRule { course_ids: vec![1], ..rule(Source::CanvasGroup, "g:{name}") }, vec!["g:Lab A"]),
         ];
         for (rule, want) in cases {
-            assert_eq!(compute(&[rule.clone()], &ms), want, "{}", rule.name);
+            assert_eq!(compute(std::slice::from_ref(&rule), &ms), want, "{}", rule.name);
         }
     }
 

@@ -83,6 +83,36 @@ pub struct StoredUpstream {
     pub refreshed_at: Option<UnixTime>,
 }
 
+/// A workshop invite. `token_hash` is the hash of the secret in its link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invite {
+    pub id: String,
+    pub token_hash: String,
+    pub note: Option<String>,
+    pub groups: Vec<String>,
+    pub connector_id: Option<String>,
+    pub max_uses: Option<i64>,
+    pub uses: i64,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+}
+
+impl Invite {
+    /// Usable by someone new at `now`.
+    pub fn open_at(&self, now: UnixTime) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now && self.max_uses.is_none_or(|m| self.uses < m)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Redemption {
+    /// Counted (or this person had already used it: not counted again).
+    Redeemed,
+    /// Expired, revoked or used up meanwhile.
+    Closed,
+}
+
 /// One line of the audit log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditEvent {
@@ -294,6 +324,18 @@ pub trait Store: Send + Sync + 'static {
         rotated_at: UnixTime,
         expires_at: UnixTime,
     ) -> StoreResult<()>;
+
+    // --- invites
+    async fn create_invite(&self, invite: &Invite) -> StoreResult<()>;
+    async fn invites(&self) -> StoreResult<Vec<Invite>>;
+    async fn invite_by_token(&self, token_hash: &str) -> StoreResult<Option<Invite>>;
+    /// Revokes by id; true if it was live.
+    async fn revoke_invite(&self, id: &str, now: UnixTime) -> StoreResult<bool>;
+    /// Records that `user_id` used the invite, counting a use only for a new person, atomically
+    /// with the check that it is still open.
+    async fn redeem_invite(&self, id: &str, user_id: &str, now: UnixTime) -> StoreResult<Redemption>;
+    /// The invites `user_id` has used that still hold (not revoked, not expired).
+    async fn invites_of_user(&self, user_id: &str, now: UnixTime) -> StoreResult<Vec<Invite>>;
 
     // --- audit log
     async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()>;

@@ -206,7 +206,7 @@ pub fn upstream_error_page(
             Some(s) if *s < 3600 => format!("Try again in about {} minute(s).", s.div_ceil(60).max(1)),
             _ => "Try again later.".to_string(),
         }),
-        ConnectorError::SessionEnded(reason) | ConnectorError::Failed(reason) => PageError::new(
+        ConnectorError::SessionEnded(reason) | ConnectorError::Failed(reason) | ConnectorError::TimedOut(reason) => PageError::new(
             StatusCode::BAD_GATEWAY,
             "upstream_error",
             format!("{provider} is not answering properly"),

@@ -69,7 +69,7 @@ fn errors_name_the_key_and_the_reason() {
             "clients[2].secret",
             "public client",
         ),
-        (base().replace("type = \"dev\"", "type = \"ldap\""), "connectors[0]", "unknown variant `ldap`"),
+        (base().replace("type = \"dev\"", "type = \"ldap\""), "connectors[0]", "unknown connector type \"ldap\""),
         (
             base().replace("username = \"sam\"\npassword_hash", "username = \"sam\"\npassword_hash = \"plain\"\n#"),
             "connectors[0].users[1].password_hash",

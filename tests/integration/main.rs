@@ -1,6 +1,7 @@
 //! In-process integration tests: one module per endpoint or concern, named after the spec rule
 //! each test checks.
 
+mod fakes;
 mod harness;
 
 mod authorize;
@@ -17,6 +18,8 @@ mod session;
 mod store_conformance;
 mod token_code;
 mod token_refresh;
+mod upstream_canvas;
+mod upstream_github;
 mod upstream_oauth2;
 mod upstream_oidc;
 mod userinfo;
