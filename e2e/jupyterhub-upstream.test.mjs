@@ -5,7 +5,7 @@
 // on the hub with the upstream's groups. Driven by headless Chromium (playwright-core).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, existsSync } from 'node:fs';
+import { writeFileSync, existsSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -80,19 +80,19 @@ async function where(page) {
 async function loginThroughUpstream(page, user) {
   await page.goto('/hub/login');
   const link = page.locator('a[href*="oauth_login"]');
-  await link.first().waitFor({ timeout: 15_000 });
+  await link.first().waitFor({ timeout: 30_000 }).catch(async () => assert.fail(`expected the hub's login page ${await where(page)}`));
   const callback = page.waitForResponse((r) => r.url().includes('/hub/oauth_callback'), { timeout: 60_000 });
   callback.catch(() => {});
   await link.first().click();
 
   const choice = page.getByRole('link', { name: new RegExp(UPSTREAM_NAME) });
-  await choice.waitFor({ timeout: 15_000 }).catch(async () => assert.fail(`expected hubauth's chooser ${await where(page)}`));
+  await choice.waitFor({ timeout: 30_000 }).catch(async () => assert.fail(`expected hubauth's chooser ${await where(page)}`));
   assert.equal(new URL(page.url()).origin, hubauth.issuer, 'the chooser is hubauth\'s');
   await screenshot(page, `hubauth-chooser-${user}`);
   await choice.click();
 
   const login = page.locator('input[name="login"]');
-  await login.waitFor({ timeout: 20_000 }).catch(async () => assert.fail(`expected the upstream's login page ${await where(page)}`));
+  await login.waitFor({ timeout: 30_000 }).catch(async () => assert.fail(`expected the upstream's login page ${await where(page)}`));
   assert.equal(new URL(page.url()).origin, upstream.issuer, 'the login page is the upstream\'s');
   await login.fill(user);
   await page.fill('input[name="password"]', `${user}-any-password`);
@@ -100,7 +100,7 @@ async function loginThroughUpstream(page, user) {
   await page.locator('button[type="submit"]').click();
   const consent = page.locator('input[name="prompt"][value="consent"]');
   const outcome = await Promise.race([
-    consent.waitFor({ timeout: 20_000 }).then(() => 'consent', () => null),
+    consent.waitFor({ state: 'attached', timeout: 20_000 }).then(() => 'consent', () => null),
     page.waitForURL((u) => !u.href.startsWith(upstream.issuer), { timeout: 20_000 }).then(() => 'left', () => null),
   ]);
   if (outcome === 'consent') {
@@ -220,6 +220,7 @@ c.Authenticator.auth_refresh_age = ${AUTH_REFRESH_AGE}
     if (proxyPidFile && existsSync(proxyPidFile)) killPidFile(proxyPidFile);
     await hubauth?.stop();
     await upstream?.stop();
+    if (workDir && !process.env.E2E_KEEP_TMP) rmSync(workDir, { recursive: true, force: true });
   });
 
   it('alice logs in through the upstream and reaches the hub; the REST API shows her with group physics', async () => {
@@ -227,7 +228,7 @@ c.Authenticator.auth_refresh_age = ${AUTH_REFRESH_AGE}
     try {
       const cb = await loginThroughUpstream(page, 'alice');
       assert.ok([302, 303].includes(cb.status()), `oauth_callback redirects on success (got ${cb.status()}); ${await where(page)}`);
-      await page.waitForURL(/\/hub\/home/, { timeout: 15_000 });
+      await page.waitForURL(/\/hub\/home/, { timeout: 30_000 }).catch(async () => assert.fail(`expected the hub home page ${await where(page)}`));
       await screenshot(page, 'hub-home-alice');
       assert.ok((await page.textContent('body')).includes('alice'), 'hub home shows alice');
 
@@ -266,7 +267,7 @@ c.Authenticator.auth_refresh_age = ${AUTH_REFRESH_AGE}
     const { page, context, close } = await newContext('refresh');
     try {
       await loginThroughUpstream(page, 'alice');
-      await page.waitForURL(/\/hub\/home/, { timeout: 15_000 });
+      await page.waitForURL(/\/hub\/home/, { timeout: 30_000 }).catch(async () => assert.fail(`expected the hub home page ${await where(page)}`));
       const beforeState = (await api('/users/alice')).json.auth_state;
       const disco = await (await fetch(`${hubauth.issuer}/.well-known/openid-configuration`)).json();
       const rev = await fetch(disco.revocation_endpoint, {

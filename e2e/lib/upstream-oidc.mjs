@@ -6,6 +6,9 @@
 //   await up.requests()            // what the relying party sent (codes/tokens/secrets redacted)
 //   await up.restart({ jwks: generateJwks({ kid: 'k2' }) })   // same port, new signing key
 //   await up.stop()
+//
+// startHubauthServe() runs `hubauth serve` on a config the test writes (oidcConnectorToml() gives
+// the `[[connectors]]` entry for the upstream).
 import { writeFileSync, rmSync } from 'node:fs';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -116,6 +119,10 @@ export async function startUpstream(options = {}) {
     },
     async clearRequests() {
       await fetch(`${up.issuer}/__e2e/requests`, { method: 'DELETE' });
+    },
+    /** Replace error_description in the upstream's error redirects (null: stop). */
+    async overrideErrorDescription(text) {
+      await fetch(`${up.issuer}/__e2e/error-description`, text === null ? { method: 'DELETE' } : { method: 'PUT', body: text });
     },
     /** Stop and start again on the same port, e.g. with a new `jwks` (key rotation). */
     async restart(changes = {}) {

@@ -12,10 +12,13 @@
 //     "jwks": { "keys": [ private JWKs with kid/alg/use ] },
 //     "accessTokenTTL": 60, "conformIdTokenClaims": true }
 //
-// Every request oidc-provider handles is recorded (koa middleware, after oidc-provider parsed it),
-// with codes, tokens and secrets redacted, and can be read back at GET /__e2e/requests (and reset with DELETE): the tests
-// assert on hubauth's upstream requests (PKCE S256, nonce, client authentication method, JWKS
-// re-fetch after a key rotation).
+// Test-only endpoints (not part of oidc-provider):
+//   GET /__e2e/requests    every request oidc-provider handled (koa middleware, after it parsed
+//                          the body), codes/tokens/secrets redacted; DELETE resets the list. The
+//                          tests assert on what hubauth sent (PKCE S256, nonce, client
+//                          authentication method, JWKS re-fetch after a key rotation).
+//   PUT /__e2e/error-description   replace error_description in error redirects to the RP with
+//                          the request body (DELETE: stop).
 import * as http from 'node:http';
 import { readFileSync } from 'node:fs';
 
@@ -39,7 +42,8 @@ function describeAuthorization(h) {
   const [scheme, value = ''] = h.split(' ');
   if (/^basic$/i.test(scheme)) {
     const decoded = Buffer.from(value, 'base64').toString();
-    const user = decodeURIComponent(decoded.slice(0, decoded.indexOf(':')));
+    let user = decoded.slice(0, Math.max(0, decoded.indexOf(':')));
+    try { user = decodeURIComponent(user); } catch { /* keep as sent */ }
     return { scheme: 'Basic', client_id: user };
   }
   return { scheme };
@@ -122,10 +126,22 @@ provider.on('grant.error', (ctx, err) => console.error(`[grant.error] ${err.erro
 provider.on('authorization.error', (ctx, err) => console.error(`[authorization.error] ${err.error}: ${err.error_description}`));
 provider.on('userinfo.error', (ctx, err) => console.error(`[userinfo.error] ${err.error}: ${err.error_description}`));
 
+// Test knob (PUT /__e2e/error-description): replace the error_description of error redirects
+// to the relying party, e.g. with markup, to check how the RP renders upstream text.
+let errorDescriptionOverride = null;
+
 // Record every request after oidc-provider handled it (its parsed body is on ctx.oidc.body).
 provider.use(async (ctx, next) => {
   try {
     await next();
+    const loc = ctx.response.get('location');
+    if (errorDescriptionOverride !== null && loc && ctx.status >= 300 && ctx.status < 400) {
+      const u = new URL(loc, issuer);
+      if (u.searchParams.get('error')) {
+        u.searchParams.set('error_description', errorDescriptionOverride);
+        ctx.set('location', u.href);
+      }
+    }
   } finally {
     record(ctx);
   }
@@ -134,6 +150,16 @@ provider.use(async (ctx, next) => {
 const callback = provider.callback();
 
 const server = http.createServer((req, res) => {
+  if (req.url === '/__e2e/error-description') {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      errorDescriptionOverride = req.method === 'PUT' ? Buffer.concat(chunks).toString() : null;
+      res.writeHead(204);
+      res.end();
+    });
+    return;
+  }
   if (req.url === '/__e2e/requests') {
     if (req.method === 'DELETE') requests.length = 0;
     res.writeHead(200, { 'content-type': 'application/json' });
