@@ -51,6 +51,32 @@ struct RawConfig {
     connectors: Vec<toml::Table>,
     #[serde(default)]
     access: AccessConfig,
+    #[serde(default)]
+    invites: InvitesConfig,
+    #[serde(default)]
+    admin: RawAdmin,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    #[serde(default)]
+    api_tokens: Vec<SecretSource>,
+}
+
+/// `[admin]`: who may use the admin API.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    pub api_tokens: Vec<Secret>,
+}
+
+/// `[invites]`: workshop invitation links.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvitesConfig {
+    /// Where the invite page's "Continue" button leads: the hub's sign-in page.
+    #[serde(default)]
+    pub continue_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -310,6 +336,8 @@ pub struct Config {
     pub connectors: Vec<ConnectorEntry>,
     /// `[access]`: the access policy for every connector.
     pub access: AccessConfig,
+    pub invites: InvitesConfig,
+    pub admin: AdminConfig,
 }
 
 impl Config {
@@ -328,6 +356,18 @@ impl Config {
             invalid(&key, message)
         })?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
+        let mut admin = AdminConfig::default();
+        for (i, source) in raw.admin.api_tokens.iter().enumerate() {
+            let token =
+                resolve_secret_at(source, base_dir).map_err(|m| invalid(&format!("admin.api_tokens[{i}]"), m))?;
+            if token.expose().len() < 32 {
+                return Err(invalid(
+                    &format!("admin.api_tokens[{i}]"),
+                    "is shorter than 32 characters; use a long random value".into(),
+                ));
+            }
+            admin.api_tokens.push(token);
+        }
         let mut raw_connectors = Vec::with_capacity(raw.connectors.len());
         for (i, table) in raw.connectors.into_iter().enumerate() {
             raw_connectors.push(parse_connector(i, table).map_err(|(key, message)| invalid(&key, message))?);
@@ -508,6 +548,8 @@ impl Config {
             clients,
             connectors,
             access: raw.access,
+            invites: raw.invites,
+            admin,
         })
     }
 

@@ -4,6 +4,7 @@
 //! such as JupyterHub, `connectors` talk to upstream identity providers, `store` persists state,
 //! `crypto` holds keys and secrets, `web` renders the pages a person sees.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod clock;

@@ -131,3 +131,25 @@ CREATE TABLE audit_events (
     detail        TEXT                      -- a sentence for people
 );
 CREATE INDEX audit_events_at ON audit_events(at);
+
+-- Workshop invites: a link that admits whoever opens it and signs in, with groups to grant.
+CREATE TABLE invites (
+    id            TEXT PRIMARY KEY,         -- short, for admins (list / revoke)
+    token_hash    TEXT NOT NULL UNIQUE,     -- the link's secret, hashed
+    note          TEXT,
+    groups_json   TEXT NOT NULL DEFAULT '[]',
+    connector_id  TEXT,                     -- only this connector, if set
+    max_uses      INTEGER,                  -- distinct people; NULL = unlimited
+    uses          INTEGER NOT NULL DEFAULT 0,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    revoked_at    INTEGER
+);
+
+CREATE TABLE invite_redemptions (
+    invite_id  TEXT NOT NULL REFERENCES invites(id),
+    user_id    TEXT NOT NULL REFERENCES users(id),
+    at         INTEGER NOT NULL,
+    PRIMARY KEY (invite_id, user_id)
+);
+CREATE INDEX invite_redemptions_user ON invite_redemptions(user_id);

@@ -1,6 +1,7 @@
 //! The `hubauth` command line.
 
 pub mod demo;
+pub mod invites;
 pub mod jupyterhub_config;
 pub mod keys;
 
@@ -34,6 +35,11 @@ pub enum Command {
     },
     /// Print the jupyterhub_config.py fragment for one client.
     JupyterhubConfig(jupyterhub_config::Args),
+    /// Workshop invitation links: create, list, revoke.
+    Invites {
+        #[command(subcommand)]
+        command: invites::InvitesCommand,
+    },
     /// Manage ID-token signing keys.
     Keys {
         #[command(subcommand)]
@@ -80,6 +86,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::JupyterhubConfig(args) => jupyterhub_config::run(args),
         Command::Keys { command } => keys::run(command).await,
+        Command::Invites { command } => invites::run(command).await,
         Command::HashPassword { password } => {
             let password = match password {
                 Some(p) => p,

@@ -449,6 +449,10 @@ impl From<TokenError> for ConnectorError {
             // access token when the person removed the integration).
             "invalid_request" if e.description == "refresh_token not found" => ConnectorError::SessionEnded(text),
             "access_denied" => ConnectorError::Denied(text),
+            // hubauth's own credentials at the provider are wrong: only an administrator can fix it.
+            "invalid_client" | "unauthorized_client" => ConnectorError::Failed(format!(
+                "the provider does not accept hubauth's client credentials ({text}); the connector's client_id or client_secret needs fixing"
+            )),
             _ => ConnectorError::Failed(format!("the provider refused the token request ({text})")),
         }
     }

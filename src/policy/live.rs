@@ -185,12 +185,19 @@ pub async fn ensure_current(state: &AppState, user: &User) -> Result<Current, St
 
     let mut identity = identity;
     identity.groups = groups::compute(&connector.group_rules, &memberships);
+    // Invites this person used keep admitting them (and granting their groups) while they hold.
+    let invites = state.store.invites_of_user(&user.id, now).await?;
+    for g in invites.iter().flat_map(|i| i.groups.iter()) {
+        if !identity.groups.contains(g) {
+            identity.groups.push(g.clone());
+        }
+    }
     let access = state.config.connectors.iter().find(|c| c.id() == connector.id).and_then(|c| c.access.as_ref());
     let subject = policy::Subject {
         username: &identity.username,
         groups: &identity.groups,
         memberships: &memberships,
-        invited: false,
+        invited: !invites.is_empty(),
     };
     let decision = policy::decide(&state.config.access, access, &subject);
     if !decision.allowed {

@@ -18,8 +18,9 @@ use crate::groups;
 use crate::policy::{self, Decision};
 use crate::provider::authorize::{binding_matches, issue_code, AuthorizationRequest};
 use crate::provider::params::Params;
-use crate::store::AuditEvent;
+use crate::store::{AuditEvent, Redemption};
 use crate::store::{BrowserSession, PendingAuthorization, StoreError, UpstreamIdentity, UpstreamRecord};
+use crate::web::invite;
 use crate::web::request_id;
 
 pub fn expired() -> PageError {
@@ -269,11 +270,24 @@ pub async fn finish_login(
 ) -> Result<Response, Response> {
     let connector_id = connector.id.as_str();
     identity.groups = groups::compute(&connector.group_rules, memberships);
+    // A workshop invite carried by this browser admits and adds its groups.
+    let invite = invite::carried(state, &jar, connector_id).await;
+    if let Some(i) = &invite {
+        for g in &i.groups {
+            if !identity.groups.contains(g) {
+                identity.groups.push(g.clone());
+            }
+        }
+    }
     let now = state.clock.now();
     let connector_access =
         state.config.connectors.iter().find(|c| c.id() == connector_id).and_then(|c| c.access.as_ref());
-    let subject =
-        policy::Subject { username: &identity.username, groups: &identity.groups, memberships, invited: false };
+    let subject = policy::Subject {
+        username: &identity.username,
+        groups: &identity.groups,
+        memberships,
+        invited: invite.is_some(),
+    };
     let decision = policy::decide(&state.config.access, connector_access, &subject);
     let mut audit = AuditEvent {
         at: now,
@@ -317,6 +331,29 @@ pub async fn finish_login(
             return Err(PageError::internal().into_response());
         }
     };
+    if let Some(i) = &invite {
+        match state.store.redeem_invite(&i.id, &user.id, now).await {
+            Ok(Redemption::Redeemed) => {
+                tracing::info!(user = %user.username, invite = %i.id, "invite used");
+            }
+            Ok(Redemption::Closed) if decision.code == policy::ReasonCode::Invite => {
+                // Used up by someone else a moment ago, and nothing else admits this person.
+                let closed = Decision {
+                    allowed: false,
+                    admin: false,
+                    code: policy::ReasonCode::NotAllowed,
+                    sentence: "the invitation you used has just been used up or withdrawn".into(),
+                };
+                let _ = state.store.revoke_user(&user.id, "invite closed", now).await;
+                return Err(denied_page(state, request, connector, &user.username, &closed, &pending.id));
+            }
+            Ok(Redemption::Closed) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "could not record an invite use");
+                return Err(PageError::internal().into_response());
+            }
+        }
+    }
     // Single use: whoever deletes the pending request first finishes it.
     match state.store.delete_pending_authorization(&pending.id).await {
         Ok(true) => {}
@@ -345,7 +382,8 @@ pub async fn finish_login(
     }
     let jar = jar
         .add(session::cookie(state, session::SESSION_COOKIE, token, state.config.session.lifetime.as_secs() as i64))
-        .add(session::removal(state, session::LOGIN_COOKIE));
+        .add(session::removal(state, session::LOGIN_COOKIE))
+        .add(session::removal(state, invite::INVITE_COOKIE));
     let redirect =
         issue_code(state, request, &user, Some(&browser.id), now).await.map_err(IntoResponse::into_response)?;
     Ok((jar, redirect).into_response())

@@ -16,6 +16,7 @@ impl Templates {
             ("chooser.html", include_str!("templates/chooser.html")),
             ("error.html", include_str!("templates/error.html")),
             ("denied.html", include_str!("templates/denied.html")),
+            ("invite.html", include_str!("templates/invite.html")),
             ("logout.html", include_str!("templates/logout.html")),
             ("home.html", include_str!("templates/home.html")),
         ] {

@@ -208,3 +208,49 @@ fn a_hub_with_a_preselected_connector_skips_the_chooser_and_unknown_ones_are_ref
     assert!(!ok);
     assert!(stderr.contains("clients[0].hub.connector"), "{stderr}");
 }
+
+#[test]
+fn invites_are_created_listed_and_revoked_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &config_toml("hubauth.db"));
+    let (ok, out, err) = hubauth(&[
+        "invites",
+        "create",
+        "--config",
+        &config,
+        "--expires-in",
+        "7d",
+        "--max-uses",
+        "40",
+        "--group",
+        "workshop",
+        "--group",
+        "gpu",
+        "--note",
+        "HPC carpentry",
+    ]);
+    assert!(ok, "{err}");
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    let link = out.lines().nth(1).unwrap();
+    assert!(link.starts_with("http://127.0.0.1:5556/invite/") && link.len() > 60, "{out}");
+
+    let (ok, list, _) = hubauth(&["invites", "list", "--config", &config]);
+    assert!(ok);
+    let row = list.lines().find(|l| l.starts_with(&id)).expect("listed");
+    assert!(
+        row.contains("open") && row.contains("0/40") && row.contains("workshop,gpu") && row.contains("HPC carpentry"),
+        "{row}"
+    );
+    assert!(!list.contains(link.rsplit('/').next().unwrap()), "the secret is not listed");
+
+    let (ok, _, _) = hubauth(&["invites", "revoke", "--config", &config, &id]);
+    assert!(ok);
+    let (ok, _, err) = hubauth(&["invites", "revoke", "--config", &config, &id]);
+    assert!(!ok && err.contains("no open invite"), "{err}");
+    let (_, list, _) = hubauth(&["invites", "list", "--config", &config]);
+    assert!(list.lines().any(|l| l.starts_with(&id) && l.contains("revoked")));
+
+    let (ok, _, err) =
+        hubauth(&["invites", "create", "--config", &config, "--expires-in", "7d", "--connector", "nope"]);
+    assert!(!ok && err.contains("no connector"), "{err}");
+}

@@ -167,6 +167,35 @@ async fn concurrent_writes_fail_alone(store: Arc<dyn Store>) {
     assert_eq!(late, 40, "every identity, refused or not, can log in under a free name");
 }
 
+async fn invites_count_people_once_and_close(store: Arc<dyn Store>) {
+    let a = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
+    let b = store.upsert_user_for_identity(&identity("dev", "u2", "bob"), 1).await.unwrap();
+    let invite = Invite {
+        id: "inv1".into(),
+        token_hash: "th".into(),
+        note: None,
+        groups: vec!["w".into()],
+        connector_id: None,
+        max_uses: Some(1),
+        uses: 0,
+        created_at: 1,
+        expires_at: 100,
+        revoked_at: None,
+    };
+    store.create_invite(&invite).await.unwrap();
+    assert_eq!(store.redeem_invite("inv1", &a.id, 2).await.unwrap(), Redemption::Redeemed);
+    assert_eq!(store.redeem_invite("inv1", &a.id, 3).await.unwrap(), Redemption::Redeemed, "the same person again");
+    assert_eq!(store.invite_by_token("th").await.unwrap().unwrap().uses, 1, "counted once");
+    assert_eq!(store.redeem_invite("inv1", &b.id, 4).await.unwrap(), Redemption::Closed, "used up");
+    assert_eq!(store.invites_of_user(&a.id, 5).await.unwrap().len(), 1);
+    assert!(store.invites_of_user(&b.id, 5).await.unwrap().is_empty());
+    assert!(store.invites_of_user(&a.id, 100).await.unwrap().is_empty(), "expired");
+    assert!(store.revoke_invite("inv1", 6).await.unwrap());
+    assert!(!store.revoke_invite("inv1", 7).await.unwrap());
+    assert!(store.invites_of_user(&a.id, 8).await.unwrap().is_empty(), "revoked");
+    assert_eq!(store.redeem_invite("inv1", &a.id, 9).await.unwrap(), Redemption::Closed);
+}
+
 async fn token_lookups_honour_expiry_and_revocation(store: Arc<dyn Store>) {
     let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
     grant_for(store.as_ref(), &u, "g1", "a1", "r1", None).await;
@@ -272,6 +301,7 @@ macro_rules! backends {
                 case!(a_declined_rotation_changes_nothing);
                 case!(concurrent_writes_fail_alone);
                 case!(token_lookups_honour_expiry_and_revocation);
+                case!(invites_count_people_once_and_close);
                 case!(sessions_and_pending_requests);
                 case!(signing_keys_rotate_and_expire);
                 case!(purge_keeps_what_is_still_usable);

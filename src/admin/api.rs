@@ -1,0 +1,94 @@
+//! The admin API under `/admin/api`, for hub admins' scripts: Bearer tokens from `[admin]
+//! api_tokens`, compared in constant time. Without configured tokens the API is off (403).
+//!
+//! - `GET /admin/api/invites` — every invite (never its secret link)
+//! - `POST /admin/api/invites` — JSON `{"expires_in": "7d", "max_uses": 40, "groups": [...],
+//!   "connector": "github", "note": "..."}` → `{"id", "link", "expires_at"}` (the link is shown once)
+//! - `DELETE /admin/api/invites/{id}` — revoke
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::invites::{self, NewInvite};
+use crate::app::SharedState;
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// `None` when the request carries a valid admin token, else the refusal to send.
+fn refusal(state: &SharedState, headers: &HeaderMap) -> Option<Response> {
+    let tokens = &state.config.admin.api_tokens;
+    if tokens.is_empty() {
+        return Some(error(StatusCode::FORBIDDEN, "the admin API is off: configure [admin] api_tokens"));
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .unwrap_or("");
+    // Every configured token is compared, so timing does not tell which one came close.
+    let ok = tokens.iter().fold(false, |acc, t| t.matches(presented) | acc);
+    if presented.is_empty() || !ok {
+        let mut r = error(StatusCode::UNAUTHORIZED, "a valid admin API token is required");
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer realm=\"hubauth-admin\"".parse().unwrap());
+        return Some(r);
+    }
+    None
+}
+
+pub async fn list_invites(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    if let Some(r) = refusal(&state, &headers) {
+        return r;
+    }
+    let now = state.clock.now();
+    match state.store.invites().await {
+        Ok(all) => Json(all.iter().map(|i| invites::view(i, now)).collect::<Vec<_>>()).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not list invites");
+            error(StatusCode::SERVICE_UNAVAILABLE, "storage is unavailable; try again")
+        }
+    }
+}
+
+pub async fn create_invite(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = refusal(&state, &headers) {
+        return r;
+    }
+    let new: NewInvite = match serde_json::from_slice(&body) {
+        Ok(n) => n,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid invite: {e}")),
+    };
+    if let Err(m) = invites::validate(&state.config, &new) {
+        return error(StatusCode::BAD_REQUEST, &m);
+    }
+    match invites::create(state.store.as_ref(), &state.config, &new, state.clock.now()).await {
+        Ok(created) => {
+            tracing::info!(invite = %created.id, "invite created through the admin API");
+            (StatusCode::CREATED, Json(created)).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not create an invite");
+            error(StatusCode::SERVICE_UNAVAILABLE, "storage is unavailable; try again")
+        }
+    }
+}
+
+pub async fn revoke_invite(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = refusal(&state, &headers) {
+        return r;
+    }
+    match state.store.revoke_invite(&id, state.clock.now()).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, "no open invite with this id"),
+        Err(e) => {
+            tracing::error!(error = %e, "could not revoke an invite");
+            error(StatusCode::SERVICE_UNAVAILABLE, "storage is unavailable; try again")
+        }
+    }
+}

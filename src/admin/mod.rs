@@ -1,0 +1,4 @@
+//! Operating hubauth: what hub admins do, shared by the CLI and the admin API (`api.rs`).
+
+pub mod api;
+pub mod invites;
