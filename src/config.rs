@@ -14,6 +14,7 @@ use url::Url;
 pub use crate::connectors::config::{CanvasConfig, GithubConfig, GoogleConfig, OAuth2Config, OidcConfig};
 use crate::crypto::{Secret, SigningAlgorithm};
 use crate::groups::GroupRule;
+use crate::identity::UsernameRule;
 use crate::policy::AccessConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,19 @@ struct RawConfig {
     invites: InvitesConfig,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    identity: IdentityConfig,
+}
+
+/// `[identity]`: how accounts relate across connectors.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// A person signing in through a second connector with the same *verified* e-mail address
+    /// as an existing user becomes that user (off by default: an e-mail address at one provider
+    /// is only as trustworthy as that provider's verification).
+    #[serde(default)]
+    pub link_by_verified_email: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -197,6 +211,8 @@ pub struct ConnectorEntry {
     pub groups_preset: Option<String>,
     /// `[connectors.access]`: access rules for people signing in through this connector.
     pub access: Option<AccessConfig>,
+    /// `[connectors.username]`: how the upstream username becomes the hub username.
+    pub username: UsernameRule,
 }
 
 impl ConnectorEntry {
@@ -225,9 +241,11 @@ struct ConnectorCommon {
     groups_preset: Option<String>,
     #[serde(default)]
     access: Option<AccessConfig>,
+    #[serde(default)]
+    username: Option<UsernameRule>,
 }
 
-const COMMON_CONNECTOR_KEYS: [&str; 3] = ["groups", "groups_preset", "access"];
+const COMMON_CONNECTOR_KEYS: [&str; 4] = ["groups", "groups_preset", "access", "username"];
 
 /// Types one `[[connectors]]` table. Each upstream's struct is deserialised directly (not through
 /// a tagged enum, which buffers and loses the path), so an error names e.g.
@@ -268,7 +286,16 @@ fn parse_connector(i: usize, mut table: toml::Table) -> Result<ConnectorEntry, (
         }
     };
     let common: ConnectorCommon = typed(i, common)?;
-    Ok(ConnectorEntry { kind, groups: common.groups, groups_preset: common.groups_preset, access: common.access })
+    if let Some(rule) = &common.username {
+        crate::identity::Normalizer::new(rule.clone()).map_err(|m| (format!("connectors[{i}].username"), m))?;
+    }
+    Ok(ConnectorEntry {
+        kind,
+        groups: common.groups,
+        groups_preset: common.groups_preset,
+        access: common.access,
+        username: common.username.unwrap_or_default(),
+    })
 }
 
 /// The upstream of a connector; `type` picks it. Each upstream's keys are documented with its
@@ -338,6 +365,7 @@ pub struct Config {
     pub access: AccessConfig,
     pub invites: InvitesConfig,
     pub admin: AdminConfig,
+    pub identity: IdentityConfig,
 }
 
 impl Config {
@@ -550,6 +578,7 @@ impl Config {
             access: raw.access,
             invites: raw.invites,
             admin,
+            identity: raw.identity,
         })
     }
 

@@ -12,6 +12,7 @@ pub mod config;
 pub mod connectors;
 pub mod crypto;
 pub mod groups;
+pub mod identity;
 pub mod policy;
 pub mod provider;
 pub mod store;

@@ -23,6 +23,7 @@ CREATE TABLE user_identities (
     user_id           TEXT NOT NULL REFERENCES users(id),
     created_at        INTEGER NOT NULL,
     memberships_json  TEXT NOT NULL DEFAULT '[]',
+    upstream_username TEXT,                 -- as the provider gave it, before the username rule
     tokens_sealed     TEXT,
     tokens_expire_at  INTEGER,
     refreshed_at      INTEGER,

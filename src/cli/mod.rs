@@ -4,6 +4,7 @@ pub mod demo;
 pub mod invites;
 pub mod jupyterhub_config;
 pub mod keys;
+pub mod users;
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -39,6 +40,11 @@ pub enum Command {
     Invites {
         #[command(subcommand)]
         command: invites::InvitesCommand,
+    },
+    /// People: list them, link accounts, plan a change of username rule.
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
     },
     /// Manage ID-token signing keys.
     Keys {
@@ -87,6 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::JupyterhubConfig(args) => jupyterhub_config::run(args),
         Command::Keys { command } => keys::run(command).await,
         Command::Invites { command } => invites::run(command).await,
+        Command::Users { command } => users::run(command).await,
         Command::HashPassword { password } => {
             let password = match password {
                 Some(p) => p,

@@ -249,6 +249,8 @@ pub struct Connector {
     pub kind: ConnectorKind,
     /// How this connector's memberships become group names.
     pub group_rules: Vec<GroupRule>,
+    /// How this connector's usernames become hub usernames.
+    pub usernames: crate::identity::Normalizer,
 }
 
 /// Every configured connector, in config order (the order of the login chooser).
@@ -277,6 +279,7 @@ impl Connectors {
                     icon: dev.icon.clone().or(Some("key".into())),
                     kind: ConnectorKind::Password(Arc::new(DevConnector::new(dev))),
                     group_rules: Vec::new(),
+                    usernames: crate::identity::Normalizer::placeholder(),
                 },
                 ConnectorConfig::Oauth2(cfg) => Connector {
                     id: cfg.id.clone(),
@@ -284,6 +287,7 @@ impl Connectors {
                     icon: cfg.icon.clone(),
                     kind: ConnectorKind::Redirect(Arc::new(oauth2::OAuth2Connector::new(cfg, http).map_err(err)?)),
                     group_rules: Vec::new(),
+                    usernames: crate::identity::Normalizer::placeholder(),
                 },
                 ConnectorConfig::Oidc(cfg) => Connector {
                     id: cfg.id.clone(),
@@ -291,6 +295,7 @@ impl Connectors {
                     icon: cfg.icon.clone(),
                     kind: ConnectorKind::Redirect(Arc::new(oidc::OidcConnector::new(cfg, http).map_err(err)?)),
                     group_rules: Vec::new(),
+                    usernames: crate::identity::Normalizer::placeholder(),
                 },
                 ConnectorConfig::Google(cfg) => Connector {
                     id: cfg.id.clone(),
@@ -298,6 +303,7 @@ impl Connectors {
                     icon: cfg.icon.clone().or(Some("google".into())),
                     kind: ConnectorKind::Redirect(Arc::new(google::GoogleConnector::new(cfg, http).map_err(err)?)),
                     group_rules: Vec::new(),
+                    usernames: crate::identity::Normalizer::placeholder(),
                 },
                 ConnectorConfig::Github(cfg) => Connector {
                     id: cfg.id.clone(),
@@ -305,6 +311,7 @@ impl Connectors {
                     icon: cfg.icon.clone().or(Some("github".into())),
                     kind: ConnectorKind::Redirect(Arc::new(github::GithubConnector::new(cfg, http).map_err(err)?)),
                     group_rules: Vec::new(),
+                    usernames: crate::identity::Normalizer::placeholder(),
                 },
                 ConnectorConfig::Canvas(cfg) => Connector {
                     id: cfg.id.clone(),
@@ -312,9 +319,12 @@ impl Connectors {
                     icon: cfg.icon.clone().or(Some("canvas".into())),
                     kind: ConnectorKind::Redirect(Arc::new(canvas::CanvasConnector::new(cfg, http).map_err(err)?)),
                     group_rules: Vec::new(),
+                    usernames: crate::identity::Normalizer::placeholder(),
                 },
             };
-            all.push(Connector { group_rules: entry.group_rules(), ..connector });
+            let usernames = crate::identity::Normalizer::new(entry.username.clone())
+                .map_err(|message| SetupError { key: format!("connectors[{i}].username"), message })?;
+            all.push(Connector { group_rules: entry.group_rules(), usernames, ..connector });
         }
         Ok(Self(all))
     }

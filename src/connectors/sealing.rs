@@ -17,7 +17,13 @@ pub fn seal_login(sealer: Option<&Sealer>, login: &UpstreamLogin) -> anyhow::Res
     let payload = login.tokens.to_payload();
     let sealed =
         sealer.seal(&token_context(&login.identity.connector_id, &login.identity.subject), payload.as_bytes())?;
-    Ok(UpstreamRecord { memberships_json, tokens_sealed: Some(sealed), tokens_expire_at: login.tokens.expires_at })
+    Ok(UpstreamRecord {
+        memberships_json,
+        upstream_username: None,
+        tokens_sealed: Some(sealed),
+        tokens_expire_at: login.tokens.expires_at,
+        ..Default::default()
+    })
 }
 
 /// The stored tokens of an identity, opened; `None` if there are none.

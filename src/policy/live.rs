@@ -184,6 +184,13 @@ pub async fn ensure_current(state: &AppState, user: &User) -> Result<Current, St
     };
 
     let mut identity = identity;
+    let mut record = record;
+    let raw_username = identity.username.clone();
+    identity.username = match connector.usernames.normalize(&raw_username) {
+        Ok(name) => name,
+        Err(why) => return revoke(state, &user, ReasonCode::UsernameInvalid, why, now).await,
+    };
+    record.upstream_username = Some(raw_username);
     identity.groups = groups::compute(&connector.group_rules, &memberships);
     // Invites this person used keep admitting them (and granting their groups) while they hold.
     let invites = state.store.invites_of_user(&user.id, now).await?;

@@ -104,6 +104,8 @@ pub enum ReasonCode {
     UpstreamSessionEnded,
     /// The connector the person signed in with was removed from the configuration.
     ConnectorRemoved,
+    /// The username rule cannot make a hub username of the provider's.
+    UsernameInvalid,
 }
 
 impl ReasonCode {
@@ -123,6 +125,7 @@ impl ReasonCode {
             ReasonCode::NotAllowed => "not_allowed",
             ReasonCode::UpstreamSessionEnded => "upstream_session_ended",
             ReasonCode::ConnectorRemoved => "connector_removed",
+            ReasonCode::UsernameInvalid => "username_invalid",
         }
     }
 }

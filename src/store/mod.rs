@@ -67,6 +67,11 @@ pub struct UpstreamAttempt {
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamRecord {
     pub memberships_json: String,
+    /// The username as the provider gave it, before the hub's username rule.
+    pub upstream_username: Option<String>,
+    /// A new identity joins an existing user with the same verified e-mail address
+    /// (`[identity] link_by_verified_email`).
+    pub link_by_verified_email: bool,
     pub tokens_sealed: Option<String>,
     pub tokens_expire_at: Option<UnixTime>,
 }
@@ -78,6 +83,7 @@ pub struct StoredUpstream {
     pub connector_id: String,
     pub subject: String,
     pub memberships_json: String,
+    pub upstream_username: Option<String>,
     pub tokens_sealed: Option<String>,
     pub tokens_expire_at: Option<UnixTime>,
     pub refreshed_at: Option<UnixTime>,
@@ -270,6 +276,11 @@ pub trait Store: Send + Sync + 'static {
     async fn upstream_of(&self, connector_id: &str, subject: &str) -> StoreResult<Option<StoredUpstream>>;
     /// The identity the user most recently signed in or was re-checked through.
     async fn upstream_for_user(&self, user_id: &str) -> StoreResult<Option<StoredUpstream>>;
+    /// Attaches an upstream identity to an existing user (an admin's explicit link). Fails if the
+    /// identity already belongs to someone else.
+    async fn link_identity(&self, user_id: &str, connector_id: &str, subject: &str, now: UnixTime) -> StoreResult<()>;
+    /// Every identity with its user's current username: (identity, username).
+    async fn all_identities(&self) -> StoreResult<Vec<(StoredUpstream, String)>>;
     /// Revokes every grant (so every token) of the user and ends their browser sessions.
     /// Returns how many grants were revoked.
     async fn revoke_user(&self, user_id: &str, reason: &str, now: UnixTime) -> StoreResult<u64>;

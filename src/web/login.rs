@@ -269,6 +269,26 @@ pub async fn finish_login(
     upstream: &UpstreamRecord,
 ) -> Result<Response, Response> {
     let connector_id = connector.id.as_str();
+    // The hub username, by this connector's username rule; the provider's own is kept beside it.
+    let raw_username = identity.username.clone();
+    identity.username = match connector.usernames.normalize(&raw_username) {
+        Ok(name) => name,
+        Err(why) => {
+            tracing::info!(connector = connector_id, %why, "sign-in refused: the username cannot be used");
+            return Err(PageError::new(
+                StatusCode::FORBIDDEN,
+                "username_invalid",
+                format!("Your {} username cannot be used here", connector.display_name),
+                format!("The hub needs usernames of a certain form, and {why}."),
+            )
+            .with_hint("Tell the hub's administrators what this page says; they can link your account to a username that works.")
+            .into_response());
+        }
+    };
+    let mut upstream = upstream.clone();
+    upstream.upstream_username = Some(raw_username);
+    upstream.link_by_verified_email = state.config.identity.link_by_verified_email;
+    let upstream = &upstream;
     identity.groups = groups::compute(&connector.group_rules, memberships);
     // A workshop invite carried by this browser admits and adds its groups.
     let invite = invite::carried(state, &jar, connector_id).await;

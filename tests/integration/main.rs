@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod discovery;
 mod hostile_input;
+mod identity;
 mod invites;
 mod keys;
 mod live_access;

@@ -313,6 +313,7 @@ fn stored_upstream_from_row(r: &Row<'_>) -> rusqlite::Result<StoredUpstream> {
         tokens_sealed: r.get(4)?,
         tokens_expire_at: r.get(5)?,
         refreshed_at: r.get(6)?,
+        upstream_username: r.get(7)?,
     })
 }
 
@@ -325,9 +326,9 @@ impl SqliteStore {
         is_login: bool,
     ) -> StoreResult<User> {
         let groups = serde_json::to_string(&identity.groups).map_err(backend)?;
-        let (identity, upstream) = (identity.clone(), upstream.clone());
+        let (mut identity, upstream) = (identity.clone(), upstream.clone());
         let memberships =
-            if upstream.memberships_json.is_empty() { "[]".to_string() } else { upstream.memberships_json };
+            if upstream.memberships_json.is_empty() { "[]".to_string() } else { upstream.memberships_json.clone() };
         self.write(move |tx| {
             let existing: Option<String> = tx
                 .prepare_cached("SELECT user_id FROM user_identities WHERE connector_id = ? AND upstream_subject = ?")
@@ -337,10 +338,47 @@ impl SqliteStore {
                 .prepare_cached("SELECT id FROM users WHERE username = ?")
                 .and_then(|mut s| s.query_row([&identity.username], |r| r.get(0)).optional())
                 .map_err(backend)?;
+            // Opt-in account linking: a new identity joins the user with the same verified e-mail.
+            let existing = match (existing, upstream.link_by_verified_email, &identity.email) {
+                (None, true, Some(email)) if identity.email_verified => {
+                    let linked: Option<String> = tx
+                        .prepare_cached("SELECT id FROM users WHERE email = ? AND email_verified = 1 LIMIT 2")
+                        .and_then(|mut s| {
+                            let ids: Vec<String> = s.query_map([email], |r| r.get(0))?.collect::<Result<_, _>>()?;
+                            // Two accounts share the address: ambiguous, link neither.
+                            Ok(if ids.len() == 1 { ids.into_iter().next() } else { None })
+                        })
+                        .map_err(backend)?;
+                    if let Some(user_id) = &linked {
+                        tx.execute(
+                            "INSERT INTO user_identities (connector_id, upstream_subject, user_id, created_at) VALUES (?, ?, ?, ?)",
+                            params![identity.connector_id, identity.subject, user_id, now],
+                        )
+                        .map_err(backend)?;
+                    }
+                    linked
+                }
+                (existing, _, _) => existing,
+            };
             let user_id = match existing {
                 Some(user_id) => {
-                    if holder.as_deref().is_some_and(|h| h != user_id) {
+                    // A user's username follows their first identity only; a linked second
+                    // identity (another provider's name for the same person) does not rename them.
+                    let primary: (String, String) = tx
+                        .prepare_cached(
+                            "SELECT connector_id, upstream_subject FROM user_identities WHERE user_id = ? \
+                             ORDER BY created_at, rowid LIMIT 1",
+                        )
+                        .and_then(|mut s| s.query_row([&user_id], |r| Ok((r.get(0)?, r.get(1)?))))
+                        .map_err(backend)?;
+                    let is_primary = primary == (identity.connector_id.clone(), identity.subject.clone());
+                    if is_primary && holder.as_deref().is_some_and(|h| h != user_id) {
                         return Err(StoreError::UsernameTaken(identity.username.clone()));
+                    }
+                    if !is_primary {
+                        identity.username = tx
+                            .query_row("SELECT username FROM users WHERE id = ?", [&user_id], |r| r.get(0))
+                            .map_err(backend)?;
                     }
                     tx.execute(
                         "UPDATE users SET username = :username, name = :name, email = :email, email_verified = :verified, \
@@ -378,9 +416,17 @@ impl SqliteStore {
                 }
             };
             tx.execute(
-                "UPDATE user_identities SET memberships_json = ?, tokens_sealed = ?, tokens_expire_at = ?, refreshed_at = ? \
-                 WHERE connector_id = ? AND upstream_subject = ?",
-                params![memberships, upstream.tokens_sealed, upstream.tokens_expire_at, now, identity.connector_id, identity.subject],
+                "UPDATE user_identities SET memberships_json = ?, tokens_sealed = ?, tokens_expire_at = ?, refreshed_at = ?, \
+                 upstream_username = COALESCE(?, upstream_username) WHERE connector_id = ? AND upstream_subject = ?",
+                params![
+                    memberships,
+                    upstream.tokens_sealed,
+                    upstream.tokens_expire_at,
+                    now,
+                    upstream.upstream_username,
+                    identity.connector_id,
+                    identity.subject
+                ],
             )
             .map_err(backend)?;
             user_by(tx, "id", &user_id).map_err(backend)?.ok_or_else(|| backend(anyhow::anyhow!("user vanished")))
@@ -412,11 +458,54 @@ impl Store for SqliteStore {
     async fn upstream_for_user(&self, user_id: &str) -> StoreResult<Option<StoredUpstream>> {
         self.reader()
             .prepare_cached(
-                "SELECT user_id, connector_id, upstream_subject, memberships_json, tokens_sealed, tokens_expire_at, refreshed_at \
+                "SELECT user_id, connector_id, upstream_subject, memberships_json, tokens_sealed, tokens_expire_at, refreshed_at, upstream_username \
                  FROM user_identities WHERE user_id = ? ORDER BY refreshed_at DESC LIMIT 1",
             )
             .and_then(|mut s| s.query_row([user_id], stored_upstream_from_row).optional())
             .map_err(backend)
+    }
+
+    async fn link_identity(&self, user_id: &str, connector_id: &str, subject: &str, now: UnixTime) -> StoreResult<()> {
+        let (user_id, connector_id, subject) = (user_id.to_owned(), connector_id.to_owned(), subject.to_owned());
+        self.write(move |conn| {
+            let holder: Option<String> = conn
+                .query_row(
+                    "SELECT user_id FROM user_identities WHERE connector_id = ? AND upstream_subject = ?",
+                    [&connector_id, &subject],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            match holder {
+                Some(h) if h == user_id => Ok(()),
+                Some(_) => Err(StoreError::Backend(anyhow::anyhow!(
+                    "{connector_id} account {subject:?} already belongs to another user"
+                ))),
+                None => {
+                    conn.execute(
+                        "INSERT INTO user_identities (connector_id, upstream_subject, user_id, created_at) VALUES (?, ?, ?, ?)",
+                        params![connector_id, subject, user_id, now],
+                    )
+                    .map_err(backend)?;
+                    Ok(())
+                }
+            }
+        })
+        .await
+    }
+
+    async fn all_identities(&self) -> StoreResult<Vec<(StoredUpstream, String)>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT i.user_id, i.connector_id, i.upstream_subject, i.memberships_json, i.tokens_sealed, i.tokens_expire_at, \
+                 i.refreshed_at, i.upstream_username, u.username FROM user_identities i JOIN users u ON u.id = i.user_id \
+                 ORDER BY u.username, i.created_at",
+            )
+            .map_err(backend)?;
+        let rows =
+            stmt.query_map([], |r| Ok((stored_upstream_from_row(r)?, r.get::<_, String>(8)?))).map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
     }
 
     async fn revoke_user(&self, user_id: &str, reason: &str, now: UnixTime) -> StoreResult<u64> {
@@ -441,20 +530,12 @@ impl Store for SqliteStore {
     async fn upstream_of(&self, connector_id: &str, subject: &str) -> StoreResult<Option<StoredUpstream>> {
         self.reader()
             .prepare_cached(
-                "SELECT user_id, connector_id, upstream_subject, memberships_json, tokens_sealed, tokens_expire_at, refreshed_at \
+                "SELECT user_id, connector_id, upstream_subject, memberships_json, tokens_sealed, tokens_expire_at, refreshed_at, upstream_username \
                  FROM user_identities WHERE connector_id = ? AND upstream_subject = ?",
             )
             .and_then(|mut s| {
                 s.query_row([connector_id, subject], |r| {
-                    Ok(StoredUpstream {
-                        user_id: r.get(0)?,
-                        connector_id: r.get(1)?,
-                        subject: r.get(2)?,
-                        memberships_json: r.get(3)?,
-                        tokens_sealed: r.get(4)?,
-                        tokens_expire_at: r.get(5)?,
-                        refreshed_at: r.get(6)?,
-                    })
+                    stored_upstream_from_row(r)
                 })
                 .optional()
             })
