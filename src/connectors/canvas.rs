@@ -147,18 +147,19 @@ impl CanvasConnector {
         }
     }
 
-    /// Courses for every configured enrollment state (with the state they were listed under),
-    /// one list after the other.
+    /// Courses for every configured enrollment state (with the state they were listed under):
+    /// the lists are independent, so they are read at once (each one's pages in turn).
     async fn courses(&self, token: &str) -> Result<Vec<(&str, Value)>, ConnectorError> {
-        let mut all = Vec::new();
-        for state in &self.enrollment_states {
+        let lists = futures_util::future::try_join_all(self.enrollment_states.iter().map(|state| async move {
             let url = self.url(
                 "/api/v1/courses",
                 &[("per_page", "100"), ("include[]", "term"), ("enrollment_state", state.as_str())],
             );
-            all.extend(self.list(&url, token).await?.into_iter().map(|c| (state.as_str(), c)));
-        }
-        Ok(all)
+            let courses = self.list(&url, token).await?;
+            Ok::<_, ConnectorError>(courses.into_iter().map(|c| (state.as_str(), c)).collect::<Vec<_>>())
+        }))
+        .await?;
+        Ok(lists.into_iter().flatten().collect())
     }
 
     async fn groups(&self, token: &str) -> Result<Vec<Value>, ConnectorError> {

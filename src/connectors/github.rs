@@ -276,66 +276,77 @@ impl GithubConnector {
     ) -> Result<(), ConnectorError> {
         let Some(credential) = &self.org_credential else { return Ok(()) };
         let auth = Auth::Bearer(credential.expose());
-        let refused = [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN, StatusCode::NOT_FOUND];
-        for org in &self.organizations {
+        // Organizations are independent: look them all up at once.
+        let lookups = self.organizations.iter().filter_map(|org| {
             let known = memberships.iter().find_map(|m| match m {
                 Membership::GithubOrg { org: o, state, .. } if o.eq_ignore_ascii_case(org) => Some((o.clone(), *state)),
                 _ => None,
             });
-            if matches!(known, Some((_, MembershipState::Active))) {
-                continue; // members are added to teams directly; there is no invitation to find
-            }
-            let url = format!("{}/orgs/{org}/invitations?per_page=100", self.api);
-            let invitations = self
-                .http()
-                .get_all_pages_accepting(&url, auth, &API_HEADERS, &refused)
-                .await?
-                .map_err(|answer| credential_refused(org, &answer))?;
-            let mine = invitations.iter().find(|i| {
-                let by_login =
-                    i.get("login").and_then(Value::as_str).is_some_and(|l| l.eq_ignore_ascii_case(&profile.login));
-                let by_email = i
-                    .get("email")
-                    .and_then(Value::as_str)
-                    .is_some_and(|e| profile.verified_emails.iter().any(|v| v.eq_ignore_ascii_case(e)));
-                by_login || by_email
-            });
-            let Some(invitation) = mine else { continue };
-            let id = claim_string(invitation, "id")
-                .filter(|id| id.bytes().all(|b| b.is_ascii_digit()))
-                .ok_or_else(|| ConnectorError::failed(format!("GitHub listed an invitation to {org} without an id")))?;
-            let url = format!("{}/orgs/{org}/invitations/{id}/teams?per_page=100", self.api);
-            let teams = self
-                .http()
-                .get_all_pages_accepting(&url, auth, &API_HEADERS, &refused)
-                .await?
-                .map_err(|answer| credential_refused(org, &answer))?;
-            let org_name = known.map(|(o, _)| o).unwrap_or_else(|| org.clone());
-            if !memberships
-                .iter()
-                .any(|m| matches!(m, Membership::GithubOrg { org: o, .. } if o.eq_ignore_ascii_case(org)))
-            {
-                let role = match invitation.get("role").and_then(Value::as_str) {
-                    Some("admin") => "admin",
-                    _ => "member",
-                };
-                memberships.push(Membership::GithubOrg {
-                    org: org_name.clone(),
-                    state: MembershipState::Pending,
-                    role: role.into(),
-                });
-            }
-            for team in &teams {
-                let slug = str_field(team, "slug", "invited team")?;
-                memberships.push(Membership::GithubTeam {
-                    org: org_name.clone(),
-                    team: slug.clone(),
-                    name: team.get("name").and_then(Value::as_str).unwrap_or(&slug).to_string(),
-                    state: MembershipState::Pending,
-                });
-            }
+            // Members are added to teams directly; there is no invitation to find.
+            (!matches!(known, Some((_, MembershipState::Active))))
+                .then(|| self.invitation_of(org, known, profile, auth))
+        });
+        let found = futures_util::future::try_join_all(lookups).await?;
+        for (listed, pending) in found.into_iter().flatten() {
+            // The pending org membership comes first; skip it when the org is already listed.
+            memberships.extend(pending.into_iter().skip(usize::from(listed)));
         }
         Ok(())
+    }
+
+    /// One organization's pending invitation of this person: (whether the org is already listed,
+    /// [the pending org membership, then its pending teams]).
+    async fn invitation_of(
+        &self,
+        org: &str,
+        known: Option<(String, MembershipState)>,
+        profile: &Profile,
+        auth: Auth<'_>,
+    ) -> Result<Option<(bool, Vec<Membership>)>, ConnectorError> {
+        let refused = [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN, StatusCode::NOT_FOUND];
+        let url = format!("{}/orgs/{org}/invitations?per_page=100", self.api);
+        let invitations = self
+            .http()
+            .get_all_pages_accepting(&url, auth, &API_HEADERS, &refused)
+            .await?
+            .map_err(|answer| credential_refused(org, &answer))?;
+        let mine = invitations.iter().find(|i| {
+            let by_login =
+                i.get("login").and_then(Value::as_str).is_some_and(|l| l.eq_ignore_ascii_case(&profile.login));
+            let by_email = i
+                .get("email")
+                .and_then(Value::as_str)
+                .is_some_and(|e| profile.verified_emails.iter().any(|v| v.eq_ignore_ascii_case(e)));
+            by_login || by_email
+        });
+        let Some(invitation) = mine else { return Ok(None) };
+        let id = claim_string(invitation, "id")
+            .filter(|id| id.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| ConnectorError::failed(format!("GitHub listed an invitation to {org} without an id")))?;
+        let url = format!("{}/orgs/{org}/invitations/{id}/teams?per_page=100", self.api);
+        let teams = self
+            .http()
+            .get_all_pages_accepting(&url, auth, &API_HEADERS, &refused)
+            .await?
+            .map_err(|answer| credential_refused(org, &answer))?;
+        let listed = known.is_some();
+        let org_name = known.map(|(o, _)| o).unwrap_or_else(|| org.to_string());
+        let role = match invitation.get("role").and_then(Value::as_str) {
+            Some("admin") => "admin",
+            _ => "member",
+        };
+        let mut pending =
+            vec![Membership::GithubOrg { org: org_name.clone(), state: MembershipState::Pending, role: role.into() }];
+        for team in &teams {
+            let slug = str_field(team, "slug", "invited team")?;
+            pending.push(Membership::GithubTeam {
+                org: org_name.clone(),
+                team: slug.clone(),
+                name: team.get("name").and_then(Value::as_str).unwrap_or(&slug).to_string(),
+                state: MembershipState::Pending,
+            });
+        }
+        Ok(Some((listed, pending)))
     }
 
     /// Identity and memberships behind `tokens`.

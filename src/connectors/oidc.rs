@@ -182,6 +182,18 @@ impl OidcConnector {
         })
     }
 
+    /// Fetches the provider's keys if none are cached yet (failures surface later, in `key_for`).
+    async fn warm_keys(&self, d: &Discovery) {
+        let mut cached = self.jwks.lock().await;
+        if cached.is_none() {
+            if let Ok(answer) = self.http.get(&d.jwks_uri, Auth::None, &[]).await {
+                if let Ok(set) = answer.json::<JwkSet>("the provider's JWKS") {
+                    *cached = Some(Cached { value: set, fetched: Instant::now() });
+                }
+            }
+        }
+    }
+
     /// The provider's keys; fetched again when `need_kid` is not among them (key rotation).
     async fn key_for(&self, d: &Discovery, kid: Option<&str>) -> Result<DecodingKey, ConnectorError> {
         let mut cached = self.jwks.lock().await;
@@ -331,7 +343,10 @@ impl OidcConnector {
         now: UnixTime,
     ) -> Result<(serde_json::Value, UpstreamTokens), ConnectorError> {
         let d = self.discovery().await?;
-        let tokens = self.oauth(&d)?.exchange_code(attempt, code).await?.into_tokens(now, None);
+        // On a cold cache, fetch the provider's keys while the code is exchanged, not after.
+        let oauth = self.oauth(&d)?;
+        let (answer, ()) = tokio::join!(oauth.exchange_code(attempt, code), self.warm_keys(&d));
+        let tokens = answer?.into_tokens(now, None);
         let claims = self.claims(&d, &tokens, Some(&attempt.nonce), None, now).await?;
         Ok((claims, tokens))
     }
