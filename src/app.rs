@@ -33,6 +33,7 @@ pub struct AppState {
     pub login_throttle: LoginThrottle,
     /// Seals upstream tokens at rest; present whenever a connector keeps tokens.
     pub sealer: Option<Arc<Sealer>>,
+    pub metrics: crate::metrics::Metrics,
     /// Per-user re-checks of upstream memberships (one at a time per user).
     pub live: crate::policy::live::LiveChecks,
     /// When this server started: users last checked before it are re-checked (the config may
@@ -65,6 +66,7 @@ impl AppState {
         let started_at = clock.now();
         Ok(Arc::new(Self {
             live: Default::default(),
+            metrics: Default::default(),
             started_at,
             sealer: sealer.map(Arc::new),
             config: Arc::new(config),
@@ -99,10 +101,27 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+async fn metrics(State(state): State<SharedState>, headers: axum::http::HeaderMap) -> Response {
+    // With [metrics] token set, scrapers must send it as a Bearer token.
+    if let Some(token) = &state.config.metrics.token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !token.matches(presented) {
+            return (StatusCode::UNAUTHORIZED, "metrics need the configured token").into_response();
+        }
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
+        .into_response()
+}
+
 pub fn router(state: SharedState) -> Router {
     let routes = Router::new()
         .route("/", get(home))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/jwks", get(discovery::jwks))
         .route("/authorize", get(authorize::authorize_get).post(authorize::authorize_post))

@@ -58,6 +58,32 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     identity: IdentityConfig,
+    #[serde(default)]
+    metrics: RawMetrics,
+    /// `[[static_groups]]`: groups granted to named users, whatever their connector says.
+    #[serde(default)]
+    static_groups: Vec<StaticGroup>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    #[serde(default)]
+    token: Option<SecretSource>,
+}
+
+/// `[metrics]`: who may scrape `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    pub token: Option<Secret>,
+}
+
+/// A group granted to named hub users (after their username rule).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticGroup {
+    pub name: String,
+    pub users: Vec<String>,
 }
 
 /// `[identity]`: how accounts relate across connectors.
@@ -366,6 +392,8 @@ pub struct Config {
     pub invites: InvitesConfig,
     pub admin: AdminConfig,
     pub identity: IdentityConfig,
+    pub metrics: MetricsConfig,
+    pub static_groups: Vec<StaticGroup>,
 }
 
 impl Config {
@@ -579,6 +607,16 @@ impl Config {
             invites: raw.invites,
             admin,
             identity: raw.identity,
+            metrics: MetricsConfig {
+                token: raw
+                    .metrics
+                    .token
+                    .as_ref()
+                    .map(|t| resolve_secret_at(t, base_dir))
+                    .transpose()
+                    .map_err(|m| invalid("metrics.token", m))?,
+            },
+            static_groups: raw.static_groups,
         })
     }
 

@@ -13,6 +13,7 @@ pub mod connectors;
 pub mod crypto;
 pub mod groups;
 pub mod identity;
+pub mod metrics;
 pub mod policy;
 pub mod provider;
 pub mod store;

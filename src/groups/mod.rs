@@ -246,6 +246,15 @@ pub fn preset(name: &str) -> Option<Vec<GroupRule>> {
     }
 }
 
+/// Adds the configured static groups of `username` (case-insensitive) to `groups`.
+pub fn add_static(statics: &[crate::config::StaticGroup], username: &str, groups: &mut Vec<String>) {
+    for s in statics {
+        if s.users.iter().any(|u| u.eq_ignore_ascii_case(username)) && !groups.contains(&s.name) {
+            groups.push(s.name.clone());
+        }
+    }
+}
+
 /// The group names `rules` give for `memberships`, without duplicates, in the order the rules
 /// and then the upstream list them (so a claim's order is kept).
 pub fn compute(rules: &[GroupRule], memberships: &[Membership]) -> Vec<String> {

@@ -192,6 +192,7 @@ pub async fn ensure_current(state: &AppState, user: &User) -> Result<Current, St
     };
     record.upstream_username = Some(raw_username);
     identity.groups = groups::compute(&connector.group_rules, &memberships);
+    groups::add_static(&state.config.static_groups, &identity.username, &mut identity.groups);
     // Invites this person used keep admitting them (and granting their groups) while they hold.
     let invites = state.store.invites_of_user(&user.id, now).await?;
     for g in invites.iter().flat_map(|i| i.groups.iter()) {
@@ -237,6 +238,7 @@ async fn revoke(
     now: UnixTime,
 ) -> Result<Current, StoreError> {
     let grants = state.store.revoke_user(&user.id, code.as_str(), now).await?;
+    state.metrics.revoked(code.as_str());
     tracing::info!(user = %user.username, reason = code.as_str(), grants, "access revoked");
     let event = AuditEvent {
         at: now,

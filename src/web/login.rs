@@ -290,6 +290,7 @@ pub async fn finish_login(
     upstream.link_by_verified_email = state.config.identity.link_by_verified_email;
     let upstream = &upstream;
     identity.groups = groups::compute(&connector.group_rules, memberships);
+    groups::add_static(&state.config.static_groups, &identity.username, &mut identity.groups);
     // A workshop invite carried by this browser admits and adds its groups.
     let invite = invite::carried(state, &jar, connector_id).await;
     if let Some(i) = &invite {
@@ -309,6 +310,7 @@ pub async fn finish_login(
         invited: invite.is_some(),
     };
     let decision = policy::decide(&state.config.access, connector_access, &subject);
+    state.metrics.login(connector_id, decision.allowed, decision.code.as_str());
     let mut audit = AuditEvent {
         at: now,
         kind: if decision.allowed { "login" } else { "login_denied" }.into(),

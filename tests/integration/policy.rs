@@ -83,3 +83,53 @@ fn global_only_access_keys_are_refused_per_connector() {
     let err = hubauth::config::Config::parse(&toml, &dir.path().join("h.toml")).unwrap_err().to_string();
     assert!(err.contains("connectors[0].access.contact") && err.contains("global [access]"), "{err}");
 }
+
+#[tokio::test]
+async fn refusals_and_admissions_are_counted_by_reason_in_the_metrics() {
+    let app = TestApp::with_extra_toml(POLICY).await;
+    let pkce = Pkce::new();
+    assert_eq!(
+        app.browser().submit_login(&AuthParams::hub(&pkce), "sam", "sam-pw").await.status,
+        StatusCode::FORBIDDEN
+    );
+    app.login_and_exchange("ada", "ada-pw").await;
+    let res = app.get("/metrics").await;
+    assert_eq!(res.status, StatusCode::OK);
+    let text = res.text();
+    assert!(
+        text.contains(r#"hubauth_logins_total{connector="dev",outcome="refused",reason="not_allowed"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"hubauth_logins_total{connector="dev",outcome="admitted",reason="admin_user"} 1"#),
+        "{text}"
+    );
+    assert!(!text.contains("sam"), "no usernames in metrics");
+}
+
+#[tokio::test]
+async fn metrics_can_require_a_token() {
+    let app = TestApp::with_extra_toml("[metrics]\ntoken = \"scrape-token-0123456789\"\n").await;
+    assert_eq!(app.get("/metrics").await.status, StatusCode::UNAUTHORIZED);
+    let req = axum::http::Request::get("/metrics")
+        .header("authorization", "Bearer scrape-token-0123456789")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(app.send(req).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn static_groups_are_granted_to_named_users_and_can_admit_them() {
+    let app = TestApp::with_extra_toml(
+        "[access]\nallowed_groups = [\"staff\"]\n[[static_groups]]\nname = \"staff\"\nusers = [\"SAM\"]\n",
+    )
+    .await;
+    let tokens = app.login_and_exchange("sam", "sam-pw").await;
+    let info = app.userinfo(tokens["access_token"].as_str().unwrap()).await.json();
+    assert_eq!(info["groups"], json!(["students", "staff"]));
+    let pkce = Pkce::new();
+    assert_eq!(
+        app.browser().submit_login(&AuthParams::hub(&pkce), "ada", "ada-pw").await.status,
+        StatusCode::FORBIDDEN
+    );
+}
