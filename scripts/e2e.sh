@@ -35,7 +35,8 @@ if [ "$#" -gt 0 ]; then
   done
 else
   files=("$ROOT/e2e/rp.test.mjs" "$ROOT/e2e/authlib.test.mjs" "$ROOT/e2e/jupyterhub.test.mjs"
-         "$ROOT/e2e/upstream-oidc.test.mjs" "$ROOT/e2e/jupyterhub-upstream.test.mjs")
+         "$ROOT/e2e/upstream-oidc.test.mjs" "$ROOT/e2e/jupyterhub-upstream.test.mjs"
+         "$ROOT/e2e/jupyterhub-access.test.mjs")
 fi
 
 cd "$ROOT/e2e"

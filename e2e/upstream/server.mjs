@@ -19,6 +19,11 @@
 //                          authentication method, JWKS re-fetch after a key rotation).
 //   PUT /__e2e/error-description   replace error_description in error redirects to the RP with
 //                          the request body (DELETE: stop).
+//   GET /__e2e/accounts/{id}       the account's current claims (404 if unknown).
+//   PATCH /__e2e/accounts/{id}     JSON object merged into the account's claims, e.g.
+//                          {"groups": ["hpc-users"]}: from then on userinfo, ID tokens and refresh
+//                          grants see the change (the person's upstream group membership changed
+//                          while they stay signed in). Answers the new claims.
 import * as http from 'node:http';
 import { readFileSync } from 'node:fs';
 
@@ -149,7 +154,40 @@ provider.use(async (ctx, next) => {
 
 const callback = provider.callback();
 
+const ACCOUNT_PATH = /^\/__e2e\/accounts\/([^/?]+)$/;
+
 const server = http.createServer((req, res) => {
+  const accountMatch = ACCOUNT_PATH.exec(req.url);
+  if (accountMatch) {
+    const id = decodeURIComponent(accountMatch[1]);
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      if (!Object.hasOwn(accounts, id)) {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: `no account ${id}` }));
+        return;
+      }
+      if (req.method === 'PATCH') {
+        let patch;
+        try { patch = JSON.parse(Buffer.concat(chunks).toString()); } catch { patch = null; }
+        if (!patch || typeof patch !== 'object' || Array.isArray(patch)) {
+          res.writeHead(400, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: 'body must be a JSON object' }));
+          return;
+        }
+        accounts[id] = { ...accounts[id], ...patch };
+        console.log(`[e2e] account ${id} changed: ${JSON.stringify(patch)}`);
+      } else if (req.method !== 'GET') {
+        res.writeHead(405, { allow: 'GET, PATCH' });
+        res.end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(accounts[id]));
+    });
+    return;
+  }
   if (req.url === '/__e2e/error-description') {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
