@@ -34,6 +34,8 @@ pub struct AppState {
     /// Seals upstream tokens at rest; present whenever a connector keeps tokens.
     pub sealer: Option<Arc<Sealer>>,
     pub metrics: crate::metrics::Metrics,
+    /// The outbound HTTP client (providers, the hub's API).
+    pub http: UpstreamHttp,
     /// Per-user re-checks of upstream memberships (one at a time per user).
     pub live: crate::policy::live::LiveChecks,
     /// When this server started: users last checked before it are re-checked (the config may
@@ -67,6 +69,7 @@ impl AppState {
         Ok(Arc::new(Self {
             live: Default::default(),
             metrics: Default::default(),
+            http: http.clone(),
             started_at,
             sealer: sealer.map(Arc::new),
             config: Arc::new(config),

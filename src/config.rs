@@ -60,6 +60,8 @@ struct RawConfig {
     identity: IdentityConfig,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    jupyterhub: JupyterHubConfig,
     /// `[[static_groups]]`: groups granted to named users, whatever their connector says.
     #[serde(default)]
     static_groups: Vec<StaticGroup>,
@@ -76,6 +78,15 @@ struct RawMetrics {
 #[derive(Debug, Clone, Default)]
 pub struct MetricsConfig {
     pub token: Option<Secret>,
+}
+
+/// `[jupyterhub]`: where hubauth checks JupyterHub API tokens presented for token exchange.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JupyterHubConfig {
+    /// The hub's REST API, e.g. `http://127.0.0.1:8081/hub/api` (hubauth calls `{api_url}/user`).
+    #[serde(default)]
+    pub api_url: Option<String>,
 }
 
 /// A group granted to named hub users (after their username rule).
@@ -143,6 +154,12 @@ pub struct TokenConfig {
     pub refresh_token_lifetime: Duration,
     #[serde(with = "humantime_serde")]
     pub authorization_code_lifetime: Duration,
+    /// Service-account (client_credentials) access tokens.
+    #[serde(with = "humantime_serde")]
+    pub service_token_lifetime: Duration,
+    /// An upstream access token this close to expiry is refreshed before it is handed out.
+    #[serde(with = "humantime_serde")]
+    pub upstream_refresh_skew: Duration,
 }
 
 impl Default for TokenConfig {
@@ -152,6 +169,8 @@ impl Default for TokenConfig {
             id_token_lifetime: Duration::from_secs(10 * 60),
             refresh_token_lifetime: Duration::from_secs(30 * 24 * 3600),
             authorization_code_lifetime: Duration::from_secs(60),
+            service_token_lifetime: Duration::from_secs(5 * 60),
+            upstream_refresh_skew: Duration::from_secs(60),
         }
     }
 }
@@ -190,6 +209,32 @@ struct RawClient {
     id_token_signed_response_alg: Option<String>,
     #[serde(default)]
     hub: Option<HubHints>,
+    /// Browser sign-in (`authorization_code` + `refresh_token`) unless this lists other grants.
+    #[serde(default)]
+    grant_types: Option<Vec<String>>,
+    #[serde(default)]
+    token_exchange: Option<TokenExchangeConfig>,
+    #[serde(default)]
+    service_account: Option<ServiceAccountConfig>,
+}
+
+/// `[clients.token_exchange]`: which upstream tokens this client may obtain (RFC 8693), for
+/// which kinds of subject token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenExchangeConfig {
+    /// Connector ids whose upstream access tokens may be asked for (`audience` / `resource`).
+    pub audiences: Vec<String>,
+    /// `access_token` (a hubauth access token, e.g. the hub's for a user) and/or `jupyterhub`
+    /// (a JupyterHub API token, e.g. `JUPYTERHUB_API_TOKEN` inside a notebook).
+    pub subject_token_types: Vec<String>,
+}
+
+/// `[clients.service_account]`: the client may use `client_credentials` for these scopes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccountConfig {
+    pub scopes: Vec<String>,
 }
 
 /// Hints for `hubauth jupyterhub-config`: what the hub should allow and who is a hub admin.
@@ -218,11 +263,40 @@ pub struct ClientConfig {
     pub post_logout_redirect_uris: Vec<String>,
     pub id_token_alg: SigningAlgorithm,
     pub hub: HubHints,
+    pub grant_types: Vec<GrantType>,
+    pub token_exchange: Option<TokenExchangeConfig>,
+    pub service_account: Option<ServiceAccountConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+    TokenExchange,
+}
+
+impl GrantType {
+    pub const TOKEN_EXCHANGE_URN: &'static str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "authorization_code" => GrantType::AuthorizationCode,
+            "refresh_token" => GrantType::RefreshToken,
+            "client_credentials" => GrantType::ClientCredentials,
+            Self::TOKEN_EXCHANGE_URN | "token_exchange" => GrantType::TokenExchange,
+            _ => return None,
+        })
+    }
 }
 
 impl ClientConfig {
     pub fn is_public(&self) -> bool {
         self.secret.is_none()
+    }
+
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
     }
 }
 
@@ -394,6 +468,7 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub metrics: MetricsConfig,
     pub static_groups: Vec<StaticGroup>,
+    pub jupyterhub: JupyterHubConfig,
 }
 
 impl Config {
@@ -491,7 +566,56 @@ impl Config {
                 }
                 (None, true) => None,
             };
-            if c.redirect_uris.is_empty() {
+            let grant_types = match &c.grant_types {
+                None => {
+                    let mut g = vec![GrantType::AuthorizationCode, GrantType::RefreshToken];
+                    if c.token_exchange.is_some() {
+                        g.push(GrantType::TokenExchange);
+                    }
+                    if c.service_account.is_some() {
+                        g.push(GrantType::ClientCredentials);
+                    }
+                    g
+                }
+                Some(list) => {
+                    let mut g = Vec::new();
+                    for (j, name) in list.iter().enumerate() {
+                        g.push(GrantType::parse(name).ok_or_else(|| {
+                            invalid(
+                                &key(&format!("grant_types[{j}]")),
+                                format!("{name:?} is not a grant hubauth supports: authorization_code, refresh_token, client_credentials, token_exchange"),
+                            )
+                        })?);
+                    }
+                    g
+                }
+            };
+            if grant_types.contains(&GrantType::TokenExchange) && c.token_exchange.is_none() {
+                return Err(invalid(
+                    &key("token_exchange"),
+                    "is needed to allow token_exchange: say which audiences and subject token types".into(),
+                ));
+            }
+            if grant_types.contains(&GrantType::ClientCredentials) && c.service_account.is_none() {
+                return Err(invalid(
+                    &key("service_account"),
+                    "is needed to allow client_credentials: list its scopes".into(),
+                ));
+            }
+            if grant_types.contains(&GrantType::ClientCredentials) && c.public {
+                return Err(invalid(&key("service_account"), "a public client cannot be a service account".into()));
+            }
+            if let Some(x) = &c.token_exchange {
+                for (j, t) in x.subject_token_types.iter().enumerate() {
+                    if !matches!(t.as_str(), "access_token" | "jupyterhub") {
+                        return Err(invalid(
+                            &key(&format!("token_exchange.subject_token_types[{j}]")),
+                            format!("{t:?}: use \"access_token\" or \"jupyterhub\""),
+                        ));
+                    }
+                }
+            }
+            if c.redirect_uris.is_empty() && grant_types.contains(&GrantType::AuthorizationCode) {
                 return Err(invalid(&key("redirect_uris"), "must list at least one URI".into()));
             }
             for (j, uri) in c.redirect_uris.iter().enumerate() {
@@ -522,6 +646,9 @@ impl Config {
                 post_logout_redirect_uris: c.post_logout_redirect_uris,
                 id_token_alg,
                 hub: c.hub.unwrap_or_default(),
+                grant_types,
+                token_exchange: c.token_exchange,
+                service_account: c.service_account,
             });
         }
 
@@ -617,6 +744,7 @@ impl Config {
                     .map_err(|m| invalid("metrics.token", m))?,
             },
             static_groups: raw.static_groups,
+            jupyterhub: raw.jupyterhub,
         })
     }
 

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod connectors;
 pub mod crypto;
+pub mod custody;
 pub mod groups;
 pub mod identity;
 pub mod metrics;

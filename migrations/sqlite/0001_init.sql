@@ -154,3 +154,13 @@ CREATE TABLE invite_redemptions (
     PRIMARY KEY (invite_id, user_id)
 );
 CREATE INDEX invite_redemptions_user ON invite_redemptions(user_id);
+
+-- Access tokens of service accounts (client_credentials): no user behind them.
+CREATE TABLE service_tokens (
+    token_hash  TEXT PRIMARY KEY,
+    client_id   TEXT NOT NULL,
+    scope       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+) WITHOUT ROWID;

@@ -27,10 +27,58 @@ pub enum KeysCommand {
     /// Print a new random key for HUBAUTH_CRYPT_KEY (which seals upstream tokens at rest).
     /// To rotate, put the new key first: HUBAUTH_CRYPT_KEY="NEW;OLD".
     GenerateCryptKey,
+    /// Re-encrypt every stored upstream token under the first key of HUBAUTH_CRYPT_KEY, so the
+    /// older keys can then be dropped from it.
+    Reseal {
+        #[arg(long, short, env = "HUBAUTH_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
     match command {
+        KeysCommand::Reseal { config } => {
+            let config = super::load_config(&config)?;
+            let sealer = crate::crypto::Sealer::from_env()
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .ok_or_else(|| anyhow::anyhow!("{} is not set", crate::crypto::seal::CRYPT_KEY_ENV))?;
+            let store = crate::app::open_store(&config).await?;
+            let (mut resealed, mut current, mut unreadable) = (0, 0, 0);
+            for (identity, username) in store.all_identities().await? {
+                let Some(sealed) = &identity.tokens_sealed else { continue };
+                if sealer.is_current(sealed) {
+                    current += 1;
+                    continue;
+                }
+                let context = crate::connectors::sealing::token_context(&identity.connector_id, &identity.subject);
+                match sealer.open(&context, sealed) {
+                    Ok(plain) => {
+                        let fresh = sealer.seal(&context, &plain)?;
+                        store
+                            .update_upstream_tokens(
+                                &identity.connector_id,
+                                &identity.subject,
+                                Some(&fresh),
+                                identity.tokens_expire_at,
+                            )
+                            .await?;
+                        resealed += 1;
+                    }
+                    Err(_) => {
+                        eprintln!(
+                            "cannot open the tokens of {username} at {} (sealed with a key not in the keyring)",
+                            identity.connector_id
+                        );
+                        unreadable += 1;
+                    }
+                }
+            }
+            println!("{resealed} re-sealed, {current} already under the first key, {unreadable} unreadable");
+            if unreadable > 0 {
+                anyhow::bail!("{unreadable} record(s) could not be opened; keep their key in the keyring or let those people sign in again");
+            }
+            Ok(())
+        }
         KeysCommand::GenerateCryptKey => {
             println!("{}", crate::crypto::Sealer::generate_key());
             Ok(())

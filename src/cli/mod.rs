@@ -4,6 +4,7 @@ pub mod demo;
 pub mod invites;
 pub mod jupyterhub_config;
 pub mod keys;
+pub mod token;
 pub mod users;
 
 use std::io::BufRead;
@@ -46,6 +47,8 @@ pub enum Command {
         #[command(subcommand)]
         command: users::UsersCommand,
     },
+    /// Inside a notebook: print a fresh upstream access token (exchanges JUPYTERHUB_API_TOKEN).
+    Token(token::TokenArgs),
     /// Manage ID-token signing keys.
     Keys {
         #[command(subcommand)]
@@ -94,6 +97,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { command } => keys::run(command).await,
         Command::Invites { command } => invites::run(command).await,
         Command::Users { command } => users::run(command).await,
+        Command::Token(args) => token::run(args).await,
         Command::HashPassword { password } => {
             let password = match password {
                 Some(p) => p,

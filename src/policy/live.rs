@@ -42,7 +42,7 @@ pub enum Current {
 }
 
 impl LiveChecks {
-    fn lock_for(&self, user_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn lock_for(&self, user_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         // Drop locks nobody holds any more so the map does not grow with every user ever seen.
         if locks.len() > 1024 {

@@ -22,6 +22,9 @@ pub enum ErrorCode {
     LoginRequired,
     RequestNotSupported,
     RequestUriNotSupported,
+    /// RFC 8707 / 8693: the requested audience or resource is not one this client may have.
+    InvalidTarget,
+    TemporarilyUnavailable,
     ServerError,
 }
 
@@ -30,6 +33,8 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
             ErrorCode::InvalidGrant => "invalid_grant",
             ErrorCode::UnauthorizedClient => "unauthorized_client",
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
@@ -73,6 +78,7 @@ impl OAuthError {
         match self.code {
             ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
             ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }

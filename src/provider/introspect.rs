@@ -53,6 +53,16 @@ async fn handle(state: &SharedState, headers: &HeaderMap, body: &[u8]) -> Result
                 "iat": rt.created_at, "exp": rt.expires_at,
             }));
         }
+    } else if let Some(st) = state.store.service_token(&hash, now).await? {
+        // A service account's token: its own client may look, and so may any client allowed to
+        // exchange tokens (a resource server checking who calls it).
+        if st.client_id == client.id || client.token_exchange.is_some() || client.service_account.is_some() {
+            return Ok(json!({
+                "active": true, "token_type": "Bearer", "scope": st.scope, "client_id": st.client_id,
+                "sub": st.client_id, "iss": issuer, "iat": st.created_at, "exp": st.expires_at,
+                "token_use": "service_account",
+            }));
+        }
     }
     Ok(json!({ "active": false }))
 }

@@ -16,3 +16,10 @@ pub mod token;
 pub mod userinfo;
 
 pub use error::{ErrorCode, OAuthError};
+
+/// RFC 8693 token type URIs hubauth understands (also used by `hubauth token`).
+pub mod token_exchange_types {
+    pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+    /// hubauth's own: a JupyterHub API token, checked against the hub's REST API.
+    pub const JUPYTERHUB_TOKEN_TYPE: &str = "urn:hubauth:params:oauth:token-type:jupyterhub-api-token";
+}

@@ -46,5 +46,11 @@ async fn handle(state: &SharedState, headers: &HeaderMap, body: &[u8]) -> Result
             return Ok(());
         }
     }
+    if let Some(st) = state.store.service_token(&hash, now).await? {
+        if st.client_id == client.id {
+            state.store.revoke_service_token(&hash, now).await?;
+            tracing::info!(client_id = %client.id, "service account token revoked");
+        }
+    }
     Ok(())
 }

@@ -119,6 +119,16 @@ pub enum Redemption {
     Closed,
 }
 
+/// An access token of a service account (`client_credentials`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceToken {
+    pub token_hash: String,
+    pub client_id: String,
+    pub scope: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
 /// One line of the audit log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditEvent {
@@ -281,6 +291,24 @@ pub trait Store: Send + Sync + 'static {
     async fn link_identity(&self, user_id: &str, connector_id: &str, subject: &str, now: UnixTime) -> StoreResult<()>;
     /// Every identity with its user's current username: (identity, username).
     async fn all_identities(&self) -> StoreResult<Vec<(StoredUpstream, String)>>;
+    /// The user's identity at one connector, if they have one.
+    async fn identity_of_user(&self, user_id: &str, connector_id: &str) -> StoreResult<Option<StoredUpstream>>;
+    /// Replaces an identity's sealed upstream tokens (after a refresh or a re-seal); `None`
+    /// forgets them (the upstream session ended).
+    async fn update_upstream_tokens(
+        &self,
+        connector_id: &str,
+        subject: &str,
+        tokens_sealed: Option<&str>,
+        tokens_expire_at: Option<UnixTime>,
+    ) -> StoreResult<()>;
+
+    // --- service accounts
+    async fn create_service_token(&self, token: &ServiceToken) -> StoreResult<()>;
+    /// A live (unexpired, unrevoked) service token.
+    async fn service_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<ServiceToken>>;
+    async fn revoke_service_token(&self, hash: &str, now: UnixTime) -> StoreResult<bool>;
+
     /// Revokes every grant (so every token) of the user and ends their browser sessions.
     /// Returns how many grants were revoked.
     async fn revoke_user(&self, user_id: &str, reason: &str, now: UnixTime) -> StoreResult<u64>;

@@ -19,6 +19,7 @@ mod revoke_introspect;
 mod session;
 mod store_conformance;
 mod token_code;
+mod token_exchange;
 mod token_refresh;
 mod upstream_canvas;
 mod upstream_github;

@@ -1,7 +1,9 @@
 //! The token endpoint (RFC 6749 §3.2): client authentication, then one module per grant type.
 
 mod authorization_code;
+mod client_credentials;
 mod refresh_token;
+mod token_exchange;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,15 +17,20 @@ use super::id_token::{self, IdTokenInput};
 use super::params::Params;
 use super::{scope, ErrorCode, OAuthError};
 use crate::app::{AppState, SharedState};
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, GrantType};
 use crate::crypto::random::{bearer_value, value_hash};
 use crate::store::{IssuedTokens, User};
 
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
+    /// RFC 8693: what `access_token` is, in a token-exchange answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
     pub token_type: &'static str,
-    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<i64>,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
@@ -61,14 +68,23 @@ async fn handle(state: &SharedState, headers: &HeaderMap, body: &[u8]) -> Result
     require_form(headers)?;
     let params = Params::parse(body).map_err(|e| OAuthError::invalid_request(e.0))?;
     let client = authenticate(&state.config, headers, &params)?;
-    match params.get("grant_type") {
-        None => Err(OAuthError::invalid_request("grant_type is required")),
-        Some("authorization_code") => authorization_code::grant(state, client, &params).await,
-        Some("refresh_token") => refresh_token::grant(state, client, &params).await,
-        Some(_) => Err(OAuthError::new(
+    let Some(name) = params.get("grant_type") else {
+        return Err(OAuthError::invalid_request("grant_type is required"));
+    };
+    let grant = GrantType::parse(name).filter(|_| name != "token_exchange").ok_or_else(|| {
+        OAuthError::new(
             ErrorCode::UnsupportedGrantType,
-            "supported grant types: authorization_code, refresh_token",
-        )),
+            "supported grant types: authorization_code, refresh_token, client_credentials, urn:ietf:params:oauth:grant-type:token-exchange",
+        )
+    })?;
+    if !client.allows(grant) {
+        return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "this client may not use this grant type"));
+    }
+    match grant {
+        GrantType::AuthorizationCode => authorization_code::grant(state, client, &params).await,
+        GrantType::RefreshToken => refresh_token::grant(state, client, &params).await,
+        GrantType::ClientCredentials => client_credentials::grant(state, client, &params).await,
+        GrantType::TokenExchange => token_exchange::grant(state, client, &params).await,
     }
 }
 
@@ -118,7 +134,8 @@ pub fn respond(
     Ok(TokenResponse {
         access_token: minted.access_token,
         token_type: "Bearer",
-        expires_in: state.config.tokens.access_token_lifetime.as_secs() as i64,
+        expires_in: Some(state.config.tokens.access_token_lifetime.as_secs() as i64),
+        issued_token_type: None,
         scope: granted_scope.to_string(),
         refresh_token: minted.refresh_token,
         id_token,

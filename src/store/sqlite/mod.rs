@@ -508,6 +508,84 @@ impl Store for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(backend)
     }
 
+    async fn identity_of_user(&self, user_id: &str, connector_id: &str) -> StoreResult<Option<StoredUpstream>> {
+        self.reader()
+            .prepare_cached(
+                "SELECT user_id, connector_id, upstream_subject, memberships_json, tokens_sealed, tokens_expire_at, refreshed_at, \
+                 upstream_username FROM user_identities WHERE user_id = ? AND connector_id = ? ORDER BY refreshed_at DESC LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row([user_id, connector_id], stored_upstream_from_row).optional())
+            .map_err(backend)
+    }
+
+    async fn update_upstream_tokens(
+        &self,
+        connector_id: &str,
+        subject: &str,
+        tokens_sealed: Option<&str>,
+        tokens_expire_at: Option<UnixTime>,
+    ) -> StoreResult<()> {
+        let (connector_id, subject, sealed) =
+            (connector_id.to_owned(), subject.to_owned(), tokens_sealed.map(str::to_owned));
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE user_identities SET tokens_sealed = ?, tokens_expire_at = ? WHERE connector_id = ? AND upstream_subject = ?",
+                params![sealed, tokens_expire_at, connector_id, subject],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_service_token(&self, t: &ServiceToken) -> StoreResult<()> {
+        let t = t.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO service_tokens (token_hash, client_id, scope, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                params![t.token_hash, t.client_id, t.scope, t.created_at, t.expires_at],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn service_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<ServiceToken>> {
+        self.reader()
+            .prepare_cached(
+                "SELECT token_hash, client_id, scope, created_at, expires_at FROM service_tokens \
+                 WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ?",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![hash, now], |r| {
+                    Ok(ServiceToken {
+                        token_hash: r.get(0)?,
+                        client_id: r.get(1)?,
+                        scope: r.get(2)?,
+                        created_at: r.get(3)?,
+                        expires_at: r.get(4)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(backend)
+    }
+
+    async fn revoke_service_token(&self, hash: &str, now: UnixTime) -> StoreResult<bool> {
+        let hash = hash.to_owned();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE service_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+                    params![now, hash],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     async fn revoke_user(&self, user_id: &str, reason: &str, now: UnixTime) -> StoreResult<u64> {
         let (user_id, reason) = (user_id.to_owned(), reason.to_owned());
         self.write(move |conn| {
@@ -980,6 +1058,7 @@ impl Store for SqliteStore {
         let statements = [
             "DELETE FROM pending_authorizations WHERE expires_at <= ?1",
             "DELETE FROM upstream_attempts WHERE expires_at <= ?1",
+            "DELETE FROM service_tokens WHERE expires_at <= ?1",
             "DELETE FROM authorization_codes WHERE expires_at <= ?1 - 86400",
             "DELETE FROM access_tokens WHERE expires_at <= ?1",
             "DELETE FROM refresh_tokens WHERE expires_at <= ?1",

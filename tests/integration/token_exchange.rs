@@ -1,0 +1,251 @@
+//! Token custody: upstream tokens handed out by token exchange (RFC 8693), fresh, refreshed once
+//! for many callers, refused when the upstream session ended or the hub stopped the server;
+//! service accounts with client_credentials.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::harness::*;
+use crate::upstream_oidc::{alice, FakeOidc, Twist};
+
+const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+const HUB_TOKEN: &str = "urn:hubauth:params:oauth:token-type:jupyterhub-api-token";
+
+fn extra(fake: &FakeOidc, hub_api: &str) -> String {
+    format!(
+        r#"
+[tokens]
+upstream_refresh_skew = "10s"
+[jupyterhub]
+api_url = "{hub_api}"
+[[clients]]
+id = "spawner"
+secret = "spawner-secret-0123456789"
+grant_types = ["token_exchange"]
+redirect_uris = []
+[clients.token_exchange]
+audiences = ["uni"]
+subject_token_types = ["access_token"]
+[[clients]]
+id = "notebooks"
+public = true
+grant_types = ["token_exchange"]
+redirect_uris = []
+[clients.token_exchange]
+audiences = ["uni"]
+subject_token_types = ["jupyterhub"]
+[[clients]]
+id = "jobs"
+secret = "jobs-secret-0123456789ab"
+grant_types = ["client_credentials"]
+redirect_uris = []
+[clients.service_account]
+scopes = ["service-account", "jobs:read"]
+{}"#,
+        fake.connector_toml("uni", r#"groups_claim = "realm_access.roles""#)
+    )
+}
+
+/// A stand-in for JupyterHub's REST API: `GET /hub/api/user` answers for known tokens.
+async fn fake_hub(tokens: Vec<(&'static str, Value)>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/hub/api", listener.local_addr().unwrap());
+    let tokens = Arc::new(tokens);
+    let app = Router::new().route(
+        "/hub/api/user",
+        get(move |headers: HeaderMap| {
+            let tokens = tokens.clone();
+            async move {
+                let presented = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                match tokens.iter().find(|(t, _)| presented == format!("token {t}")) {
+                    Some((_, who)) => (StatusCode::OK, Json(who.clone())),
+                    None => (StatusCode::FORBIDDEN, Json(json!({"status": 403, "message": "Forbidden"}))),
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+async fn setup() -> (TestApp, FakeOidc, Value) {
+    let fake = FakeOidc::start().await;
+    let hub = fake_hub(vec![
+        ("alice-server-token", json!({"kind": "user", "name": "alice"})),
+        ("a-service-token", json!({"kind": "service", "name": "cull-idle"})),
+    ])
+    .await;
+    let app = TestApp::with_extra_toml(&extra(&fake, &hub)).await;
+    let pkce = Pkce::new();
+    let mut browser = app.browser();
+    let up = browser.start_upstream(&AuthParams::hub(&pkce), "uni").await;
+    let state = up.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let code = fake.approve(&up, alice(), Twist::default());
+    let res = browser.upstream_callback("uni", &[("code", &code), ("state", &state)]).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text());
+    let tokens = app.exchange(&res.query()["code"], &pkce).await.json();
+    (app, fake, tokens)
+}
+
+async fn exchange(app: &TestApp, subject: &str, subject_type: &str, audience: &str) -> TestResponse {
+    let form = [
+        ("grant_type", EXCHANGE),
+        ("subject_token", subject),
+        ("subject_token_type", subject_type),
+        ("audience", audience),
+    ];
+    app.post_form("/token", &form, Some(("spawner", "spawner-secret-0123456789"))).await
+}
+
+#[tokio::test]
+async fn a_spawner_gets_the_users_fresh_upstream_token_and_it_is_refreshed_near_expiry() {
+    let (app, fake, tokens) = setup().await;
+    let hub_at = tokens["access_token"].as_str().unwrap();
+    let res = exchange(&app, hub_at, AT, "uni").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let first = res.json();
+    assert_eq!(first["issued_token_type"], AT);
+    assert_eq!(first["token_type"], "Bearer");
+    assert_eq!(first["expires_in"], 60);
+    assert!(first.get("refresh_token").is_none(), "upstream refresh tokens never leave hubauth");
+    assert_eq!(fake.refresh_grants(), 0, "fresh enough: no upstream call");
+
+    // 51 s later the token is within the 10 s skew of expiry: refreshed, rotated, handed out.
+    app.clock.advance(51);
+    let second = exchange(&app, hub_at, AT, "uni").await.json();
+    assert_ne!(second["access_token"], first["access_token"]);
+    assert_eq!(second["expires_in"], 60);
+    assert_eq!(fake.refresh_grants(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_exchanges_cause_exactly_one_upstream_refresh() {
+    let (app, fake, tokens) = setup().await;
+    let hub_at = tokens["access_token"].as_str().unwrap().to_string();
+    app.clock.advance(55);
+    let app = Arc::new(app);
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let (app, hub_at) = (app.clone(), hub_at.clone());
+            tokio::spawn(async move { exchange(&app, &hub_at, AT, "uni").await.json()["access_token"].clone() })
+        })
+        .collect();
+    let mut handed_out = std::collections::HashSet::new();
+    for t in tasks {
+        let token = t.await.unwrap();
+        assert!(token.is_string());
+        handed_out.insert(token.to_string());
+    }
+    assert_eq!(fake.refresh_grants(), 1, "one refresh for a hundred callers (the provider rotates refresh tokens)");
+    assert_eq!(handed_out.len(), 1, "everyone got the refreshed token");
+}
+
+#[tokio::test]
+async fn when_the_upstream_session_ends_callers_are_told_to_sign_in_again_and_the_hub_session_ends() {
+    let (app, fake, tokens) = setup().await;
+    let hub_at = tokens["access_token"].as_str().unwrap();
+    fake.revoke_refresh_tokens();
+    app.clock.advance(55);
+    let res = exchange(&app, hub_at, AT, "uni").await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.error(), "login_required");
+    assert!(res.json()["error_description"].as_str().unwrap().contains("University login"));
+    // The hub's own session ends too, so the person's next hub request leads to a new sign-in.
+    assert_eq!(app.userinfo(hub_at).await.status, StatusCode::UNAUTHORIZED);
+    let res = app
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap())])
+        .await;
+    assert_eq!(res.error(), "invalid_grant");
+    let audit = app.store.audit_events(10).await.unwrap();
+    assert!(audit.iter().any(|e| e.kind == "upstream_session_ended"));
+}
+
+#[tokio::test]
+async fn a_notebook_exchanges_its_jupyterhub_token_and_a_stopped_server_gets_nothing() {
+    let (app, _fake, _tokens) = setup().await;
+    let notebook = |subject: &'static str| {
+        let app = &app;
+        async move {
+            let form = [
+                ("grant_type", EXCHANGE),
+                ("subject_token", subject),
+                ("subject_token_type", HUB_TOKEN),
+                ("audience", "uni"),
+                ("client_id", "notebooks"),
+            ];
+            app.post_form("/token", &form, None).await
+        }
+    };
+    let res = notebook("alice-server-token").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.json()["issued_token_type"], AT);
+    // The hub no longer knows the token (server stopped): refused at once.
+    let res = notebook("stopped-server-token").await;
+    assert_eq!(res.error(), "invalid_grant");
+    // A service's hub token is not a user's.
+    assert_eq!(notebook("a-service-token").await.error(), "invalid_grant");
+    // The notebook client may not present hubauth access tokens, nor ask for other audiences.
+    let form = [
+        ("grant_type", EXCHANGE),
+        ("subject_token", "x"),
+        ("subject_token_type", AT),
+        ("audience", "uni"),
+        ("client_id", "notebooks"),
+    ];
+    assert_eq!(app.post_form("/token", &form, None).await.error(), "invalid_request");
+}
+
+#[tokio::test]
+async fn exchange_requests_are_checked_against_the_clients_rules() {
+    let (app, _fake, tokens) = setup().await;
+    let hub_at = tokens["access_token"].as_str().unwrap();
+    assert_eq!(exchange(&app, hub_at, AT, "github").await.error(), "invalid_target");
+    assert_eq!(exchange(&app, hub_at, HUB_TOKEN, "uni").await.error(), "invalid_request");
+    assert_eq!(exchange(&app, "hat_made_up", AT, "uni").await.error(), "invalid_grant");
+    let form = [("grant_type", EXCHANGE), ("subject_token", hub_at), ("subject_token_type", AT)];
+    assert_eq!(
+        app.post_form("/token", &form, Some(("spawner", "spawner-secret-0123456789"))).await.error(),
+        "invalid_target"
+    );
+    // The hub's own client may not exchange at all, and the spawner may not use other grants.
+    let res = app
+        .token(&[("grant_type", EXCHANGE), ("subject_token", hub_at), ("subject_token_type", AT), ("audience", "uni")])
+        .await;
+    assert_eq!(res.error(), "unauthorized_client");
+    let res = app
+        .post_form("/token", &[("grant_type", "client_credentials")], Some(("spawner", "spawner-secret-0123456789")))
+        .await;
+    assert_eq!(res.error(), "unauthorized_client");
+}
+
+#[tokio::test]
+async fn service_accounts_get_short_lived_tokens_that_introspection_shows_and_userinfo_refuses() {
+    let (app, _fake, _tokens) = setup().await;
+    let jobs = Some(("jobs", "jobs-secret-0123456789ab"));
+    let res = app.post_form("/token", &[("grant_type", "client_credentials"), ("scope", "jobs:read")], jobs).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let body = res.json();
+    assert_eq!(body["scope"], "jobs:read");
+    assert_eq!(body["expires_in"], 300);
+    assert!(body.get("refresh_token").is_none() && body.get("id_token").is_none());
+    let token = body["access_token"].as_str().unwrap();
+    let intro = app.post_form("/introspect", &[("token", token)], jobs).await.json();
+    assert_eq!((intro["active"].as_bool(), intro["sub"].as_str()), (Some(true), Some("jobs")));
+    assert_eq!(app.userinfo(token).await.status, StatusCode::UNAUTHORIZED, "no person behind it");
+    // It cannot impersonate a user through token exchange either.
+    assert_eq!(exchange(&app, token, AT, "uni").await.error(), "invalid_grant");
+    let res = app.post_form("/token", &[("grant_type", "client_credentials"), ("scope", "admin")], jobs).await;
+    assert_eq!(res.error(), "invalid_scope");
+    app.post_form("/revoke", &[("token", token)], jobs).await;
+    assert_eq!(app.post_form("/introspect", &[("token", token)], jobs).await.json()["active"], false);
+    app.clock.advance(301);
+    let res = app.post_form("/token", &[("grant_type", "client_credentials")], jobs).await;
+    let t2 = res.json()["access_token"].as_str().unwrap().to_string();
+    app.clock.advance(301);
+    assert_eq!(app.post_form("/introspect", &[("token", &t2)], jobs).await.json()["active"], false, "expired");
+}
