@@ -249,3 +249,79 @@ async fn service_accounts_get_short_lived_tokens_that_introspection_shows_and_us
     app.clock.advance(301);
     assert_eq!(app.post_form("/introspect", &[("token", &t2)], jobs).await.json()["active"], false, "expired");
 }
+
+/// `hubauth token`, as a notebook runs it: discovery, the exchange, the token on stdout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hubauth_token_command_prints_the_upstream_token_for_the_notebooks_hub_token() {
+    let fake = FakeOidc::start().await;
+    let hub = fake_hub(vec![("alice-server-token", json!({"kind": "user", "name": "alice"}))]).await;
+    // A real listening hubauth: the command talks HTTP.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hubauth.db");
+    let toml = format!("{}\n{}", config_toml(db.to_str().unwrap()), extra(&fake, &hub)).replace(ISSUER, &issuer);
+    let app = TestApp::with_toml(dir, &toml).await;
+    let router = app.router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    // alice signs in (through the in-process app; same state).
+    let pkce = Pkce::new();
+    let mut browser = app.browser();
+    let up = browser.start_upstream(&AuthParams::hub(&pkce), "uni").await;
+    let state = up.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let code = fake.approve(&up, alice(), Twist::default());
+    assert_eq!(
+        browser.upstream_callback("uni", &[("code", &code), ("state", &state)]).await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    let run = |hub_token: &'static str| {
+        let issuer = issuer.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_hubauth"))
+                .args(["token", "--connector", "uni"])
+                .env("HUBAUTH_ISSUER", issuer)
+                .env("JUPYTERHUB_API_TOKEN", hub_token)
+                .env_remove("HUBAUTH_CLIENT_ID")
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run("alice-server-token").await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap();
+    assert!(token.trim().len() > 20 && !token.contains(' '), "{token}");
+    let out = run("stopped-server-token").await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not accept this JupyterHub token"));
+}
+
+#[tokio::test]
+async fn keys_reseal_moves_every_sealed_token_to_the_first_key() {
+    let (app, _fake, _tokens) = setup().await;
+    let config_path = app._dir.path().join("hubauth.toml");
+    // The test app's config is in memory; write an equivalent file for the CLI.
+    let db = app.state.config.storage.url.trim_start_matches("sqlite://").to_string();
+    std::fs::write(&config_path, config_toml(&db)).unwrap();
+    let new_key = hubauth::crypto::Sealer::generate_key();
+    let reseal = |ring: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hubauth"))
+            .args(["keys", "reseal", "--config", config_path.to_str().unwrap()])
+            .env("HUBAUTH_CRYPT_KEY", ring)
+            .output()
+            .unwrap()
+    };
+    let out = reseal(format!("{new_key};{TEST_CRYPT_KEY}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 re-sealed"));
+    let stored = app.store.upstream_of("uni", "a1b2").await.unwrap().unwrap();
+    let sealed = stored.tokens_sealed.unwrap();
+    let only_new = hubauth::crypto::Sealer::from_keyring(&new_key).unwrap();
+    assert!(only_new.open(&hubauth::web::upstream::token_context("uni", "a1b2"), &sealed).is_ok());
+    assert!(test_sealer().open(&hubauth::web::upstream::token_context("uni", "a1b2"), &sealed).is_err());
+    // Without the new key, nothing opens: reported, non-zero.
+    let out = reseal(TEST_CRYPT_KEY.to_string());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 unreadable"));
+}
