@@ -2,7 +2,7 @@
 // `hubauth jupyterhub-config`, driven by headless Chromium (playwright-core, Debian's /usr/bin/chromium).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, existsSync } from 'node:fs';
+import { writeFileSync, existsSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -150,6 +150,7 @@ c.Authenticator.auth_refresh_age = ${AUTH_REFRESH_AGE}
     await hub?.stop();
     if (proxyPidFile && existsSync(proxyPidFile)) killPidFile(proxyPidFile);
     await hubauth?.stop();
+    if (workDir && !process.env.E2E_KEEP_TMP) rmSync(workDir, { recursive: true, force: true });
   });
 
   it('the hub login page offers "Sign in with" hubauth and sends the browser to hubauth /authorize', async () => {
