@@ -120,6 +120,14 @@ async fn metrics(State(state): State<SharedState>, headers: axum::http::HeaderMa
         .into_response()
 }
 
+/// A request path fit for logs: secrets carried in the path are replaced.
+fn loggable_path(path: &str) -> String {
+    match path.find("/invite/") {
+        Some(i) => format!("{}/invite/[redacted]", &path[..i]),
+        None => path.chars().take(200).collect(),
+    }
+}
+
 pub fn router(state: SharedState) -> Router {
     let routes = Router::new()
         .route("/", get(home))
@@ -156,7 +164,11 @@ pub fn router(state: SharedState) -> Router {
                 "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action *; frame-ancestors 'none'",
             ),
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
+            // The path only: query strings carry codes and state, and an invite link's path is
+            // its secret, so neither reaches the logs.
+            tracing::debug_span!("http", method = %req.method(), path = %loggable_path(req.uri().path()))
+        }))
 }
 
 /// Runs the server until Ctrl-C / SIGTERM, with the housekeeping tasks beside it.

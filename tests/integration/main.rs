@@ -14,6 +14,7 @@ mod invites;
 mod keys;
 mod live_access;
 mod logout;
+mod no_secrets_in_logs;
 mod policy;
 mod revoke_introspect;
 mod session;
