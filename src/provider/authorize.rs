@@ -15,7 +15,7 @@ use super::params::Params;
 use super::{scope, ErrorCode};
 use crate::app::SharedState;
 use crate::config::ClientConfig;
-use crate::crypto::random::{random_value, value_hash};
+use crate::crypto::random::{bearer_value, random_value, token_key, value_hash};
 use crate::policy::live::{ensure_current, Current};
 use crate::store::{AuthorizationCode, PendingAuthorization, User};
 use crate::web::pages::{no_store, PageError};
@@ -310,9 +310,9 @@ pub async fn issue_code(
     auth_time: i64,
 ) -> Result<Response, PageError> {
     let now = state.clock.now();
-    let code = random_value();
+    let code = bearer_value("hac");
     let record = AuthorizationCode {
-        code_hash: value_hash(&code),
+        code_hash: token_key(&code),
         client_id: request.client_id.clone(),
         user_id: user.id.clone(),
         session_id: session_id.map(str::to_string),

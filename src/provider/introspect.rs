@@ -13,7 +13,7 @@ use super::params::Params;
 use super::token::require_form;
 use super::{ErrorCode, OAuthError};
 use crate::app::SharedState;
-use crate::crypto::random::value_hash;
+use crate::crypto::random::token_key;
 
 pub async fn introspect(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
     match handle(&state, &headers, &body).await {
@@ -34,7 +34,7 @@ async fn handle(state: &SharedState, headers: &HeaderMap, body: &[u8]) -> Result
         return Err(OAuthError::new(ErrorCode::InvalidClient, "introspection is only for confidential clients"));
     }
     let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    let hash = value_hash(token);
+    let hash = token_key(token);
     let now = state.clock.now();
     let issuer = &state.config.issuer;
     if let Some(at) = state.store.access_token(&hash, now).await? {

@@ -11,7 +11,7 @@ use super::params::Params;
 use super::token::require_form;
 use super::OAuthError;
 use crate::app::SharedState;
-use crate::crypto::random::value_hash;
+use crate::crypto::random::token_key;
 
 pub async fn revoke(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
     match handle(&state, &headers, &body).await {
@@ -25,7 +25,7 @@ async fn handle(state: &SharedState, headers: &HeaderMap, body: &[u8]) -> Result
     let params = Params::parse(body).map_err(|e| OAuthError::invalid_request(e.0))?;
     let client = authenticate(&state.config, headers, &params)?;
     let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    let hash = value_hash(token);
+    let hash = token_key(token);
     let now = state.clock.now();
     // The hint only orders the lookups (§2.1); both kinds are always tried.
     let refresh_first = params.get("token_type_hint") == Some("refresh_token");

@@ -13,7 +13,7 @@ use super::error::BearerError;
 use super::params::Params;
 use super::scope;
 use crate::app::SharedState;
-use crate::crypto::random::value_hash;
+use crate::crypto::random::token_key;
 use crate::policy::live::{ensure_current, Current};
 
 /// The bearer token from the Authorization header or, for POST, a form body (RFC 6750 §2.1-2.2).
@@ -59,7 +59,7 @@ async fn answer(state: &SharedState, headers: &HeaderMap, body: Option<&[u8]>) -
     }
     let record = state
         .store
-        .access_token(&value_hash(&token), state.clock.now())
+        .access_token(&token_key(&token), state.clock.now())
         .await?
         .ok_or(BearerError::InvalidToken("the access token is invalid, expired or revoked"))?;
     if !scope::has(&record.scope, "openid") {

@@ -24,16 +24,28 @@ impl Write for Captured {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
+/// The process-wide log sink. A global subscriber (not a thread-local default) is used because
+/// tracing caches per call site whether anyone listens, across threads: with other tests
+/// running, a thread-local subscriber can miss events.
+fn capture() -> Captured {
+    static SINK: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    SINK.get_or_init(|| {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber in the tests");
+        captured
+    })
+    .clone()
+}
+
+#[tokio::test]
 async fn a_full_session_logs_no_token_code_or_secret() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = capture();
 
     let fake = FakeOidc::start().await;
     let admin_token = "admin-token-0123456789abcdef0123456789";

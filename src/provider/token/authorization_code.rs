@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 use super::{mint, respond, TokenResponse};
 use crate::app::SharedState;
 use crate::config::ClientConfig;
-use crate::crypto::random::{b64url, sha256, value_hash};
+use crate::crypto::random::{b64url, sha256, token_key};
 use crate::provider::authorize::{is_pkce_value, AuthorizationRequest};
 use crate::provider::params::Params;
 use crate::provider::OAuthError;
@@ -17,7 +17,7 @@ use crate::store::{CodeRedemption, Grant};
 pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) -> Result<TokenResponse, OAuthError> {
     let code = params.get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let now = state.clock.now();
-    let code_hash = value_hash(code);
+    let code_hash = token_key(code);
     let (record, user) = match state.store.redeem_authorization_code(&code_hash, now).await? {
         CodeRedemption::Redeemed { code, user } => (code, user),
         CodeRedemption::Replayed { grant_id } => {
@@ -59,7 +59,7 @@ pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) 
     }
     let minted = mint(state, &request.scope, true);
     let grant = Grant {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: uuid::Uuid::now_v7().to_string(),
         client_id: client.id.clone(),
         user_id: user.id.clone(),
         session_id: record.session_id.clone(),

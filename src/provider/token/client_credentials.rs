@@ -5,7 +5,7 @@
 use super::TokenResponse;
 use crate::app::SharedState;
 use crate::config::ClientConfig;
-use crate::crypto::random::{bearer_value, value_hash};
+use crate::crypto::random::{bearer_value, token_key};
 use crate::provider::params::Params;
 use crate::provider::{ErrorCode, OAuthError};
 use crate::store::ServiceToken;
@@ -33,7 +33,7 @@ pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) 
     state
         .store
         .create_service_token(&ServiceToken {
-            token_hash: value_hash(&token),
+            token_hash: token_key(&token),
             client_id: client.id.clone(),
             scope: scope.join(" "),
             created_at: now,

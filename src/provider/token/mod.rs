@@ -18,7 +18,7 @@ use super::params::Params;
 use super::{scope, ErrorCode, OAuthError};
 use crate::app::{AppState, SharedState};
 use crate::config::{ClientConfig, GrantType};
-use crate::crypto::random::{bearer_value, value_hash};
+use crate::crypto::random::{bearer_value, token_key};
 use crate::store::{IssuedTokens, User};
 
 #[derive(Debug, Serialize)]
@@ -100,12 +100,12 @@ pub fn mint(state: &AppState, scope: &str, with_refresh: bool) -> Minted {
     let access_token = bearer_value("hat");
     let refresh_token = with_refresh.then(|| bearer_value("hrt"));
     let record = IssuedTokens {
-        access_hash: value_hash(&access_token),
+        access_hash: token_key(&access_token),
         access_scope: scope.to_string(),
         access_expires_at: now + state.config.tokens.access_token_lifetime.as_secs() as i64,
         refresh: refresh_token
             .as_ref()
-            .map(|r| (value_hash(r), now + state.config.tokens.refresh_token_lifetime.as_secs() as i64)),
+            .map(|r| (token_key(r), now + state.config.tokens.refresh_token_lifetime.as_secs() as i64)),
         created_at: now,
     };
     Minted { access_token, refresh_token, record }

@@ -4,7 +4,7 @@
 use super::{mint, respond, TokenResponse};
 use crate::app::SharedState;
 use crate::config::ClientConfig;
-use crate::crypto::random::value_hash;
+use crate::crypto::random::token_key;
 use crate::policy::live::{ensure_current, Current};
 use crate::provider::params::Params;
 use crate::provider::{scope, ErrorCode, OAuthError};
@@ -30,7 +30,7 @@ pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) 
         };
         Some(record)
     });
-    let outcome = state.store.rotate_refresh_token(&value_hash(presented), &client.id, now, issue).await?;
+    let outcome = state.store.rotate_refresh_token(&token_key(presented), &client.id, now, issue).await?;
     match outcome {
         RefreshRotation::Rotated { grant, user, scope } => {
             // A refresh is where a hub learns of lost access: re-check stale memberships first.

@@ -16,7 +16,7 @@
 use super::TokenResponse;
 use crate::app::SharedState;
 use crate::config::ClientConfig;
-use crate::crypto::random::value_hash;
+use crate::crypto::random::token_key;
 use crate::custody::{fresh_upstream_token, CustodyError};
 use crate::policy::live::{ensure_current, Current};
 use crate::provider::params::Params;
@@ -113,7 +113,7 @@ pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) 
 async fn subject_from_access_token(state: &SharedState, token: &str) -> Result<User, OAuthError> {
     let record = state
         .store
-        .access_token(&value_hash(token), state.clock.now())
+        .access_token(&token_key(token), state.clock.now())
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the subject token is invalid, expired or revoked"))?;
     Ok(record.user)
