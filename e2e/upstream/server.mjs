@@ -17,6 +17,8 @@
 //                          the body), codes/tokens/secrets redacted; DELETE resets the list. The
 //                          tests assert on what hubauth sent (PKCE S256, nonce, client
 //                          authentication method, JWKS re-fetch after a key rotation).
+//                          A refresh_token grant that rotated the refresh token (always, here)
+//                          has `rotatedRefreshToken: true`.
 //   PUT /__e2e/error-description   replace error_description in error redirects to the RP with
 //                          the request body (DELETE: stop).
 //   GET /__e2e/accounts/{id}       the account's current claims (404 if unknown).
@@ -24,6 +26,12 @@
 //                          {"groups": ["hpc-users"]}: from then on userinfo, ID tokens and refresh
 //                          grants see the change (the person's upstream group membership changed
 //                          while they stay signed in). Answers the new claims.
+//   POST /__e2e/accounts/{id}/end-session   the account's sign-in ends at the provider (an admin
+//                          signs the person out everywhere): every grant of the account is
+//                          destroyed with its access tokens, refresh tokens and authorization
+//                          codes, and its browser sessions are destroyed. A relying party's next
+//                          refresh_token grant then gets `invalid_grant`, userinfo with an old
+//                          access token 401. Answers {"grants": n, "sessions": m} (404 if unknown).
 import * as http from 'node:http';
 import { readFileSync } from 'node:fs';
 
@@ -67,6 +75,8 @@ function record(ctx) {
   };
   const body = ctx.oidc?.body;
   if (ctx.method === 'POST' && body && typeof body === 'object') entry.form = redactParams(Object.entries(body));
+  // a refresh_token grant that consumed the presented refresh token and issued a new one
+  if (ctx.oidc?.entities?.RotatedRefreshToken) entry.rotatedRefreshToken = true;
   requests.push(entry);
   // one line per request in the log (e2e/artifacts/<name>.log)
   console.log(`[req] ${entry.method} ${entry.path} -> ${entry.status} ${JSON.stringify({ q: entry.query, f: entry.form, a: entry.authorization })}`);
@@ -152,11 +162,69 @@ provider.use(async (ctx, next) => {
   }
 });
 
+// Grants and browser sessions per account, for POST /__e2e/accounts/{id}/end-session (the
+// in-memory adapter keeps no index by account).
+const grantsOf = new Map();
+const sessionsOf = new Map();
+const remember = (map, accountId, id) => {
+  if (!accountId || !id) return;
+  if (!map.has(accountId)) map.set(accountId, new Set());
+  map.get(accountId).add(id);
+};
+provider.on('grant.saved', (grant) => remember(grantsOf, grant.accountId, grant.jti));
+provider.on('session.saved', (session) => remember(sessionsOf, session.accountId, session.jti));
+
+async function endSession(accountId) {
+  const grants = [...(grantsOf.get(accountId) ?? [])];
+  const sessions = [...(sessionsOf.get(accountId) ?? [])];
+  for (const grantId of grants) {
+    await Promise.all([
+      provider.AccessToken.revokeByGrantId(grantId),
+      provider.RefreshToken.revokeByGrantId(grantId),
+      provider.AuthorizationCode.revokeByGrantId(grantId),
+      provider.Grant.adapter.destroy(grantId),
+    ]);
+  }
+  for (const sessionId of sessions) await provider.Session.adapter.destroy(sessionId);
+  grantsOf.delete(accountId);
+  sessionsOf.delete(accountId);
+  console.log(`[e2e] account ${accountId}: sign-in ended (${grants.length} grant(s), ${sessions.length} session(s) destroyed)`);
+  return { grants: grants.length, sessions: sessions.length };
+}
+
 const callback = provider.callback();
 
 const ACCOUNT_PATH = /^\/__e2e\/accounts\/([^/?]+)$/;
+const END_SESSION_PATH = /^\/__e2e\/accounts\/([^/?]+)\/end-session$/;
 
 const server = http.createServer((req, res) => {
+  const endMatch = END_SESSION_PATH.exec(req.url);
+  if (endMatch) {
+    const id = decodeURIComponent(endMatch[1]);
+    req.resume();
+    req.on('end', async () => {
+      if (req.method !== 'POST') {
+        res.writeHead(405, { allow: 'POST' });
+        res.end();
+        return;
+      }
+      if (!Object.hasOwn(accounts, id)) {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: `no account ${id}` }));
+        return;
+      }
+      try {
+        const ended = await endSession(id);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(ended));
+      } catch (e) {
+        console.error('[e2e] end-session failed', e);
+        res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: String(e) }));
+      }
+    });
+    return;
+  }
   const accountMatch = ACCOUNT_PATH.exec(req.url);
   if (accountMatch) {
     const id = decodeURIComponent(accountMatch[1]);

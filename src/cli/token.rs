@@ -18,7 +18,7 @@ pub struct TokenArgs {
     #[arg(long, env = "HUBAUTH_CLIENT_ID", default_value = "notebooks")]
     client_id: String,
     /// Only for confidential clients (spawner-side use); notebooks use a public client.
-    #[arg(long, env = "HUBAUTH_CLIENT_SECRET", hide_env_values = true)]
+    #[arg(long, env = "HUBAUTH_TOKEN_CLIENT_SECRET", hide_env_values = true)]
     client_secret: Option<String>,
     /// The token to exchange; inside a single-user server JupyterHub sets it.
     #[arg(long, env = "JUPYTERHUB_API_TOKEN", hide_env_values = true)]
