@@ -31,7 +31,10 @@ use serde_json::Value;
 use super::github::http_for;
 use super::http::{Answer, Auth, ClientAuthMethod, ClientCredentials, UpstreamHttp};
 use super::oauth2::{parse_url, resolve_secret, OAuthClient};
-use super::{claim_string, ConnectorError, LoginAttempt, Membership, RedirectConnector, UpstreamLogin, UpstreamTokens};
+use super::{
+    claim_string, same_account, ConnectorError, LoginAttempt, Membership, RedirectConnector, UpstreamLogin,
+    UpstreamTokens,
+};
 use crate::clock::UnixTime;
 use crate::config::SecretSource;
 use crate::store::UpstreamIdentity;
@@ -293,7 +296,7 @@ impl RedirectConnector for CanvasConnector {
         code: &str,
         now: UnixTime,
     ) -> Result<UpstreamLogin, ConnectorError> {
-        let tokens = self.oauth.exchange_code(attempt, code).await?.into_tokens(now, None);
+        let tokens = self.oauth.exchange_code(attempt, code, now).await?;
         self.read(tokens).await
     }
 
@@ -303,14 +306,7 @@ impl RedirectConnector for CanvasConnector {
         subject: &str,
         now: UnixTime,
     ) -> Result<UpstreamLogin, ConnectorError> {
-        let Some(refresh_token) = &tokens.refresh_token else {
-            return Err(ConnectorError::SessionEnded("Canvas gave no refresh token".into()));
-        };
-        let fresh = self.oauth.refresh(refresh_token).await?.into_tokens(now, Some(refresh_token));
-        let login = self.read(fresh).await?;
-        if login.identity.subject != subject {
-            return Err(ConnectorError::failed("the refreshed token belongs to another Canvas account"));
-        }
-        Ok(login)
+        let fresh = self.oauth.refresh(tokens, now).await?;
+        same_account(self.read(fresh).await?, subject)
     }
 }

@@ -35,8 +35,8 @@ use serde_json::Value;
 use super::http::{Answer, Auth, ClientAuthMethod, ClientCredentials, Timeouts, UpstreamHttp};
 use super::oauth2::{parse_url, resolve_secret, OAuthClient};
 use super::{
-    claim_string, ConnectorError, LoginAttempt, Membership, MembershipState, RedirectConnector, UpstreamLogin,
-    UpstreamTokens,
+    claim_string, same_account, ConnectorError, LoginAttempt, Membership, MembershipState, RedirectConnector,
+    UpstreamLogin, UpstreamTokens,
 };
 use crate::clock::UnixTime;
 use crate::config::SecretSource;
@@ -492,7 +492,7 @@ impl RedirectConnector for GithubConnector {
         code: &str,
         now: UnixTime,
     ) -> Result<UpstreamLogin, ConnectorError> {
-        let tokens = self.oauth.exchange_code(attempt, code).await?.into_tokens(now, None);
+        let tokens = self.oauth.exchange_code(attempt, code, now).await?;
         self.read(tokens).await
     }
 
@@ -506,13 +506,9 @@ impl RedirectConnector for GithubConnector {
         now: UnixTime,
     ) -> Result<UpstreamLogin, ConnectorError> {
         let current = match &tokens.refresh_token {
-            Some(refresh_token) => self.oauth.refresh(refresh_token).await?.into_tokens(now, Some(refresh_token)),
+            Some(_) => self.oauth.refresh(tokens, now).await?,
             None => tokens.clone(),
         };
-        let login = self.read(current).await?;
-        if login.identity.subject != subject {
-            return Err(ConnectorError::failed("the refreshed token belongs to another GitHub account"));
-        }
-        Ok(login)
+        same_account(self.read(current).await?, subject)
     }
 }

@@ -343,6 +343,15 @@ impl Connectors {
     }
 }
 
+/// A refresh must come back for the account that signed in; anything else is refused.
+pub fn same_account(login: UpstreamLogin, subject: &str) -> Result<UpstreamLogin, ConnectorError> {
+    if login.identity.subject == subject {
+        Ok(login)
+    } else {
+        Err(ConnectorError::failed("the refreshed token belongs to another account at the provider"))
+    }
+}
+
 /// Reads a value at a dot path (`realm_access.roles`) in a JSON object.
 pub fn claim_at<'a>(claims: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
     if let Some(v) = claims.get(path) {

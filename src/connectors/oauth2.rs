@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::http::{Auth, ClientAuthMethod, ClientCredentials, TokenAnswer, UpstreamHttp};
+use super::http::{Auth, ClientAuthMethod, ClientCredentials, UpstreamHttp};
 use super::{
-    claim_string, claim_strings, ConnectorError, LoginAttempt, Membership, RedirectConnector, UpstreamLogin,
-    UpstreamTokens,
+    claim_string, claim_strings, same_account, ConnectorError, LoginAttempt, Membership, RedirectConnector,
+    UpstreamLogin, UpstreamTokens,
 };
 use crate::clock::UnixTime;
 use crate::config::SecretSource;
@@ -130,24 +130,39 @@ impl OAuthClient {
         url.to_string()
     }
 
-    pub async fn exchange_code(&self, attempt: &LoginAttempt, code: &str) -> Result<TokenAnswer, ConnectorError> {
+    /// The tokens for a callback's `code`.
+    pub async fn exchange_code(
+        &self,
+        attempt: &LoginAttempt,
+        code: &str,
+        now: UnixTime,
+    ) -> Result<UpstreamTokens, ConnectorError> {
         let mut form =
             vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", &attempt.redirect_uri)];
         if self.pkce {
             form.push(("code_verifier", &attempt.pkce_verifier));
         }
-        self.http.token_request(&self.token_url, &self.credentials, &form).await.map_err(|e| match e {
-            // A refused code at login is not an ended session: say what it is.
-            ConnectorError::SessionEnded(text) => {
-                ConnectorError::failed(format!("the provider did not accept the sign-in code ({text})"))
-            }
-            other => other,
-        })
+        self.http
+            .token_request(&self.token_url, &self.credentials, &form)
+            .await
+            .map_err(|e| match e {
+                // A refused code at login is not an ended session: say what it is.
+                ConnectorError::SessionEnded(text) => {
+                    ConnectorError::failed(format!("the provider did not accept the sign-in code ({text})"))
+                }
+                other => other,
+            })
+            .map(|answer| answer.into_tokens(now, None))
     }
 
-    pub async fn refresh(&self, refresh_token: &Secret) -> Result<TokenAnswer, ConnectorError> {
+    /// New tokens from the refresh token in `tokens` (kept when the provider issues none).
+    pub async fn refresh(&self, tokens: &UpstreamTokens, now: UnixTime) -> Result<UpstreamTokens, ConnectorError> {
+        let Some(refresh_token) = &tokens.refresh_token else {
+            return Err(ConnectorError::SessionEnded("the provider gave no refresh token".into()));
+        };
         let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose())];
-        self.http.token_request(&self.token_url, &self.credentials, &form).await
+        let answer = self.http.token_request(&self.token_url, &self.credentials, &form).await?;
+        Ok(answer.into_tokens(now, Some(refresh_token)))
     }
 }
 
@@ -253,7 +268,7 @@ impl RedirectConnector for OAuth2Connector {
         code: &str,
         now: UnixTime,
     ) -> Result<UpstreamLogin, ConnectorError> {
-        let tokens = self.oauth.exchange_code(attempt, code).await?.into_tokens(now, None);
+        let tokens = self.oauth.exchange_code(attempt, code, now).await?;
         self.read_user(tokens).await
     }
 
@@ -263,14 +278,7 @@ impl RedirectConnector for OAuth2Connector {
         subject: &str,
         now: UnixTime,
     ) -> Result<UpstreamLogin, ConnectorError> {
-        let Some(refresh_token) = &tokens.refresh_token else {
-            return Err(ConnectorError::SessionEnded("the provider gave no refresh token".into()));
-        };
-        let fresh = self.oauth.refresh(refresh_token).await?.into_tokens(now, Some(refresh_token));
-        let login = self.read_user(fresh).await?;
-        if login.identity.subject != subject {
-            return Err(ConnectorError::failed("the refreshed token belongs to another account"));
-        }
-        Ok(login)
+        let fresh = self.oauth.refresh(tokens, now).await?;
+        same_account(self.read_user(fresh).await?, subject)
     }
 }

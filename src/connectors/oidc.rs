@@ -345,8 +345,8 @@ impl OidcConnector {
         let d = self.discovery().await?;
         // On a cold cache, fetch the provider's keys while the code is exchanged, not after.
         let oauth = self.oauth(&d)?;
-        let (answer, ()) = tokio::join!(oauth.exchange_code(attempt, code), self.warm_keys(&d));
-        let tokens = answer?.into_tokens(now, None);
+        let (answer, ()) = tokio::join!(oauth.exchange_code(attempt, code, now), self.warm_keys(&d));
+        let tokens = answer?;
         let claims = self.claims(&d, &tokens, Some(&attempt.nonce), None, now).await?;
         Ok((claims, tokens))
     }
@@ -357,11 +357,8 @@ impl OidcConnector {
         previous_sub: &str,
         now: UnixTime,
     ) -> Result<(serde_json::Value, UpstreamTokens), ConnectorError> {
-        let Some(refresh_token) = &tokens.refresh_token else {
-            return Err(ConnectorError::SessionEnded("the provider gave no refresh token".into()));
-        };
         let d = self.discovery().await?;
-        let fresh = self.oauth(&d)?.refresh(refresh_token).await?.into_tokens(now, Some(refresh_token));
+        let fresh = self.oauth(&d)?.refresh(tokens, now).await?;
         // A refreshed ID token has no nonce (OIDC Core §12.2) and must be for the same `sub`.
         let claims = self.claims(&d, &fresh, None, Some(previous_sub), now).await?;
         Ok((claims, fresh))
