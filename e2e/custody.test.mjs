@@ -31,17 +31,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
 import * as oidc from 'openid-client';
 import {
-  startProcess, freePort, waitForHttp, tempDir, run, artifactPath,
-  registerPidFile, killPidFile, HUBAUTH_BIN, E2E_DIR,
+  freePort, tempDir, run, artifactPath, killPidFile, HUBAUTH_BIN, E2E_DIR,
 } from './lib/harness.mjs';
+import { startJupyterHub, VENV_BIN } from './lib/jupyterhub.mjs';
 import {
   startUpstream, generateJwks, startHubauthServe, oidcConnectorToml, tomlStr,
 } from './lib/upstream-oidc.mjs';
 
 const PREFIX = 'cust'; // artifact prefix
-const VENV_BIN = path.join(E2E_DIR, '.venv', 'bin');
 const PYTHON = path.join(VENV_BIN, 'python');
-const NODE_BIN = path.join(E2E_DIR, 'node_modules', '.bin');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
   '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
@@ -393,24 +391,14 @@ ${oidcConnectorToml(upstream, { id: CONNECTOR, name: UPSTREAM_NAME })}`;
     const { stdout: fragment } = await run(HUBAUTH_BIN, ['jupyterhub-config', '--config', hubauth.configPath, '--client', 'jupyterhub'], {
       env: { ...process.env, ...env },
     });
-    proxyPidFile = path.join(workDir, 'jupyterhub-proxy.pid');
     const py = (v) => JSON.stringify(v);
-    const testOnly = `
-
-# ---- test-only settings appended by e2e/custody.test.mjs ----
-c.JupyterHub.bind_url = ${py(`${hubUrl}/`)}
-c.JupyterHub.hub_ip = '127.0.0.1'
-c.JupyterHub.hub_port = ${hubApiPort}
-c.ConfigurableHTTPProxy.api_url = ${py(`http://127.0.0.1:${proxyApiPort}`)}
-c.ConfigurableHTTPProxy.pid_file = ${py(proxyPidFile)}
-c.JupyterHub.db_url = ${py(`sqlite:///${path.join(workDir, 'jupyterhub.sqlite')}`)}
-c.JupyterHub.cookie_secret_file = ${py(path.join(workDir, 'jupyterhub_cookie_secret'))}
-c.JupyterHub.pid_file = ${py(path.join(workDir, 'jupyterhub.pid'))}
-c.JupyterHub.implicit_spawn_seconds = 0
-c.JupyterHub.default_url = '/hub/home'
-c.JupyterHub.log_level = 'DEBUG'
-c.JupyterHub.spawner_class = 'simple'
-c.SimpleLocalProcessSpawner.home_dir_template = ${py(path.join(workDir, 'home', '{username}'))}
+    ({ proc: hub, proxyPidFile } = await startJupyterHub({
+      name: PREFIX, workDir, fragment, hubUrl, hubApiPort, proxyApiPort,
+      adminToken: SECRETS.hubAdminToken,
+      adminScopes: ['admin:users', 'admin:auth_state', 'admin:servers', 'list:users', 'read:users'],
+      cryptKey: SECRETS.hubCryptKey,
+      env: { HUBAUTH_CLIENT_SECRET: SECRETS.hub },
+      extraConfig: `c.SimpleLocalProcessSpawner.home_dir_template = ${py(path.join(workDir, 'home', '{username}'))}
 c.Spawner.cmd = [${py(PYTHON)}, ${py(path.join(E2E_DIR, 'singleuser', 'fake_server.py'))}]
 c.Spawner.args = []
 c.Spawner.http_timeout = 30
@@ -421,29 +409,8 @@ c.Spawner.environment = {
     'HUBAUTH_BIN': ${py(HUBAUTH_BIN)},
     'E2E_CONNECTOR': ${py(CONNECTOR)},
     'E2E_OUT_DIR': ${py(outDir)},
-}
-c.JupyterHub.services = [{'name': 'e2e-admin', 'api_token': ${py(SECRETS.hubAdminToken)}}]
-c.JupyterHub.load_roles = [{
-    'name': 'e2e-admin',
-    'scopes': ['admin:users', 'admin:auth_state', 'admin:servers', 'list:users', 'read:users'],
-    'services': ['e2e-admin'],
-}]
-`;
-    const configFile = path.join(workDir, 'jupyterhub_config.py');
-    writeFileSync(configFile, fragment + testOnly, { mode: 0o600 });
-    writeFileSync(artifactPath(`${PREFIX}-jupyterhub_config.py`), (fragment + testOnly).replace(SECRETS.hubAdminToken, '<admin token>'));
-
-    registerPidFile(proxyPidFile);
-    hub = startProcess(path.join(VENV_BIN, 'jupyterhub'), ['-f', configFile], {
-      logName: `${PREFIX}-jupyterhub`,
-      cwd: workDir,
-      env: {
-        PATH: `${NODE_BIN}:${VENV_BIN}:${process.env.PATH}`,
-        HUBAUTH_CLIENT_SECRET: SECRETS.hub,
-        JUPYTERHUB_CRYPT_KEY: SECRETS.hubCryptKey,
-      },
-    });
-    await waitForHttp(`${hubUrl}/hub/api/`, { proc: hub, timeoutMs: 90_000, what: 'jupyterhub (via configurable-http-proxy)' });
+}`,
+    }));
 
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
   });

@@ -10,15 +10,13 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import {
-  startProcess, freePort, waitForHttp, tempDir, run, artifactPath,
-  registerPidFile, killPidFile, HUBAUTH_BIN, E2E_DIR,
+  freePort, tempDir, run, artifactPath, killPidFile, HUBAUTH_BIN,
 } from './lib/harness.mjs';
+import { startJupyterHub } from './lib/jupyterhub.mjs';
 import {
   startUpstream, generateJwks, startHubauthServe, oidcConnectorToml, tomlStr,
 } from './lib/upstream-oidc.mjs';
 
-const VENV_BIN = path.join(E2E_DIR, '.venv', 'bin');
-const NODE_BIN = path.join(E2E_DIR, 'node_modules', '.bin');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
   '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
@@ -170,46 +168,11 @@ groups = ["staff"]
     writeFileSync(artifactPath('jhup-hubauth-fragment.py'), fragment);
     assert.match(fragment, /allowed_groups = \{['"]physics['"]\}/, 'fragment allows the upstream group physics');
 
-    proxyPidFile = path.join(workDir, 'jupyterhub-proxy.pid');
-    const py = (v) => JSON.stringify(v);
-    const testOnly = `
-
-# ---- test-only settings appended by e2e/jupyterhub-upstream.test.mjs ----
-c.JupyterHub.bind_url = ${py(`${hubUrl}/`)}
-c.JupyterHub.hub_ip = '127.0.0.1'
-c.JupyterHub.hub_port = ${hubApiPort}
-c.ConfigurableHTTPProxy.api_url = ${py(`http://127.0.0.1:${proxyApiPort}`)}
-c.ConfigurableHTTPProxy.pid_file = ${py(proxyPidFile)}
-c.JupyterHub.db_url = ${py(`sqlite:///${path.join(workDir, 'jupyterhub.sqlite')}`)}
-c.JupyterHub.cookie_secret_file = ${py(path.join(workDir, 'jupyterhub_cookie_secret'))}
-c.JupyterHub.pid_file = ${py(path.join(workDir, 'jupyterhub.pid'))}
-c.JupyterHub.spawner_class = 'simple'
-c.JupyterHub.implicit_spawn_seconds = 0
-c.JupyterHub.default_url = '/hub/home'
-c.JupyterHub.log_level = 'DEBUG'
-c.JupyterHub.services = [{'name': 'e2e-admin', 'api_token': ${py(API_TOKEN)}}]
-c.JupyterHub.load_roles = [{
-    'name': 'e2e-admin',
-    'scopes': ['admin:users', 'admin:auth_state', 'list:users', 'read:users', 'read:groups', 'list:groups'],
-    'services': ['e2e-admin'],
-}]
-c.Authenticator.auth_refresh_age = ${AUTH_REFRESH_AGE}
-`;
-    const configFile = path.join(workDir, 'jupyterhub_config.py');
-    writeFileSync(configFile, fragment + testOnly);
-    writeFileSync(artifactPath('jhup-jupyterhub_config.py'), fragment + testOnly);
-
-    registerPidFile(proxyPidFile);
-    hub = startProcess(path.join(VENV_BIN, 'jupyterhub'), ['-f', configFile], {
-      logName: 'jhup-jupyterhub',
-      cwd: workDir,
-      env: {
-        PATH: `${NODE_BIN}:${VENV_BIN}:${process.env.PATH}`,
-        HUBAUTH_CLIENT_SECRET: HUB_SECRET,
-        JUPYTERHUB_CRYPT_KEY: randomBytes(32).toString('hex'),
-      },
-    });
-    await waitForHttp(`${hubUrl}/hub/api/`, { proc: hub, timeoutMs: 90_000, what: 'jupyterhub (via configurable-http-proxy)' });
+    ({ proc: hub, proxyPidFile } = await startJupyterHub({
+      name: 'jhup', workDir, fragment, hubUrl, hubApiPort, proxyApiPort,
+      adminToken: API_TOKEN, authRefreshAge: AUTH_REFRESH_AGE,
+      env: { HUBAUTH_CLIENT_SECRET: HUB_SECRET },
+    }));
 
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
   });
