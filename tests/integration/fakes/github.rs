@@ -23,8 +23,8 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use super::{
-    add_header, delay_for, fault_response, json_response, now_unix, paginate, parse_pairs, random_token, s256, Fault,
-    LinkStyle, Recorder, Seen,
+    add_header, intake, json_response, now_unix, paginate, random_token, s256, Fault, Incoming, LinkStyle, Recorder,
+    Seen,
 };
 
 pub const CLIENT_ID: &str = "gh-client-id";
@@ -552,25 +552,10 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response<Body> {
-    let path = uri.path().to_string();
-    let query = parse_pairs(uri.query().unwrap_or(""));
-    let form = if method == Method::POST { parse_pairs(&String::from_utf8_lossy(&body)) } else { Vec::new() };
-    state.recorder.record(Seen {
-        method: method.to_string(),
-        path: path.clone(),
-        query: query.clone(),
-        headers: headers.clone(),
-        form: form.clone(),
-    });
-    let page = query.iter().find(|(k, _)| k == "page").map(|(_, v)| v.as_str());
-    if let Some(fault) = state.recorder.fault_for(&path, page) {
-        if let Some(res) = fault_response(&fault) {
-            return res;
-        }
-        if let Some(res) = delay_for(&fault, &state.recorder).await {
-            return res;
-        }
-    }
+    let Incoming { path, query, form } = match intake(&state.recorder, &method, &uri, &headers, &body).await {
+        Ok(request) => request,
+        Err(fault) => return fault,
+    };
     if path == "/login/oauth/access_token" && method == Method::POST {
         return token_endpoint(&state, &headers, &form);
     }

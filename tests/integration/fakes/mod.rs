@@ -268,6 +268,45 @@ pub fn fault_response(fault: &Fault) -> Option<Response<Body>> {
 }
 
 /// Applies a fault that delays rather than replaces the answer; `Some` answer when it gives up.
+/// A request as a fake handler needs it, once recorded.
+pub struct Incoming {
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub form: Vec<(String, String)>,
+}
+
+/// Records the request, then answers with the fault the test set for its path and page, if any
+/// (`Err`); otherwise hands the parsed request to the fake (`Ok`).
+pub async fn intake(
+    recorder: &Recorder,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Incoming, Response<Body>> {
+    let path = uri.path().to_string();
+    let query = parse_pairs(uri.query().unwrap_or(""));
+    let form =
+        if method == axum::http::Method::POST { parse_pairs(&String::from_utf8_lossy(body)) } else { Vec::new() };
+    recorder.record(Seen {
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        headers: headers.clone(),
+        form: form.clone(),
+    });
+    let page = query.iter().find(|(k, _)| k == "page").map(|(_, v)| v.as_str());
+    if let Some(fault) = recorder.fault_for(&path, page) {
+        if let Some(res) = fault_response(&fault) {
+            return Err(res);
+        }
+        if let Some(res) = delay_for(&fault, recorder).await {
+            return Err(res);
+        }
+    }
+    Ok(Incoming { path, query, form })
+}
+
 pub async fn delay_for(fault: &Fault, recorder: &Recorder) -> Option<Response<Body>> {
     match fault {
         Fault::Delay(d) => {
