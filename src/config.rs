@@ -411,6 +411,18 @@ pub enum ConnectorConfig {
 }
 
 impl ConnectorConfig {
+    /// The configured `name` and `icon`, if any.
+    pub fn display(&self) -> (Option<&str>, Option<&str>) {
+        match self {
+            ConnectorConfig::Dev(c) => (c.name.as_deref(), c.icon.as_deref()),
+            ConnectorConfig::Oauth2(c) => (c.name.as_deref(), c.icon.as_deref()),
+            ConnectorConfig::Oidc(c) => (c.name.as_deref(), c.icon.as_deref()),
+            ConnectorConfig::Google(c) => (c.name.as_deref(), c.icon.as_deref()),
+            ConnectorConfig::Github(c) => (c.name.as_deref(), c.icon.as_deref()),
+            ConnectorConfig::Canvas(c) => (c.name.as_deref(), c.icon.as_deref()),
+        }
+    }
+
     pub fn id(&self) -> &str {
         match self {
             ConnectorConfig::Dev(c) => &c.id,

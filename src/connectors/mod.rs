@@ -251,6 +251,8 @@ pub struct Connector {
     pub group_rules: Vec<GroupRule>,
     /// How this connector's usernames become hub usernames.
     pub usernames: crate::identity::Normalizer,
+    /// `[connectors.access]`: rules for people signing in through this connector.
+    pub access: Option<crate::policy::AccessConfig>,
 }
 
 /// Every configured connector, in config order (the order of the login chooser).
@@ -269,62 +271,49 @@ impl Connectors {
     pub fn from_config(entries: &[ConnectorEntry], http: &http::UpstreamHttp) -> Result<Self, SetupError> {
         let mut all = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
-            let c: &ConnectorConfig = &entry.kind;
-            let at = |field: &str| format!("connectors[{i}].{field}");
-            let err = |(field, message): (&str, String)| SetupError { key: at(field), message };
-            let connector = match c {
-                ConnectorConfig::Dev(dev) => Connector {
-                    id: dev.id.clone(),
-                    display_name: dev.name.clone().unwrap_or_else(|| "Demo accounts".into()),
-                    icon: dev.icon.clone().or(Some("key".into())),
-                    kind: ConnectorKind::Password(Arc::new(DevConnector::new(dev))),
-                    group_rules: Vec::new(),
-                    usernames: crate::identity::Normalizer::placeholder(),
-                },
-                ConnectorConfig::Oauth2(cfg) => Connector {
-                    id: cfg.id.clone(),
-                    display_name: cfg.name.clone().unwrap_or_else(|| cfg.id.clone()),
-                    icon: cfg.icon.clone(),
-                    kind: ConnectorKind::Redirect(Arc::new(oauth2::OAuth2Connector::new(cfg, http).map_err(err)?)),
-                    group_rules: Vec::new(),
-                    usernames: crate::identity::Normalizer::placeholder(),
-                },
-                ConnectorConfig::Oidc(cfg) => Connector {
-                    id: cfg.id.clone(),
-                    display_name: cfg.name.clone().unwrap_or_else(|| cfg.id.clone()),
-                    icon: cfg.icon.clone(),
-                    kind: ConnectorKind::Redirect(Arc::new(oidc::OidcConnector::new(cfg, http).map_err(err)?)),
-                    group_rules: Vec::new(),
-                    usernames: crate::identity::Normalizer::placeholder(),
-                },
-                ConnectorConfig::Google(cfg) => Connector {
-                    id: cfg.id.clone(),
-                    display_name: cfg.name.clone().unwrap_or_else(|| "Google".into()),
-                    icon: cfg.icon.clone().or(Some("google".into())),
-                    kind: ConnectorKind::Redirect(Arc::new(google::GoogleConnector::new(cfg, http).map_err(err)?)),
-                    group_rules: Vec::new(),
-                    usernames: crate::identity::Normalizer::placeholder(),
-                },
-                ConnectorConfig::Github(cfg) => Connector {
-                    id: cfg.id.clone(),
-                    display_name: cfg.name.clone().unwrap_or_else(|| "GitHub".into()),
-                    icon: cfg.icon.clone().or(Some("github".into())),
-                    kind: ConnectorKind::Redirect(Arc::new(github::GithubConnector::new(cfg, http).map_err(err)?)),
-                    group_rules: Vec::new(),
-                    usernames: crate::identity::Normalizer::placeholder(),
-                },
-                ConnectorConfig::Canvas(cfg) => Connector {
-                    id: cfg.id.clone(),
-                    display_name: cfg.name.clone().unwrap_or_else(|| "Canvas".into()),
-                    icon: cfg.icon.clone().or(Some("canvas".into())),
-                    kind: ConnectorKind::Redirect(Arc::new(canvas::CanvasConnector::new(cfg, http).map_err(err)?)),
-                    group_rules: Vec::new(),
-                    usernames: crate::identity::Normalizer::placeholder(),
-                },
+            let err =
+                |(field, message): (&str, String)| SetupError { key: format!("connectors[{i}].{field}"), message };
+            let redirect = |c: Arc<dyn RedirectConnector>| ConnectorKind::Redirect(c);
+            // (label when `name` is unset, default icon, the upstream)
+            let (default_name, default_icon, kind) = match &entry.kind {
+                ConnectorConfig::Dev(dev) => (
+                    "Demo accounts".to_string(),
+                    Some("key"),
+                    ConnectorKind::Password(Arc::new(DevConnector::new(dev))),
+                ),
+                ConnectorConfig::Oauth2(cfg) => {
+                    (cfg.id.clone(), None, redirect(Arc::new(oauth2::OAuth2Connector::new(cfg, http).map_err(err)?)))
+                }
+                ConnectorConfig::Oidc(cfg) => {
+                    (cfg.id.clone(), None, redirect(Arc::new(oidc::OidcConnector::new(cfg, http).map_err(err)?)))
+                }
+                ConnectorConfig::Google(cfg) => (
+                    "Google".into(),
+                    Some("google"),
+                    redirect(Arc::new(google::GoogleConnector::new(cfg, http).map_err(err)?)),
+                ),
+                ConnectorConfig::Github(cfg) => (
+                    "GitHub".into(),
+                    Some("github"),
+                    redirect(Arc::new(github::GithubConnector::new(cfg, http).map_err(err)?)),
+                ),
+                ConnectorConfig::Canvas(cfg) => (
+                    "Canvas".into(),
+                    Some("canvas"),
+                    redirect(Arc::new(canvas::CanvasConnector::new(cfg, http).map_err(err)?)),
+                ),
             };
-            let usernames = crate::identity::Normalizer::new(entry.username.clone())
-                .map_err(|message| SetupError { key: format!("connectors[{i}].username"), message })?;
-            all.push(Connector { group_rules: entry.group_rules(), usernames, ..connector });
+            let (name, icon) = entry.kind.display();
+            all.push(Connector {
+                id: entry.id().to_string(),
+                display_name: name.map(str::to_string).unwrap_or(default_name),
+                icon: icon.map(str::to_string).or(default_icon.map(str::to_string)),
+                kind,
+                group_rules: entry.group_rules(),
+                usernames: crate::identity::Normalizer::new(entry.username.clone())
+                    .map_err(|message| SetupError { key: format!("connectors[{i}].username"), message })?,
+                access: entry.access.clone(),
+            });
         }
         Ok(Self(all))
     }

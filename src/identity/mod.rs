@@ -109,11 +109,6 @@ impl Normalizer {
         Ok(Self { rule, pattern })
     }
 
-    /// The default rule (lowercase only), used until a connector's own rule is set.
-    pub fn placeholder() -> Self {
-        Self { rule: UsernameRule::default(), pattern: None }
-    }
-
     /// The hub username for an upstream username, or why there is none.
     pub fn normalize(&self, raw: &str) -> Result<String, String> {
         let r = &self.rule;

@@ -200,14 +200,13 @@ pub async fn ensure_current(state: &AppState, user: &User) -> Result<Current, St
             identity.groups.push(g.clone());
         }
     }
-    let access = state.config.connectors.iter().find(|c| c.id() == connector.id).and_then(|c| c.access.as_ref());
     let subject = policy::Subject {
         username: &identity.username,
         groups: &identity.groups,
         memberships: &memberships,
         invited: !invites.is_empty(),
     };
-    let decision = policy::decide(&state.config.access, access, &subject);
+    let decision = policy::decide(&state.config.access, connector.access.as_ref(), &subject);
     if !decision.allowed {
         return revoke(state, &user, decision.code, decision.sentence, now).await;
     }

@@ -11,7 +11,7 @@ use axum_extra::extract::CookieJar;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use super::params::Params;
+use super::params::{truncate, Params};
 use super::{scope, ErrorCode};
 use crate::app::SharedState;
 use crate::config::ClientConfig;
@@ -75,13 +75,6 @@ pub fn redirect_with(uri: &str, pairs: &[(&str, &str)]) -> Response {
 
 pub fn is_pkce_value(s: &str) -> bool {
     (43..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 fn too_long(value: Option<&str>, max: usize) -> bool {

@@ -301,15 +301,13 @@ pub async fn finish_login(
         }
     }
     let now = state.clock.now();
-    let connector_access =
-        state.config.connectors.iter().find(|c| c.id() == connector_id).and_then(|c| c.access.as_ref());
     let subject = policy::Subject {
         username: &identity.username,
         groups: &identity.groups,
         memberships,
         invited: invite.is_some(),
     };
-    let decision = policy::decide(&state.config.access, connector_access, &subject);
+    let decision = policy::decide(&state.config.access, connector.access.as_ref(), &subject);
     state.metrics.login(connector_id, decision.allowed, decision.code.as_str());
     let mut audit = AuditEvent {
         at: now,

@@ -16,7 +16,7 @@ use super::pages::{no_store, PageError};
 use crate::app::SharedState;
 use crate::connectors::{Connector, ConnectorError, ConnectorKind, LoginAttempt, RedirectConnector, UpstreamLogin};
 use crate::crypto::random::{random_value, value_hash};
-use crate::provider::params::Params;
+use crate::provider::params::{truncate, Params};
 use crate::store::{PendingAuthorization, UpstreamAttempt, UpstreamRecord};
 
 /// How long the person has at the provider before the attempt lapses.
@@ -167,13 +167,6 @@ pub fn seal_login(state: &SharedState, login: &UpstreamLogin) -> Result<Upstream
         tracing::error!(error = %e, "could not seal upstream tokens");
         PageError::internal()
     })
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 /// A page that names the provider, says what went wrong in plain words and what to do next.
