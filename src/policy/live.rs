@@ -18,10 +18,11 @@ use std::sync::{Arc, Mutex};
 use crate::app::AppState;
 use crate::clock::UnixTime;
 use crate::connectors::sealing::{open_tokens, seal_login};
+use crate::connectors::Connector;
 use crate::connectors::{ConnectorError, ConnectorKind, Membership, UpstreamLogin};
 use crate::groups;
-use crate::policy::{self, ReasonCode};
-use crate::store::{AuditEvent, StoreError, UpstreamRecord, User};
+use crate::policy::{self, Decision, ReasonCode};
+use crate::store::{AuditEvent, Invite, StoreError, UpstreamIdentity, UpstreamRecord, User};
 
 /// After a failed attempt to reach the provider, wait this long before trying again.
 const RETRY_AFTER_FAILURE: UnixTime = 60;
@@ -191,31 +192,11 @@ pub async fn ensure_current(state: &AppState, user: &User) -> Result<Current, St
         Err(why) => return revoke(state, &user, ReasonCode::UsernameInvalid, why, now).await,
     };
     record.upstream_username = Some(raw_username);
-    identity.groups = groups::compute(&connector.group_rules, &memberships);
-    groups::add_static(&state.config.static_groups, &identity.username, &mut identity.groups);
     // Invites this person used keep admitting them (and granting their groups) while they hold.
     let invites = state.store.invites_of_user(&user.id, now).await?;
-    for g in invites.iter().flat_map(|i| i.groups.iter()) {
-        if !identity.groups.contains(g) {
-            identity.groups.push(g.clone());
-        }
-    }
-    let subject = policy::Subject {
-        username: &identity.username,
-        groups: &identity.groups,
-        memberships: &memberships,
-        invited: !invites.is_empty(),
-    };
-    let decision = policy::decide(&state.config.access, connector.access.as_ref(), &subject);
+    let decision = admit(state, connector, &mut identity, &memberships, &invites);
     if !decision.allowed {
         return revoke(state, &user, decision.code, decision.sentence, now).await;
-    }
-    if decision.admin {
-        if let Some(g) = &state.config.access.admin_group {
-            if !identity.groups.contains(g) {
-                identity.groups.push(g.clone());
-            }
-        }
     }
     match state.store.record_recheck(&identity, &record, now).await {
         Ok(updated) => Ok(Current::Admitted(Box::new(updated))),
@@ -226,6 +207,37 @@ pub async fn ensure_current(state: &AppState, user: &User) -> Result<Current, St
             Ok(Current::Admitted(Box::new(state.store.record_recheck(&identity, &record, now).await?)))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// The one decision for a sign-in and for every re-check: groups from the connector's rules,
+/// static groups, the invites' groups, then the policy (and the admin group for admins), all
+/// written into `identity.groups`.
+pub fn admit(
+    state: &AppState,
+    connector: &Connector,
+    identity: &mut UpstreamIdentity,
+    memberships: &[Membership],
+    invites: &[Invite],
+) -> Decision {
+    let mut names = groups::compute(&connector.group_rules, memberships);
+    groups::add_static(&state.config.static_groups, &identity.username, &mut names);
+    add_missing(&mut names, invites.iter().flat_map(|i| i.groups.iter()));
+    let subject =
+        policy::Subject { username: &identity.username, groups: &names, memberships, invited: !invites.is_empty() };
+    let decision = policy::decide(&state.config.access, connector.access.as_ref(), &subject);
+    if decision.admin {
+        add_missing(&mut names, state.config.access.admin_group.iter());
+    }
+    identity.groups = names;
+    decision
+}
+
+fn add_missing<'a>(names: &mut Vec<String>, more: impl Iterator<Item = &'a String>) {
+    for g in more {
+        if !names.contains(g) {
+            names.push(g.clone());
+        }
     }
 }
 

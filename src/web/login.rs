@@ -14,7 +14,7 @@ use super::session;
 use crate::app::SharedState;
 use crate::connectors::{Connector, ConnectorKind, LoginFailure, Membership};
 use crate::crypto::random::{random_value, value_hash};
-use crate::groups;
+use crate::policy::live::admit;
 use crate::policy::{self, Decision};
 use crate::provider::authorize::{binding_matches, issue_code, AuthorizationRequest};
 use crate::provider::params::Params;
@@ -289,25 +289,10 @@ pub async fn finish_login(
     upstream.upstream_username = Some(raw_username);
     upstream.link_by_verified_email = state.config.identity.link_by_verified_email;
     let upstream = &upstream;
-    identity.groups = groups::compute(&connector.group_rules, memberships);
-    groups::add_static(&state.config.static_groups, &identity.username, &mut identity.groups);
     // A workshop invite carried by this browser admits and adds its groups.
     let invite = invite::carried(state, &jar, connector_id).await;
-    if let Some(i) = &invite {
-        for g in &i.groups {
-            if !identity.groups.contains(g) {
-                identity.groups.push(g.clone());
-            }
-        }
-    }
+    let decision = admit(state, connector, &mut identity, memberships, invite.as_slice());
     let now = state.clock.now();
-    let subject = policy::Subject {
-        username: &identity.username,
-        groups: &identity.groups,
-        memberships,
-        invited: invite.is_some(),
-    };
-    let decision = policy::decide(&state.config.access, connector.access.as_ref(), &subject);
     state.metrics.login(connector_id, decision.allowed, decision.code.as_str());
     let mut audit = AuditEvent {
         at: now,
@@ -326,13 +311,6 @@ pub async fn finish_login(
             tracing::error!(error = %e, "could not write the audit log");
         }
         return Err(denied_page(state, request, connector, &identity.username, &decision, &pending.id));
-    }
-    if decision.admin {
-        if let Some(g) = &state.config.access.admin_group {
-            if !identity.groups.contains(g) {
-                identity.groups.push(g.clone());
-            }
-        }
     }
     let user = match state.store.record_upstream_login(&identity, upstream, now).await {
         Ok(u) => u,
