@@ -175,6 +175,17 @@ pub enum Membership {
     },
 }
 
+/// A password connector's groups, as memberships (plain names, of the `claim` kind), with the
+/// record to store beside the identity.
+pub fn password_memberships(identity: &UpstreamIdentity) -> (Vec<Membership>, crate::store::UpstreamRecord) {
+    let memberships: Vec<Membership> = identity.groups.iter().map(|g| Membership::Claim { value: g.clone() }).collect();
+    let record = crate::store::UpstreamRecord {
+        memberships_json: serde_json::to_string(&memberships).unwrap_or_default(),
+        ..Default::default()
+    };
+    (memberships, record)
+}
+
 /// A completed upstream login (or refresh).
 #[derive(Debug, Clone)]
 pub struct UpstreamLogin {

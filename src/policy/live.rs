@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use crate::app::AppState;
 use crate::clock::UnixTime;
 use crate::connectors::sealing::{open_tokens, seal_login};
-use crate::connectors::Connector;
+use crate::connectors::{password_memberships, Connector};
 use crate::connectors::{ConnectorError, ConnectorKind, Membership, UpstreamLogin};
 use crate::groups;
 use crate::policy::{self, Decision, ReasonCode};
@@ -107,12 +107,7 @@ pub async fn ensure_current(state: &AppState, user: &User) -> Result<Current, St
     let (identity, memberships, record): (_, Vec<Membership>, UpstreamRecord) = match &connector.kind {
         ConnectorKind::Password(p) => match p.lookup(&stored.subject).await {
             Ok(Some(identity)) => {
-                let memberships: Vec<Membership> =
-                    identity.groups.iter().map(|g| Membership::Claim { value: g.clone() }).collect();
-                let record = UpstreamRecord {
-                    memberships_json: serde_json::to_string(&memberships).unwrap_or_default(),
-                    ..Default::default()
-                };
+                let (memberships, record) = password_memberships(&identity);
                 (identity, memberships, record)
             }
             Ok(None) => {

@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 use super::pages::{templates, PageError};
 use super::session;
 use crate::app::SharedState;
-use crate::connectors::{Connector, ConnectorKind, LoginFailure, Membership};
+use crate::connectors::{password_memberships, Connector, ConnectorKind, LoginFailure, Membership};
 use crate::crypto::random::{random_value, value_hash};
 use crate::policy::live::admit;
 use crate::policy::{self, Decision};
@@ -246,12 +246,7 @@ async fn submit(state: &SharedState, jar: CookieJar, connector_id: &str, body: &
                 .into_response())
         }
     };
-    // A password connector's groups are plain names: memberships of the `claim` kind.
-    let memberships: Vec<Membership> = identity.groups.iter().map(|g| Membership::Claim { value: g.clone() }).collect();
-    let record = UpstreamRecord {
-        memberships_json: serde_json::to_string(&memberships).unwrap_or_default(),
-        ..Default::default()
-    };
+    let (memberships, record) = password_memberships(&identity);
     finish_login(state, jar, &pending, &request, connector, identity, &memberships, &record).await
 }
 
