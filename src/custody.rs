@@ -9,7 +9,7 @@
 
 use crate::app::AppState;
 use crate::clock::UnixTime;
-use crate::connectors::sealing::{open_tokens, token_context};
+use crate::connectors::sealing::{open_tokens, seal_tokens};
 use crate::connectors::{ConnectorError, ConnectorKind};
 use crate::crypto::Secret;
 use crate::store::{AuditEvent, StoreError, User};
@@ -77,9 +77,7 @@ pub async fn fresh_upstream_token(
     }
     match upstream.refresh(&tokens, &stored.subject, now).await {
         Ok(login) => {
-            let sealer = state.sealer.as_deref().ok_or_else(|| CustodyError::Unavailable("no crypt key".into()))?;
-            let sealed = sealer
-                .seal(&token_context(connector_id, &stored.subject), login.tokens.to_payload().as_bytes())
+            let sealed = seal_tokens(state.sealer.as_deref(), connector_id, &stored.subject, &login.tokens)
                 .map_err(|e| CustodyError::Unavailable(e.to_string()))?;
             state
                 .store

@@ -10,16 +10,23 @@ pub fn token_context(connector_id: &str, subject: &str) -> String {
     format!("hubauth/upstream-tokens/v1\0{connector_id}\0{subject}")
 }
 
+/// An identity's tokens, sealed for its row.
+pub fn seal_tokens(
+    sealer: Option<&Sealer>,
+    connector_id: &str,
+    subject: &str,
+    tokens: &UpstreamTokens,
+) -> anyhow::Result<String> {
+    let sealer = sealer.ok_or_else(|| anyhow::anyhow!("no crypt key: upstream tokens cannot be stored"))?;
+    Ok(sealer.seal(&token_context(connector_id, subject), tokens.to_payload().as_bytes())?)
+}
+
 /// The login's memberships and its tokens, sealed, ready to store.
 pub fn seal_login(sealer: Option<&Sealer>, login: &UpstreamLogin) -> anyhow::Result<UpstreamRecord> {
     let memberships_json = serde_json::to_string(&login.memberships)?;
-    let sealer = sealer.ok_or_else(|| anyhow::anyhow!("no crypt key: upstream tokens cannot be stored"))?;
-    let payload = login.tokens.to_payload();
-    let sealed =
-        sealer.seal(&token_context(&login.identity.connector_id, &login.identity.subject), payload.as_bytes())?;
+    let sealed = seal_tokens(sealer, &login.identity.connector_id, &login.identity.subject, &login.tokens)?;
     Ok(UpstreamRecord {
         memberships_json,
-        upstream_username: None,
         tokens_sealed: Some(sealed),
         tokens_expire_at: login.tokens.expires_at,
         ..Default::default()
