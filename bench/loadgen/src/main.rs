@@ -22,13 +22,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
-use hyper::header::HeaderMap;
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
+use bytes::{Buf, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::Method;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 type Res<T> = Result<T, String>;
@@ -100,15 +99,9 @@ struct Target {
 
 impl Target {
     fn parse(base: &str) -> Res<Target> {
-        let rest = base
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("only http:// targets are supported: {base}"))?;
+        let rest = base.strip_prefix("http://").ok_or_else(|| format!("only http:// targets are supported: {base}"))?;
         let authority = rest.split('/').next().unwrap().to_string();
-        Ok(Target {
-            addr: authority.clone(),
-            authority,
-            base: format!("http://{}", rest.split('/').next().unwrap()),
-        })
+        Ok(Target { addr: authority.clone(), authority, base: format!("http://{}", rest.split('/').next().unwrap()) })
     }
     /// Path-and-query of an absolute or relative URL on this target.
     fn path_of(&self, url: &str) -> String {
@@ -130,63 +123,185 @@ struct Resp {
     body: Bytes,
 }
 
+/// One keep-alive HTTP/1.1 connection, spoken directly: the request is written
+/// in one `write`, the answer read and parsed in place. No client framework
+/// sits in between, so the load generator spends as little CPU per request
+/// as it can and leaves the cores to the server under test.
 struct Conn {
     t: Target,
-    sender: Option<http1::SendRequest<Full<Bytes>>>,
+    stream: Option<TcpStream>,
+    req: Vec<u8>,
+    buf: BytesMut,
+}
+
+/// Why a round trip failed, and whether a retry on a new connection may help.
+struct Failure {
+    retry: bool,
+    msg: String,
 }
 
 impl Conn {
     fn new(t: &Target) -> Conn {
-        Conn { t: t.clone(), sender: None }
+        Conn { t: t.clone(), stream: None, req: Vec::with_capacity(1024), buf: BytesMut::with_capacity(16 * 1024) }
     }
 
     async fn connect(&mut self) -> Res<()> {
         let stream = TcpStream::connect(&self.t.addr).await.map_err(|e| format!("connect {}: {e}", self.t.addr))?;
         stream.set_nodelay(true).ok();
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        self.sender = Some(sender);
+        self.stream = Some(stream);
+        self.buf.clear();
         Ok(())
     }
 
     async fn send(&mut self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Res<Resp> {
+        self.req.clear();
+        let body = body.unwrap_or("");
+        let r = &mut self.req;
+        r.extend_from_slice(method.as_str().as_bytes());
+        r.push(b' ');
+        r.extend_from_slice(path.as_bytes());
+        r.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        r.extend_from_slice(self.t.authority.as_bytes());
+        for (k, v) in headers {
+            r.extend_from_slice(b"\r\n");
+            r.extend_from_slice(k.as_bytes());
+            r.extend_from_slice(b": ");
+            r.extend_from_slice(v.as_bytes());
+        }
+        if method == Method::POST || !body.is_empty() {
+            r.extend_from_slice(format!("\r\ncontent-length: {}", body.len()).as_bytes());
+        }
+        r.extend_from_slice(b"\r\n\r\n");
+        r.extend_from_slice(body.as_bytes());
         for attempt in 0..2 {
-            let alive = match self.sender.as_mut() {
-                Some(s) => s.ready().await.is_ok(),
-                None => false,
-            };
-            let fresh = !alive;
+            let fresh = self.stream.is_none();
             if fresh {
                 self.connect().await?;
             }
-            let mut b = Request::builder().method(method.clone()).uri(path).header("host", &self.t.authority);
-            for (k, v) in headers {
-                b = b.header(*k, *v);
-            }
-            let req = b
-                .body(Full::new(Bytes::from(body.unwrap_or("").to_string())))
-                .map_err(|e| e.to_string())?;
-            let sender = self.sender.as_mut().unwrap();
-            match sender.send_request(req).await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let headers = resp.headers().clone();
-                    let body = resp.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
-                    return Ok(Resp { status, headers, body });
-                }
-                Err(e) => {
-                    self.sender = None;
+            match self.round_trip().await {
+                Ok(resp) => return Ok(resp),
+                Err(f) => {
+                    self.stream = None;
                     // A kept-alive connection the server closed: retry once.
-                    if fresh || attempt == 1 || !e.is_canceled() && !e.is_closed() && !e.is_incomplete_message() {
-                        return Err(format!("{method} {path}: {e}"));
+                    if fresh || attempt == 1 || !f.retry {
+                        return Err(format!("{method} {path}: {}", f.msg));
                     }
                 }
             }
         }
         unreachable!()
     }
+
+    async fn round_trip(&mut self) -> Result<Resp, Failure> {
+        let stream = self.stream.as_mut().expect("connected");
+        let closed = |msg: String| Failure { retry: true, msg };
+        let broken = |msg: String| Failure { retry: false, msg };
+        stream.write_all(&self.req).await.map_err(|e| closed(format!("write: {e}")))?;
+        self.buf.clear();
+        // Status line and headers.
+        let (status, headers, head_len, framing) = loop {
+            let mut slots = [httparse::EMPTY_HEADER; 48];
+            let mut parsed = httparse::Response::new(&mut slots);
+            match parsed.parse(&self.buf) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+                    let mut framing = Framing::UntilClose;
+                    for h in parsed.headers.iter() {
+                        if h.name.eq_ignore_ascii_case("content-length") {
+                            let len = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok());
+                            framing = Framing::Length(len.ok_or_else(|| broken("bad content-length".into()))?);
+                        } else if h.name.eq_ignore_ascii_case("transfer-encoding")
+                            && h.value.eq_ignore_ascii_case(b"chunked")
+                        {
+                            framing = Framing::Chunked;
+                        }
+                        if let (Ok(k), Ok(v)) =
+                            (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value))
+                        {
+                            headers.append(k, v);
+                        }
+                    }
+                    let status = parsed.code.unwrap_or(0);
+                    if status == 204 || status == 304 {
+                        framing = Framing::Length(0);
+                    }
+                    break (status, headers, n, framing);
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(e) => return Err(broken(format!("bad response: {e}"))),
+            }
+            let was_empty = self.buf.is_empty();
+            if self.read_more().await.map_err(|e| closed(format!("read: {e}")))? == 0 {
+                return Err(if was_empty {
+                    closed("connection closed".into())
+                } else {
+                    broken("response cut short".into())
+                });
+            }
+        };
+        self.buf.advance(head_len);
+        let body = match framing {
+            Framing::Length(len) => {
+                while self.buf.len() < len {
+                    if self.read_more().await.map_err(|e| broken(format!("read: {e}")))? == 0 {
+                        return Err(broken("body cut short".into()));
+                    }
+                }
+                self.buf.split_to(len).freeze()
+            }
+            Framing::Chunked => self.read_chunked().await.map_err(broken)?,
+            Framing::UntilClose => {
+                while self.read_more().await.map_err(|e| broken(format!("read: {e}")))? > 0 {}
+                self.stream = None;
+                self.buf.split().freeze()
+            }
+        };
+        let close = headers.get("connection").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        if close {
+            self.stream = None;
+        }
+        Ok(Resp { status, headers, body })
+    }
+
+    async fn read_more(&mut self) -> std::io::Result<usize> {
+        self.buf.reserve(16 * 1024);
+        self.stream.as_mut().expect("connected").read_buf(&mut self.buf).await
+    }
+
+    async fn read_chunked(&mut self) -> Result<Bytes, String> {
+        let mut body = BytesMut::new();
+        loop {
+            let line_end = loop {
+                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                if self.read_more().await.map_err(|e| format!("read: {e}"))? == 0 {
+                    return Err("chunked body cut short".into());
+                }
+            };
+            let size_text = std::str::from_utf8(&self.buf[..line_end]).map_err(|_| "bad chunk size")?;
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| "bad chunk size")?;
+            self.buf.advance(line_end + 2);
+            // The chunk and its CRLF (for the last chunk: the CRLF ending the trailers, none expected).
+            while self.buf.len() < size + 2 {
+                if self.read_more().await.map_err(|e| format!("read: {e}"))? == 0 {
+                    return Err("chunked body cut short".into());
+                }
+            }
+            body.extend_from_slice(&self.buf[..size]);
+            self.buf.advance(size + 2);
+            if size == 0 {
+                return Ok(body.freeze());
+            }
+        }
+    }
+}
+
+enum Framing {
+    Length(usize),
+    Chunked,
+    UntilClose,
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -312,7 +427,8 @@ impl Jar {
             let Ok(v) = v.to_str() else { continue };
             let first = v.split(';').next().unwrap_or("");
             let Some((k, val)) = first.split_once('=') else { continue };
-            let expired = v.to_ascii_lowercase().contains("expires=thu, 01 jan 1970") || v.to_ascii_lowercase().contains("max-age=0");
+            let expired = v.to_ascii_lowercase().contains("expires=thu, 01 jan 1970")
+                || v.to_ascii_lowercase().contains("max-age=0");
             if val.is_empty() || expired {
                 self.0.remove(k.trim());
             } else {
@@ -427,7 +543,11 @@ impl Oidc {
                     continue;
                 }
             }
-            return Err(format!("login: unexpected {} at {url}: {}", r.status, html.chars().take(300).collect::<String>()));
+            return Err(format!(
+                "login: unexpected {} at {url}: {}",
+                r.status,
+                html.chars().take(300).collect::<String>()
+            ));
         }
         Err("login: too many steps".into())
     }
@@ -450,7 +570,11 @@ impl Oidc {
             .send(
                 Method::POST,
                 &self.token,
-                &[("authorization", &self.basic), ("content-type", "application/x-www-form-urlencoded"), ("accept", "application/json")],
+                &[
+                    ("authorization", &self.basic),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("accept", "application/json"),
+                ],
                 Some(body),
             )
             .await?;
@@ -486,7 +610,9 @@ impl Oidc {
     }
 
     async fn userinfo(&self, c: &mut Conn, auth: &str) -> Res<()> {
-        let r = c.send(Method::GET, &self.userinfo, &[("authorization", auth), ("accept", "application/json")], None).await?;
+        let r = c
+            .send(Method::GET, &self.userinfo, &[("authorization", auth), ("accept", "application/json")], None)
+            .await?;
         if r.status != 200 || !r.body.windows(5).any(|w| w == b"\"sub\"") {
             return Err(format!("userinfo: {} {}", r.status, String::from_utf8_lossy(&r.body)));
         }
@@ -624,7 +750,14 @@ impl WorkerOut {
     }
 }
 
-fn summarize(label: &str, phase: &str, clients: usize, outs: Vec<WorkerOut>, secs: f64, note: Option<String>) -> PhaseResult {
+fn summarize(
+    label: &str,
+    phase: &str,
+    clients: usize,
+    outs: Vec<WorkerOut>,
+    secs: f64,
+    note: Option<String>,
+) -> PhaseResult {
     let mut lat: Vec<u32> = Vec::new();
     let mut errors = 0;
     let mut total = 0;
@@ -673,14 +806,23 @@ fn summarize(label: &str, phase: &str, clients: usize, outs: Vec<WorkerOut>, sec
         r.p99_ms,
         r.requests,
         r.errors,
-        r.first_error.as_ref().map(|e| format!("  first error: {}", e.chars().take(200).collect::<String>())).unwrap_or_default()
+        r.first_error
+            .as_ref()
+            .map(|e| format!("  first error: {}", e.chars().take(200).collect::<String>()))
+            .unwrap_or_default()
     );
     r
 }
 
 /// Rotating refresh chains: each worker owns (refresh_token) and replaces
 /// it with the one it gets back. Returns the chains' last tokens.
-async fn phase_refresh(o: &Arc<Oidc>, label: &str, chains: Vec<String>, warm: f64, secs: f64) -> (PhaseResult, Vec<String>, Vec<String>) {
+async fn phase_refresh(
+    o: &Arc<Oidc>,
+    label: &str,
+    chains: Vec<String>,
+    warm: f64,
+    secs: f64,
+) -> (PhaseResult, Vec<String>, Vec<String>) {
     let n = chains.len();
     let start = Instant::now() + Duration::from_millis(20);
     let rec_from = start + Duration::from_secs_f64(warm);
@@ -805,7 +947,13 @@ async fn mint_codes(o: &Arc<Oidc>, count: usize, conc: usize, budget: f64) -> Re
     Ok(all.into_iter().map(|(_, c)| c).collect())
 }
 
-async fn phase_code(o: &Arc<Oidc>, label: &str, clients: usize, codes: Vec<(String, String)>, max_secs: f64) -> (PhaseResult, Vec<(String, String)>) {
+async fn phase_code(
+    o: &Arc<Oidc>,
+    label: &str,
+    clients: usize,
+    codes: Vec<(String, String)>,
+    max_secs: f64,
+) -> (PhaseResult, Vec<(String, String)>) {
     let codes = Arc::new(codes);
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now() + Duration::from_millis(20);
@@ -899,7 +1047,8 @@ impl Hook {
 
 fn alg_of(jwt: &str) -> String {
     let h = jwt.split('.').next().unwrap_or("");
-    let v: serde_json::Value = URL_SAFE_NO_PAD.decode(h).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let v: serde_json::Value =
+        URL_SAFE_NO_PAD.decode(h).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     v["alg"].as_str().unwrap_or("?").to_string()
 }
 
@@ -1065,7 +1214,11 @@ async fn run(a: Args) -> Res<()> {
     };
     eprintln!("{label}: code replay rejected: {code_replay_rejected}, old refresh token rejected: {rotation_enforced}");
 
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&out_path).map_err(|e| format!("{out_path}: {e}"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&out_path)
+        .map_err(|e| format!("{out_path}: {e}"))?;
     use std::io::Write;
     for r in &results {
         writeln!(f, "{}", serde_json::to_string(r).unwrap()).map_err(|e| e.to_string())?;
@@ -1140,8 +1293,14 @@ fn report(a: Args) -> Res<()> {
                             errors.push(format!(
                                 "- {l} {name} c={n}: {}{}{}",
                                 if r.errors > 0 { format!("{} errors", r.errors) } else { String::new() },
-                                r.first_error.as_ref().map(|e| format!(", first: `{}`", e.chars().take(300).collect::<String>())).unwrap_or_default(),
-                                r.note.as_ref().map(|e| if r.errors > 0 { format!(" ({e})") } else { e.clone() }).unwrap_or_default()
+                                r.first_error
+                                    .as_ref()
+                                    .map(|e| format!(", first: `{}`", e.chars().take(300).collect::<String>()))
+                                    .unwrap_or_default(),
+                                r.note
+                                    .as_ref()
+                                    .map(|e| if r.errors > 0 { format!(" ({e})") } else { e.clone() })
+                                    .unwrap_or_default()
                             ));
                         }
                     }
@@ -1176,7 +1335,10 @@ fn report(a: Args) -> Res<()> {
         for &n in &concs {
             cpu.push_str(&format!("| {phase} | {n} |"));
             for l in &labels {
-                match res.get(&(l.clone(), phase.into(), n)).and_then(|r| Some((r.server_cpu?, r.loadgen_cpu?, r.other_cpu, r.server_cs_per_req))) {
+                match res
+                    .get(&(l.clone(), phase.into(), n))
+                    .and_then(|r| Some((r.server_cpu?, r.loadgen_cpu?, r.other_cpu, r.server_cs_per_req)))
+                {
                     Some((sv, lg, ot, cs)) => {
                         any_cpu = true;
                         let ot = ot.map(|o| format!(" / {:.0}%", o * 100.0)).unwrap_or_default();
@@ -1211,7 +1373,10 @@ fn report(a: Args) -> Res<()> {
 
     // Targets, judged at the best concurrency level of each server.
     let best = |l: &str, phase: &str| -> Option<f64> {
-        concs.iter().filter_map(|n| res.get(&(l.to_string(), phase.to_string(), *n)).map(|r| r.rps)).fold(None, |a, x| Some(a.map_or(x, |a: f64| a.max(x))))
+        concs
+            .iter()
+            .filter_map(|n| res.get(&(l.to_string(), phase.to_string(), *n)).map(|r| r.rps))
+            .fold(None, |a, x| Some(a.map_or(x, |a: f64| a.max(x))))
     };
     let rs = a.get("rs-label", "");
     let es = a.get("es-label", "");
