@@ -3,11 +3,12 @@
 //! `loadgen run ...` logs in through the browser flow of an OpenID provider
 //! (following redirects and filling the first HTML form with username and
 //! password), then for each concurrency level measures
-//!   * refresh   – POST /token grant_type=refresh_token, every client keeps
-//!                 its own rotating refresh-token chain;
-//!   * userinfo  – GET /userinfo with a Bearer access token;
-//!   * code      – POST /token grant_type=authorization_code (+PKCE) on codes
-//!                 pre-minted just before the phase with the session cookie.
+//!   * refresh – POST /token grant_type=refresh_token, every client keeps
+//!     its own rotating refresh-token chain;
+//!   * userinfo – GET /userinfo with a Bearer access token;
+//!   * code – POST /token grant_type=authorization_code (+PKCE) on codes
+//!     pre-minted just before the phase with the session cookie.
+//!
 //! Each simulated client owns one keep-alive HTTP/1.1 connection and sends
 //! the next request as soon as the previous answer is in (closed loop).
 //! One JSON object per phase is appended to --out.
@@ -1130,7 +1131,7 @@ async fn run(a: Args) -> Res<()> {
         let noisy = |r: &PhaseResult| r.errors == 0 && r.other_cpu.unwrap_or(0.0) > max_other;
         let keep = |best: &mut Option<PhaseResult>, r: PhaseResult, attempt: usize| -> bool {
             let other = r.other_cpu.unwrap_or(0.0);
-            let better = best.as_ref().map_or(true, |b| other < b.other_cpu.unwrap_or(0.0));
+            let better = best.as_ref().is_none_or(|b| other < b.other_cpu.unwrap_or(0.0));
             if attempt > 0 && better {
                 let mut r = r;
                 r.note = Some(format!("measured {} times: other processes were busy", attempt + 1));
