@@ -67,6 +67,46 @@ async fn client_secret_basic_works_and_bad_secrets_get_401_invalid_client() {
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
 }
 
+/// RFC 6749 §2.3.1 form-urlencodes the credentials before base64; many clients send them as they
+/// are (requests' HTTPBasicAuth, OAuthenticator's `basic_auth`), and older authlib used the URL-safe
+/// alphabet. A secret made with `openssl rand -base64` has `+`, `/` and `=`: every form must work,
+/// and a wrong secret must still fail.
+#[tokio::test]
+async fn basic_credentials_work_encoded_as_the_rfc_says_and_as_clients_really_send_them() {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    const SECRET: &str = "k+Z/0a%41x9Qe=Lr7+Vw2/Pt5==";
+    let app = TestApp::with_extra_toml(&format!(
+        "[[clients]]\nid = \"legacy\"\nsecret = \"{SECRET}\"\nredirect_uris = [\"http://127.0.0.1:9/cb\"]\n"
+    ))
+    .await;
+    let introspect = |authorization: String| {
+        let req = axum::http::Request::builder()
+            .method("POST")
+            .uri("/introspect")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", authorization)
+            .body(axum::body::Body::from("token=not-a-token"))
+            .unwrap();
+        app.send(req)
+    };
+    let rfc = basic_header("legacy", SECRET);
+    let verbatim = format!("Basic {}", STANDARD.encode(format!("legacy:{SECRET}")));
+    let url_safe = format!("Basic {}", URL_SAFE_NO_PAD.encode(format!("legacy:{SECRET}")));
+    for (how, authorization) in [("form-urlencoded", rfc), ("verbatim", verbatim), ("URL-safe base64", url_safe)] {
+        let res = introspect(authorization).await;
+        assert_eq!(res.status, StatusCode::OK, "{how}: {}", res.text());
+        assert_eq!(res.json()["active"], false, "{how}");
+    }
+    // The verbatim secret read as form-urlencoded (`+` as space, `%41` as `A`) is not the secret.
+    let decoded_reading = SECRET.replace('+', " ").replace("%41", "A");
+    for wrong in [decoded_reading.as_str(), "k+Z/0a%41x9Qe=Lr7+Vw2/Pt5=", ""] {
+        let res = introspect(format!("Basic {}", STANDARD.encode(format!("legacy:{wrong}")))).await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{wrong:?} was accepted");
+        assert_eq!(res.error(), "invalid_client");
+    }
+}
+
 #[tokio::test]
 async fn client_authentication_failures() {
     let app = TestApp::new().await;
