@@ -1,3 +1,5 @@
+use std::io::IsTerminal;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -11,6 +13,8 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("HUBAUTH_LOG").unwrap_or_else(|_| EnvFilter::new("hubauth=info")))
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: journald, files and log collectors get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = hubauth::cli::Cli::parse();
     match hubauth::cli::run(cli).await {

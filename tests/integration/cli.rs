@@ -254,3 +254,34 @@ fn invites_are_created_listed_and_revoked_from_the_command_line() {
         hubauth(&["invites", "create", "--config", &config, "--expires-in", "7d", "--connector", "nope"]);
     assert!(!ok && err.contains("no connector"), "{err}");
 }
+
+/// Logs go to journald, files and collectors: no terminal colour codes when stderr is not a terminal.
+#[test]
+fn serve_logs_plain_text_when_stderr_is_not_a_terminal() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let toml = config_toml(dir.path().join("hubauth.db").to_str().unwrap())
+        .replace(&format!("issuer = \"{ISSUER}\""), &format!("issuer = \"http://127.0.0.1:{port}\""));
+    let config = write_config(dir.path(), &toml);
+    let mut server = Command::new(env!("CARGO_BIN_EXE_hubauth"))
+        .args(["serve", "--config", &config])
+        .env_remove("HUBAUTH_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(server.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let listening = line.contains("hubauth is listening");
+        lines.push(line);
+        if listening {
+            break;
+        }
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let log = lines.join("\n");
+    assert!(log.contains("hubauth is listening"), "the server did not start: {log}");
+    assert!(!log.contains('\u{1b}'), "ANSI escape codes in a non-terminal log: {log:?}");
+}
