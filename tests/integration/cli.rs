@@ -255,9 +255,8 @@ fn invites_are_created_listed_and_revoked_from_the_command_line() {
     assert!(!ok && err.contains("no connector"), "{err}");
 }
 
-/// Logs go to journald, files and collectors: no terminal colour codes when stderr is not a terminal.
-#[test]
-fn serve_logs_plain_text_when_stderr_is_not_a_terminal() {
+/// Starts `hubauth serve` with `env` and returns its log lines up to "hubauth is listening".
+fn serve_until_listening(env: &[(&str, &str)]) -> Vec<String> {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -267,6 +266,8 @@ fn serve_logs_plain_text_when_stderr_is_not_a_terminal() {
     let mut server = Command::new(env!("CARGO_BIN_EXE_hubauth"))
         .args(["serve", "--config", &config])
         .env_remove("HUBAUTH_LOG")
+        .env_remove("HUBAUTH_LOG_FORMAT")
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -281,7 +282,44 @@ fn serve_logs_plain_text_when_stderr_is_not_a_terminal() {
     }
     server.kill().unwrap();
     server.wait().unwrap();
-    let log = lines.join("\n");
-    assert!(log.contains("hubauth is listening"), "the server did not start: {log}");
+    assert!(lines.last().is_some_and(|l| l.contains("hubauth is listening")), "the server did not start: {lines:?}");
+    lines
+}
+
+/// Logs go to journald, files and collectors: no terminal colour codes when stderr is not a terminal.
+#[test]
+fn serve_logs_plain_text_when_stderr_is_not_a_terminal() {
+    let log = serve_until_listening(&[]).join("\n");
     assert!(!log.contains('\u{1b}'), "ANSI escape codes in a non-terminal log: {log:?}");
+}
+
+#[test]
+fn serve_logs_one_json_object_per_line_when_asked() {
+    let lines = serve_until_listening(&[("HUBAUTH_LOG_FORMAT", "json")]);
+    for line in &lines {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(entry["timestamp"].is_string() && entry["level"].is_string(), "{line}");
+        assert!(entry["fields"]["message"].is_string(), "{line}");
+    }
+    let listening: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(listening["level"], "INFO");
+    assert!(listening["fields"]["issuer"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+}
+
+#[test]
+fn a_bad_log_setting_is_named_instead_of_ignored() {
+    for (var, value, says) in [
+        ("HUBAUTH_LOG_FORMAT", "xml", "HUBAUTH_LOG_FORMAT must be `text` or `json`"),
+        ("HUBAUTH_LOG", "hubauth=loud", "HUBAUTH_LOG=\"hubauth=loud\" is not a valid filter"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hubauth"))
+            .args(["hash-password", "--password", "x"])
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}={value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{var}={value}: {stderr}");
+    }
 }
