@@ -23,7 +23,9 @@ const CHROMIUM_ARGS = [
   '--disable-sync', '--no-first-run', '--disable-quic',
 ];
 const API_TOKEN = randomBytes(24).toString('hex');
-const HUB_SECRET = randomBytes(24).toString('hex');
+// Like `openssl rand -base64`, plus `%2B`: this hub uses OAuthenticator's basic_auth, which puts
+// the secret in the Basic header verbatim (not form-urlencoded as RFC 6749 §2.3.1 says).
+const HUB_SECRET = `${randomBytes(24).toString('base64')}+/%2B=`;
 const AUTH_REFRESH_AGE = 3; // seconds
 const UPSTREAM_NAME = 'University login';
 
@@ -172,6 +174,8 @@ groups = ["staff"]
       name: 'jhup', workDir, fragment, hubUrl, hubApiPort, proxyApiPort,
       adminToken: API_TOKEN, authRefreshAge: AUTH_REFRESH_AGE,
       env: { HUBAUTH_CLIENT_SECRET: HUB_SECRET },
+      extraConfig: 'c.GenericOAuthenticator.basic_auth = True',
+      secrets: [HUB_SECRET],
     }));
 
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
