@@ -100,9 +100,24 @@ async fn not_found() -> Response {
         .into_response()
 }
 
-async fn healthz() -> &'static str {
-    "ok"
+/// For load balancers and Kubernetes probes: 200 once the database answers reads and the write
+/// path is alive, 503 otherwise (the reason goes to the log, not to the unauthenticated caller).
+async fn healthz(State(state): State<SharedState>) -> Response {
+    // A wedged disk must fail the probe, not hang it.
+    match tokio::time::timeout(HEALTH_TIMEOUT, state.store.health()).await {
+        Ok(Ok(())) => "ok".into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "health check failed: the database did not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable").into_response()
+        }
+        Err(_) => {
+            tracing::warn!("health check failed: the database did not answer within {HEALTH_TIMEOUT:?}");
+            (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable").into_response()
+        }
+    }
 }
+
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn metrics(State(state): State<SharedState>, headers: axum::http::HeaderMap) -> Response {
     // With [metrics] token set, scrapers must send it as a Bearer token.

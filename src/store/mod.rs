@@ -382,6 +382,10 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_events(&self, limit: u32) -> StoreResult<Vec<AuditEvent>>;
 
     // --- housekeeping
+    /// Proves the database answers, for `/healthz`: a read, and a round trip through the write path
+    /// (which writes nothing).
+    async fn health(&self) -> StoreResult<()>;
+
     /// Deletes what can no longer be used; returns how many rows went.
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64>;
 }

@@ -49,3 +49,21 @@ async fn issuer_with_a_path_serves_everything_under_it() {
     assert_eq!(d["token_endpoint"], format!("{ISSUER}/auth/token"));
     assert_eq!(app.get("/.well-known/openid-configuration").await.status, 404);
 }
+
+/// `/healthz` is for probes: it answers 200 only while the database answers, and 503 (with the
+/// reason in the log, not in the unauthenticated answer) once it does not.
+#[tokio::test]
+async fn healthz_follows_the_database() {
+    let app = TestApp::new().await;
+    let ok = app.get("/healthz").await;
+    assert_eq!(ok.status, axum::http::StatusCode::OK);
+    assert_eq!(ok.text(), "ok");
+
+    // Someone breaks the database under the running server.
+    let path = app.state.config.storage.url.strip_prefix("sqlite://").unwrap().to_string();
+    let side = rusqlite::Connection::open(&path).unwrap();
+    side.execute_batch("DROP TABLE signing_keys").unwrap();
+    let broken = app.get("/healthz").await;
+    assert_eq!(broken.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(broken.text(), "storage unavailable", "no database detail for an unauthenticated caller");
+}

@@ -40,6 +40,13 @@ async fn grant_for(store: &dyn Store, user: &User, id: &str, access: &str, refre
     store.create_grant(&g, &tokens(access, Some(refresh), 1), code).await.unwrap();
 }
 
+/// What `/healthz` asks: a fresh store answers, and keeps answering after writes.
+async fn a_working_store_reports_healthy(store: Arc<dyn Store>) {
+    store.health().await.unwrap();
+    store.upsert_user_for_identity(&identity("dev", "s1", "ada"), 1).await.unwrap();
+    store.health().await.unwrap();
+}
+
 async fn users_are_keyed_by_upstream_identity(store: Arc<dyn Store>) {
     let a = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
     let again = store
@@ -295,6 +302,7 @@ macro_rules! backends {
                         }
                     };
                 }
+                case!(a_working_store_reports_healthy);
                 case!(users_are_keyed_by_upstream_identity);
                 case!(codes_redeem_once_and_remember_their_grant);
                 case!(refresh_rotation_and_reuse);

@@ -1053,6 +1053,12 @@ impl Store for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(backend)
     }
 
+    async fn health(&self) -> StoreResult<()> {
+        const PROBE: &str = "SELECT count(*) FROM signing_keys";
+        self.reader().query_row(PROBE, [], |_| Ok(())).map_err(backend)?;
+        self.write(|conn| conn.query_row(PROBE, [], |_| Ok(())).map_err(backend)).await
+    }
+
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64> {
         // Spent codes are kept a day past expiry so a late replay still revokes what they issued.
         let statements = [
