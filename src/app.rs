@@ -104,17 +104,13 @@ async fn not_found() -> Response {
 /// path is alive, 503 otherwise (the reason goes to the log, not to the unauthenticated caller).
 async fn healthz(State(state): State<SharedState>) -> Response {
     // A wedged disk must fail the probe, not hang it.
-    match tokio::time::timeout(HEALTH_TIMEOUT, state.store.health()).await {
-        Ok(Ok(())) => "ok".into_response(),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "health check failed: the database did not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable").into_response()
-        }
-        Err(_) => {
-            tracing::warn!("health check failed: the database did not answer within {HEALTH_TIMEOUT:?}");
-            (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable").into_response()
-        }
-    }
+    let failure = match tokio::time::timeout(HEALTH_TIMEOUT, state.store.health()).await {
+        Ok(Ok(())) => return "ok".into_response(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {HEALTH_TIMEOUT:?}"),
+    };
+    tracing::warn!(error = %failure, "health check failed: the database did not answer");
+    (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable").into_response()
 }
 
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
