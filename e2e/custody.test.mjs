@@ -28,7 +28,7 @@ import { writeFileSync, readFileSync, existsSync, rmSync, mkdirSync } from 'node
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { chromium } from 'playwright-core';
+import { launchChromium, screenshotter, where as whereIn } from './lib/browser.mjs';
 import * as oidc from 'openid-client';
 import {
   freePort, tempDir, run, artifactPath, killPidFile, HUBAUTH_BIN, E2E_DIR,
@@ -40,11 +40,6 @@ import {
 
 const PREFIX = 'cust'; // artifact prefix
 const PYTHON = path.join(VENV_BIN, 'python');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic',
-];
 
 const CONNECTOR = 'upstream';
 const UPSTREAM_NAME = 'University login';
@@ -81,22 +76,11 @@ saw('Basic credentials of the hub', basic('jupyterhub', SECRETS.hub));
 
 let upstream; let hubauth; let hub; let hubUrl; let hubApiUrl; let workDir; let outDir; let browser;
 let proxyPidFile; let rp; let meta; let upstreamMeta;
-let shot = 0;
 
 // ------------------------------------------------------------------ helpers
 
-async function screenshot(page, name) {
-  shot += 1;
-  const file = artifactPath(`${PREFIX}-${String(shot).padStart(2, '0')}-${name}.png`);
-  try { await page.screenshot({ path: file, fullPage: true }); } catch { /* page gone */ }
-  return file;
-}
-
-async function where(page) {
-  let text = '';
-  try { text = (await page.textContent('body'))?.replace(/\s+/g, ' ').slice(0, 600) ?? ''; } catch { /* gone */ }
-  return `at ${page.url()}: "${text}" (logs: e2e/artifacts/${PREFIX}-*.log)`;
-}
+const screenshot = screenshotter(PREFIX);
+const where = (page) => whereIn(page, PREFIX);
 
 /** A fresh browser context; the RP's redirect_uri is intercepted; codes on the way are recorded. */
 async function newContext(label, { baseURL } = {}) {
@@ -412,7 +396,7 @@ c.Spawner.environment = {
 }`,
     }));
 
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+    browser = await launchChromium();
   });
 
   after(async () => {

@@ -21,7 +21,7 @@ import { writeFileSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { chromium } from 'playwright-core';
+import { launchChromium, screenshotter, loggedContext, jupyterhubApi, where as whereIn } from './lib/browser.mjs';
 import {
   freePort, tempDir, run, artifactPath, killPidFile, HUBAUTH_BIN,
 } from './lib/harness.mjs';
@@ -32,11 +32,6 @@ import {
 import { startGithubFake } from './fakes/github.mjs';
 import { startCanvasFake } from './fakes/canvas.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic',
-];
 const PREFIX = 'jha'; // artifact prefix
 const API_TOKEN = randomBytes(24).toString('hex');
 const HUB_SECRET = randomBytes(24).toString('hex');
@@ -118,50 +113,13 @@ const STU_HUB_GROUPS = [
 
 let upstream; let github; let canvas; let hubauth; let hubauthEnv; let hub; let hubUrl; let workDir; let browser;
 let proxyPidFile;
-let shot = 0;
 
 // ------------------------------------------------------------------ helpers
 
-async function screenshot(page, name, file) {
-  shot += 1;
-  const target = file ?? artifactPath(`${PREFIX}-${String(shot).padStart(2, '0')}-${name}.png`);
-  try { await page.screenshot({ path: target, fullPage: true }); } catch { /* page gone */ }
-  return target;
-}
-
-async function api(pathname, { method = 'GET', body } = {}) {
-  const res = await fetch(`${hubUrl}/hub/api${pathname}`, {
-    method,
-    headers: { authorization: `token ${API_TOKEN}`, 'content-type': 'application/json' },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  let json;
-  try { json = JSON.parse(text); } catch { json = undefined; }
-  return { status: res.status, json, text };
-}
-
-async function newContext(label) {
-  const context = await browser.newContext({ baseURL: hubUrl });
-  // The upstream's dev pages @import a web font; there is no internet here.
-  await context.route(/fonts\.(googleapis|gstatic)\.com/, (r) => r.abort());
-  const page = await context.newPage();
-  const log = [];
-  page.on('console', (m) => log.push(`[console.${m.type()}] ${m.text()}`));
-  page.on('response', (r) => log.push(`${r.request().method()} ${r.url()} -> ${r.status()}`));
-  page.on('pageerror', (e) => log.push(`[pageerror] ${e.message}`));
-  const close = async () => {
-    writeFileSync(artifactPath(`${PREFIX}-browser-${label}.log`), log.join('\n') + '\n');
-    await context.close();
-  };
-  return { context, page, log, close };
-}
-
-async function where(page) {
-  let text = '';
-  try { text = (await page.textContent('body'))?.replace(/\s+/g, ' ').slice(0, 600) ?? ''; } catch { /* gone */ }
-  return `at ${page.url()}: "${text}" (logs: e2e/artifacts/${PREFIX}-*.log)`;
-}
+const screenshot = screenshotter(PREFIX);
+const api = (pathname, options) => jupyterhubApi(hubUrl, API_TOKEN, pathname, options);
+const newContext = (label) => loggedContext(browser, { prefix: PREFIX, label, baseURL: hubUrl });
+const where = (page) => whereIn(page, PREFIX);
 
 const bodyText = async (page) => (await page.textContent('body')).replace(/\s+/g, ' ');
 
@@ -399,7 +357,7 @@ allowed_courses = [1234]
       env: { HUBAUTH_CLIENT_SECRET: HUB_SECRET },
     }));
 
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+    browser = await launchChromium();
   });
 
   after(async () => {

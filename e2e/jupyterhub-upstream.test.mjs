@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync, existsSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium, screenshotter, loggedContext, jupyterhubApi, where as whereIn } from './lib/browser.mjs';
 import {
   freePort, tempDir, run, artifactPath, killPidFile, HUBAUTH_BIN,
 } from './lib/harness.mjs';
@@ -17,11 +17,6 @@ import {
   startUpstream, generateJwks, startHubauthServe, oidcConnectorToml, tomlStr,
 } from './lib/upstream-oidc.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic',
-];
 const API_TOKEN = randomBytes(24).toString('hex');
 // Like `openssl rand -base64`, plus `%2B`: this hub uses OAuthenticator's basic_auth, which puts
 // the secret in the Basic header verbatim (not form-urlencoded as RFC 6749 §2.3.1 says).
@@ -30,48 +25,10 @@ const AUTH_REFRESH_AGE = 3; // seconds
 const UPSTREAM_NAME = 'University login';
 
 let upstream; let hubauth; let hub; let hubUrl; let workDir; let browser; let proxyPidFile;
-let shot = 0;
-
-async function screenshot(page, name) {
-  shot += 1;
-  const file = artifactPath(`jhup-${String(shot).padStart(2, '0')}-${name}.png`);
-  try { await page.screenshot({ path: file, fullPage: true }); } catch { /* page gone */ }
-  return file;
-}
-
-async function api(pathname, { method = 'GET', body } = {}) {
-  const res = await fetch(`${hubUrl}/hub/api${pathname}`, {
-    method,
-    headers: { authorization: `token ${API_TOKEN}`, 'content-type': 'application/json' },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  let json;
-  try { json = JSON.parse(text); } catch { json = undefined; }
-  return { status: res.status, json, text };
-}
-
-async function newContext(label) {
-  const context = await browser.newContext({ baseURL: hubUrl });
-  // The upstream's dev pages @import a web font; there is no internet here.
-  await context.route(/fonts\.(googleapis|gstatic)\.com/, (r) => r.abort());
-  const page = await context.newPage();
-  const log = [];
-  page.on('console', (m) => log.push(`[console.${m.type()}] ${m.text()}`));
-  page.on('response', (r) => log.push(`${r.request().method()} ${r.url()} -> ${r.status()}`));
-  page.on('pageerror', (e) => log.push(`[pageerror] ${e.message}`));
-  const close = async () => {
-    writeFileSync(artifactPath(`jhup-browser-${label}.log`), log.join('\n') + '\n');
-    await context.close();
-  };
-  return { context, page, log, close };
-}
-
-async function where(page) {
-  let text = '';
-  try { text = (await page.textContent('body'))?.replace(/\s+/g, ' ').slice(0, 500) ?? ''; } catch { /* gone */ }
-  return `at ${page.url()}: "${text}" (logs: e2e/artifacts/jhup-*.log)`;
-}
+const screenshot = screenshotter('jhup');
+const api = (pathname, options) => jupyterhubApi(hubUrl, API_TOKEN, pathname, options);
+const newContext = (label) => loggedContext(browser, { prefix: 'jhup', label, baseURL: hubUrl });
+const where = (page) => whereIn(page, 'jhup');
 
 /**
  * Hub login page → "Sign in with hubauth" → hubauth chooser → "University login" → upstream login
@@ -178,7 +135,7 @@ groups = ["staff"]
       secrets: [HUB_SECRET],
     }));
 
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+    browser = await launchChromium();
   });
 
   after(async () => {

@@ -5,56 +5,20 @@ import assert from 'node:assert/strict';
 import { writeFileSync, existsSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium, screenshotter, loggedContext, jupyterhubApi } from './lib/browser.mjs';
 import {
   startHubauth, freePort, tempDir, run, artifactPath, killPidFile, HUBAUTH_BIN, DEMO_USERS,
 } from './lib/harness.mjs';
 import { startJupyterHub } from './lib/jupyterhub.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic',
-];
 const API_TOKEN = randomBytes(24).toString('hex');
 const AUTH_REFRESH_AGE = 3; // seconds; small so the refresh test does not wait long
 
 let hubauth; let hub; let hubUrl; let workDir; let browser; let proxyPidFile;
-let shot = 0;
-
-async function screenshot(page, name) {
-  shot += 1;
-  const file = artifactPath(`jh-${String(shot).padStart(2, '0')}-${name}.png`);
-  try { await page.screenshot({ path: file, fullPage: true }); } catch { /* page gone */ }
-  return file;
-}
-
-async function api(pathname, { method = 'GET', body } = {}) {
-  const res = await fetch(`${hubUrl}/hub/api${pathname}`, {
-    method,
-    headers: { authorization: `token ${API_TOKEN}`, 'content-type': 'application/json' },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  let json;
-  try { json = JSON.parse(text); } catch { json = undefined; }
-  return { status: res.status, json, text };
-}
-
+const screenshot = screenshotter('jh');
+const api = (pathname, options) => jupyterhubApi(hubUrl, API_TOKEN, pathname, options);
 /** Fresh browser context (no cookies) with console + network logging. */
-async function newContext(label) {
-  const context = await browser.newContext({ baseURL: hubUrl });
-  const page = await context.newPage();
-  const log = [];
-  page.on('console', (m) => log.push(`[console.${m.type()}] ${m.text()}`));
-  page.on('response', (r) => log.push(`${r.request().method()} ${r.url()} -> ${r.status()}`));
-  page.on('pageerror', (e) => log.push(`[pageerror] ${e.message}`));
-  const close = async () => {
-    writeFileSync(artifactPath(`jh-browser-${label}.log`), log.join('\n') + '\n');
-    await context.close();
-  };
-  return { context, page, log, close };
-}
+const newContext = (label) => loggedContext(browser, { prefix: 'jh', label, baseURL: hubUrl });
 
 /** On the hubauth login form: fill and submit. */
 async function submitHubauthForm(page, user, password) {
@@ -105,7 +69,7 @@ describe('JupyterHub + OAuthenticator against hubauth demo (headless Chromium)',
       env: { HUBAUTH_CLIENT_SECRET: hubauth.secret },
     }));
 
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+    browser = await launchChromium();
   });
 
   after(async () => {

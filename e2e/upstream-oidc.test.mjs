@@ -9,7 +9,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { chromium } from 'playwright-core';
+import { launchChromium, screenshotter } from './lib/browser.mjs';
 import * as oidc from 'openid-client';
 import {
   freePort, tempDir, run, artifactPath, HUBAUTH_BIN,
@@ -18,11 +18,6 @@ import {
   startUpstream, generateJwks, startHubauthServe, oidcConnectorToml, tomlStr, tomlList, UPSTREAM_ACCOUNTS,
 } from './lib/upstream-oidc.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic',
-];
 const RP_CLIENT_ID = 'e2e-rp';
 const RP_SECRET = randomBytes(24).toString('hex');
 const RP_REDIRECT = 'http://127.0.0.1:9/rp/callback'; // intercepted in the browser, never served
@@ -34,7 +29,6 @@ const DEV_USER = { username: 'dana', password: 'dana-staff-pass', groups: ['staf
 let upstream; let hubauth; let hubauthPort; let workDir; let browser; let rp;
 let cryptKey; let devHash;
 let aliceSub; // hubauth's sub for alice: must stay the same across logins
-let shot = 0;
 
 // ------------------------------------------------------------------ hubauth config
 
@@ -86,12 +80,10 @@ async function startBroker(name, opts) {
 
 // ------------------------------------------------------------------ browser helpers
 
-async function screenshot(page, name) {
-  shot += 1;
-  const file = artifactPath(name.endsWith('.png') ? name : `up-${String(shot).padStart(2, '0')}-${name}.png`);
-  try { await page.screenshot({ path: file, fullPage: true }); } catch { /* page gone */ }
-  return file;
-}
+const numberedScreenshot = screenshotter('up');
+/** `name.png` keeps its fixed name; any other name becomes a numbered `up-NN-name.png`. */
+const screenshot = (page, name) =>
+  numberedScreenshot(page, name, name.endsWith('.png') ? artifactPath(name) : undefined);
 
 /** Fresh browser context: no cookies; the RP's redirect_uri is intercepted; main-frame documents logged. */
 async function newContext(label) {
@@ -238,7 +230,7 @@ describe('hubauth `oidc` connector against a real upstream OpenID provider (oidc
       jwks: generateJwks({ kid: 'upstream-key-1' }),
     });
     await startBroker('up-hubauth');
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+    browser = await launchChromium();
   });
 
   after(async () => {
