@@ -17,12 +17,12 @@ use std::sync::{Arc, Mutex};
 
 use crate::app::AppState;
 use crate::clock::UnixTime;
+use crate::connectors::password_memberships;
 use crate::connectors::sealing::{open_tokens, seal_login};
-use crate::connectors::{password_memberships, Connector};
 use crate::connectors::{ConnectorError, ConnectorKind, Membership, UpstreamLogin};
-use crate::groups;
-use crate::policy::{self, Decision, ReasonCode};
-use crate::store::{AuditEvent, Invite, StoreError, UpstreamIdentity, UpstreamRecord, User};
+use crate::login::{self, Arrival};
+use crate::policy::ReasonCode;
+use crate::store::{StoreError, UpstreamRecord, User};
 
 /// After a failed attempt to reach the provider, wait this long before trying again.
 const RETRY_AFTER_FAILURE: UnixTime = 60;
@@ -33,14 +33,7 @@ pub struct LiveChecks {
     failed_at: Mutex<HashMap<String, UnixTime>>,
 }
 
-/// The outcome of making sure a user is still who and what the tokens say.
-#[derive(Debug)]
-pub enum Current {
-    /// Still admitted; the user as now stored (groups possibly changed).
-    Admitted(Box<User>),
-    /// No longer admitted: every token and session of the user has been revoked.
-    Revoked { code: ReasonCode, sentence: String },
-}
+pub use crate::login::Current;
 
 impl LiveChecks {
     pub(crate) fn lock_for(&self, user_id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -93,7 +86,7 @@ pub async fn ensure_current(state: &AppState, user: &User) -> Result<Current, St
         return Ok(Current::Admitted(Box::new(user)));
     };
     let Some(connector) = state.connectors.get(&stored.connector_id) else {
-        return revoke(
+        return login::revoke(
             state,
             &user,
             ReasonCode::ConnectorRemoved,
@@ -111,7 +104,7 @@ pub async fn ensure_current(state: &AppState, user: &User) -> Result<Current, St
                 (identity, memberships, record)
             }
             Ok(None) => {
-                return revoke(
+                return login::revoke(
                     state,
                     &user,
                     ReasonCode::UpstreamSessionEnded,
@@ -130,7 +123,7 @@ pub async fn ensure_current(state: &AppState, user: &User) -> Result<Current, St
             let tokens = match open_tokens(state.sealer.as_deref(), &stored) {
                 Ok(Some(t)) => t,
                 Ok(None) => {
-                    return revoke(
+                    return login::revoke(
                         state,
                         &user,
                         ReasonCode::UpstreamSessionEnded,
@@ -161,7 +154,7 @@ pub async fn ensure_current(state: &AppState, user: &User) -> Result<Current, St
                 }
                 Err(ConnectorError::SessionEnded(reason)) | Err(ConnectorError::Denied(reason)) => {
                     tracing::info!(user = %user.username, connector = %stored.connector_id, %reason, "the provider ended the sign-in");
-                    return revoke(
+                    return login::revoke(
                         state,
                         &user,
                         ReasonCode::UpstreamSessionEnded,
@@ -179,85 +172,6 @@ pub async fn ensure_current(state: &AppState, user: &User) -> Result<Current, St
         }
     };
 
-    let mut identity = identity;
-    let mut record = record;
-    let raw_username = identity.username.clone();
-    identity.username = match connector.usernames.normalize(&raw_username) {
-        Ok(name) => name,
-        Err(why) => return revoke(state, &user, ReasonCode::UsernameInvalid, why, now).await,
-    };
-    record.upstream_username = Some(raw_username);
-    // Invites this person used keep admitting them (and granting their groups) while they hold.
-    let invites = state.store.invites_of_user(&user.id, now).await?;
-    let decision = admit(state, connector, &mut identity, &memberships, &invites);
-    if !decision.allowed {
-        return revoke(state, &user, decision.code, decision.sentence, now).await;
-    }
-    match state.store.record_recheck(&identity, &record, now).await {
-        Ok(updated) => Ok(Current::Admitted(Box::new(updated))),
-        Err(StoreError::UsernameTaken(name)) => {
-            // The upstream renamed the account onto a name someone else holds: keep the old one.
-            tracing::warn!(user = %user.username, new_name = %name, "upstream rename collides with another user; keeping the old username");
-            identity.username = user.username.clone();
-            Ok(Current::Admitted(Box::new(state.store.record_recheck(&identity, &record, now).await?)))
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// The one decision for a sign-in and for every re-check: groups from the connector's rules,
-/// static groups, the invites' groups, then the policy (and the admin group for admins), all
-/// written into `identity.groups`.
-pub fn admit(
-    state: &AppState,
-    connector: &Connector,
-    identity: &mut UpstreamIdentity,
-    memberships: &[Membership],
-    invites: &[Invite],
-) -> Decision {
-    let mut names = groups::compute(&connector.group_rules, memberships);
-    groups::add_static(&state.config.static_groups, &identity.username, &mut names);
-    add_missing(&mut names, invites.iter().flat_map(|i| i.groups.iter()));
-    let subject =
-        policy::Subject { username: &identity.username, groups: &names, memberships, invited: !invites.is_empty() };
-    let decision = policy::decide(&state.config.access, connector.access.as_ref(), &subject);
-    if decision.admin {
-        add_missing(&mut names, state.config.access.admin_group.iter());
-    }
-    identity.groups = names;
-    decision
-}
-
-fn add_missing<'a>(names: &mut Vec<String>, more: impl Iterator<Item = &'a String>) {
-    for g in more {
-        if !names.contains(g) {
-            names.push(g.clone());
-        }
-    }
-}
-
-async fn revoke(
-    state: &AppState,
-    user: &User,
-    code: ReasonCode,
-    sentence: String,
-    now: UnixTime,
-) -> Result<Current, StoreError> {
-    let grants = state.store.revoke_user(&user.id, code.as_str(), now).await?;
-    state.metrics.revoked(code.as_str());
-    tracing::info!(user = %user.username, reason = code.as_str(), grants, "access revoked");
-    let event = AuditEvent {
-        at: now,
-        kind: "access_revoked".into(),
-        reason: Some(code.as_str().into()),
-        username: Some(user.username.clone()),
-        user_id: Some(user.id.clone()),
-        request_id: crate::web::request_id::current(),
-        detail: Some(sentence.clone()),
-        ..Default::default()
-    };
-    if let Err(e) = state.store.record_audit(&event).await {
-        tracing::error!(error = %e, "could not write the audit log");
-    }
-    Ok(Current::Revoked { code, sentence })
+    let arrival = Arrival { connector, identity, memberships: &memberships, record };
+    login::recheck(state, &user, arrival, now).await
 }

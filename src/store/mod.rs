@@ -49,6 +49,15 @@ pub struct UpstreamIdentity {
     pub groups: Vec<String>,
 }
 
+/// The user an identity signs in as (see [`Store::login_target`]).
+#[derive(Debug, Clone)]
+pub struct LoginTarget {
+    pub user: User,
+    /// The user's first identity: their username follows this account's. A linked second
+    /// identity keeps the user's username.
+    pub primary: bool,
+}
+
 /// A trip to an upstream provider, waiting for the browser to come back (`state` is its key).
 #[derive(Debug, Clone)]
 pub struct UpstreamAttempt {
@@ -283,6 +292,14 @@ pub trait Store: Send + Sync + 'static {
         upstream: &UpstreamRecord,
         now: UnixTime,
     ) -> StoreResult<User>;
+    /// The existing user `identity` would sign in as, without changing anything: the user it is
+    /// linked to or, with `link_by_verified_email`, the one user with its verified address. The
+    /// policy judges this user, not the account's own name.
+    async fn login_target(
+        &self,
+        identity: &UpstreamIdentity,
+        link_by_verified_email: bool,
+    ) -> StoreResult<Option<LoginTarget>>;
     async fn upstream_of(&self, connector_id: &str, subject: &str) -> StoreResult<Option<StoredUpstream>>;
     /// The identity the user most recently signed in or was re-checked through.
     async fn upstream_for_user(&self, user_id: &str) -> StoreResult<Option<StoredUpstream>>;

@@ -14,12 +14,11 @@ use super::session;
 use crate::app::SharedState;
 use crate::connectors::{password_memberships, Connector, ConnectorKind, LoginFailure, Membership};
 use crate::crypto::random::{random_value, value_hash};
-use crate::policy::live::admit;
+use crate::login::{self, Arrival, SignIn};
 use crate::policy::{self, Decision};
 use crate::provider::authorize::{binding_matches, issue_code, AuthorizationRequest};
 use crate::provider::params::Params;
-use crate::store::{AuditEvent, Redemption};
-use crate::store::{BrowserSession, PendingAuthorization, StoreError, UpstreamIdentity, UpstreamRecord};
+use crate::store::{BrowserSession, PendingAuthorization, UpstreamIdentity, UpstreamRecord};
 use crate::web::invite;
 use crate::web::request_id;
 
@@ -250,7 +249,7 @@ async fn submit(state: &SharedState, jar: CookieJar, connector_id: &str, body: &
     finish_login(state, jar, &pending, &request, connector, identity, &memberships, &record).await
 }
 
-/// The person is known: name their groups, record them, end the pending request (once), start
+/// The person is known: admit them (see [`crate::login`]), end the pending request (once), start
 /// the browser session and send the browser back to the client with a code.
 #[allow(clippy::too_many_arguments)]
 pub async fn finish_login(
@@ -259,17 +258,23 @@ pub async fn finish_login(
     pending: &PendingAuthorization,
     request: &AuthorizationRequest,
     connector: &Connector,
-    mut identity: UpstreamIdentity,
+    identity: UpstreamIdentity,
     memberships: &[Membership],
     upstream: &UpstreamRecord,
 ) -> Result<Response, Response> {
-    let connector_id = connector.id.as_str();
-    // The hub username, by this connector's username rule; the provider's own is kept beside it.
-    let raw_username = identity.username.clone();
-    identity.username = match connector.usernames.normalize(&raw_username) {
-        Ok(name) => name,
-        Err(why) => {
-            tracing::info!(connector = connector_id, %why, "sign-in refused: the username cannot be used");
+    // A workshop invite carried by this browser admits and adds its groups.
+    let invite = invite::carried(state, &jar, &connector.id).await;
+    let arrival = Arrival { connector, identity, memberships, record: upstream.clone() };
+    let outcome = login::sign_in(state, arrival, invite.as_ref(), &request.client_id).await.map_err(|e| {
+        tracing::error!(error = %e, "could not record the sign-in");
+        PageError::internal().into_response()
+    })?;
+    let user = match outcome {
+        SignIn::Admitted { user, .. } => user,
+        SignIn::Refused { username, decision } => {
+            return Err(denied_page(state, request, connector, &username, &decision, &pending.id))
+        }
+        SignIn::UsernameInvalid(why) => {
             return Err(PageError::new(
                 StatusCode::FORBIDDEN,
                 "username_invalid",
@@ -279,37 +284,7 @@ pub async fn finish_login(
             .with_hint("Tell the hub's administrators what this page says; they can link your account to a username that works.")
             .into_response());
         }
-    };
-    let mut upstream = upstream.clone();
-    upstream.upstream_username = Some(raw_username);
-    upstream.link_by_verified_email = state.config.identity.link_by_verified_email;
-    let upstream = &upstream;
-    // A workshop invite carried by this browser admits and adds its groups.
-    let invite = invite::carried(state, &jar, connector_id).await;
-    let decision = admit(state, connector, &mut identity, memberships, invite.as_slice());
-    let now = state.clock.now();
-    state.metrics.login(connector_id, decision.allowed, decision.code.as_str());
-    let mut audit = AuditEvent {
-        at: now,
-        kind: if decision.allowed { "login" } else { "login_denied" }.into(),
-        reason: Some(decision.code.as_str().into()),
-        username: Some(identity.username.clone()),
-        connector_id: Some(connector_id.into()),
-        client_id: Some(request.client_id.clone()),
-        request_id: request_id::current(),
-        detail: Some(decision.sentence.clone()),
-        ..Default::default()
-    };
-    if !decision.allowed {
-        tracing::info!(user = %identity.username, connector = connector_id, reason = decision.code.as_str(), "sign-in refused by the access policy");
-        if let Err(e) = state.store.record_audit(&audit).await {
-            tracing::error!(error = %e, "could not write the audit log");
-        }
-        return Err(denied_page(state, request, connector, &identity.username, &decision, &pending.id));
-    }
-    let user = match state.store.record_upstream_login(&identity, upstream, now).await {
-        Ok(u) => u,
-        Err(StoreError::UsernameTaken(name)) => {
+        SignIn::UsernameTaken(name) => {
             return Err(PageError::new(
                 StatusCode::CONFLICT,
                 "username_conflict",
@@ -319,40 +294,14 @@ pub async fn finish_login(
             .with_hint("Ask the hub's administrators to link the accounts if they belong to the same person.")
             .into_response())
         }
-        Err(e) => {
-            tracing::error!(error = %e, "could not record the user");
-            return Err(PageError::internal().into_response());
-        }
     };
-    if let Some(i) = &invite {
-        match state.store.redeem_invite(&i.id, &user.id, now).await {
-            Ok(Redemption::Redeemed) => {
-                tracing::info!(user = %user.username, invite = %i.id, "invite used");
-            }
-            Ok(Redemption::Closed) if decision.code == policy::ReasonCode::Invite => {
-                // Used up by someone else a moment ago, and nothing else admits this person.
-                let closed = Decision {
-                    allowed: false,
-                    admin: false,
-                    code: policy::ReasonCode::NotAllowed,
-                    sentence: "the invitation you used has just been used up or withdrawn".into(),
-                };
-                let _ = state.store.revoke_user(&user.id, "invite closed", now).await;
-                return Err(denied_page(state, request, connector, &user.username, &closed, &pending.id));
-            }
-            Ok(Redemption::Closed) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "could not record an invite use");
-                return Err(PageError::internal().into_response());
-            }
-        }
-    }
     // Single use: whoever deletes the pending request first finishes it.
     match state.store.delete_pending_authorization(&pending.id).await {
         Ok(true) => {}
         Ok(false) => return Err(expired().into_response()),
         Err(_) => return Err(PageError::internal().into_response()),
     }
+    let now = state.clock.now();
     let token = random_value();
     let browser = BrowserSession {
         id: uuid::Uuid::new_v4().to_string(),
@@ -367,11 +316,6 @@ pub async fn finish_login(
     if let Err(e) = state.store.create_browser_session(&browser).await {
         tracing::error!(error = %e, "could not store the browser session");
         return Err(PageError::internal().into_response());
-    }
-    tracing::info!(user = %user.username, connector = connector_id, client_id = %request.client_id, reason = decision.code.as_str(), "user logged in");
-    audit.user_id = Some(user.id.clone());
-    if let Err(e) = state.store.record_audit(&audit).await {
-        tracing::error!(error = %e, "could not write the audit log");
     }
     let jar = jar
         .add(session::cookie(state, session::SESSION_COOKIE, token, state.config.session.lifetime.as_secs() as i64))

@@ -12,6 +12,7 @@ mod hostile_input;
 mod identity;
 mod invites;
 mod keys;
+mod linked_accounts;
 mod live_access;
 mod logout;
 mod no_secrets_in_logs;

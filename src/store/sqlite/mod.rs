@@ -317,6 +317,49 @@ fn stored_upstream_from_row(r: &Row<'_>) -> rusqlite::Result<StoredUpstream> {
     })
 }
 
+/// Who an identity belongs to, before anything is written.
+struct Owner {
+    user_id: String,
+    /// Not linked yet: joins this user by their shared verified e-mail address.
+    linked_by_email: bool,
+}
+
+/// The user an identity signs in as: its own link, or (opt-in) the one user with the same
+/// verified e-mail address. Two users sharing the address are ambiguous: neither is chosen.
+fn owner_of(conn: &Connection, identity: &UpstreamIdentity, link_by_email: bool) -> rusqlite::Result<Option<Owner>> {
+    let linked: Option<String> = conn
+        .prepare_cached("SELECT user_id FROM user_identities WHERE connector_id = ? AND upstream_subject = ?")?
+        .query_row([&identity.connector_id, &identity.subject], |r| r.get(0))
+        .optional()?;
+    if let Some(user_id) = linked {
+        return Ok(Some(Owner { user_id, linked_by_email: false }));
+    }
+    let (true, true, Some(email)) = (link_by_email, identity.email_verified, &identity.email) else {
+        return Ok(None);
+    };
+    let ids: Vec<String> = conn
+        .prepare_cached("SELECT id FROM users WHERE email = ? AND email_verified = 1 LIMIT 2")?
+        .query_map([email], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(match <[String; 1]>::try_from(ids) {
+        Ok([user_id]) => Some(Owner { user_id, linked_by_email: true }),
+        Err(_) => None,
+    })
+}
+
+/// A user's username follows their first identity only; a linked second identity (another
+/// provider's name for the same person) does not rename them.
+fn is_primary_identity(conn: &Connection, user_id: &str, identity: &UpstreamIdentity) -> rusqlite::Result<bool> {
+    let primary: Option<(String, String)> = conn
+        .prepare_cached(
+            "SELECT connector_id, upstream_subject FROM user_identities WHERE user_id = ? \
+             ORDER BY created_at, rowid LIMIT 1",
+        )?
+        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(primary.is_none_or(|p| p == (identity.connector_id.clone(), identity.subject.clone())))
+}
+
 impl SqliteStore {
     async fn upsert_identity(
         &self,
@@ -330,48 +373,27 @@ impl SqliteStore {
         let memberships =
             if upstream.memberships_json.is_empty() { "[]".to_string() } else { upstream.memberships_json.clone() };
         self.write(move |tx| {
-            let existing: Option<String> = tx
-                .prepare_cached("SELECT user_id FROM user_identities WHERE connector_id = ? AND upstream_subject = ?")
-                .and_then(|mut s| s.query_row([&identity.connector_id, &identity.subject], |r| r.get(0)).optional())
-                .map_err(backend)?;
             let holder: Option<String> = tx
                 .prepare_cached("SELECT id FROM users WHERE username = ?")
                 .and_then(|mut s| s.query_row([&identity.username], |r| r.get(0)).optional())
                 .map_err(backend)?;
-            // Opt-in account linking: a new identity joins the user with the same verified e-mail.
-            let existing = match (existing, upstream.link_by_verified_email, &identity.email) {
-                (None, true, Some(email)) if identity.email_verified => {
-                    let linked: Option<String> = tx
-                        .prepare_cached("SELECT id FROM users WHERE email = ? AND email_verified = 1 LIMIT 2")
-                        .and_then(|mut s| {
-                            let ids: Vec<String> = s.query_map([email], |r| r.get(0))?.collect::<Result<_, _>>()?;
-                            // Two accounts share the address: ambiguous, link neither.
-                            Ok(if ids.len() == 1 { ids.into_iter().next() } else { None })
-                        })
-                        .map_err(backend)?;
-                    if let Some(user_id) = &linked {
-                        tx.execute(
-                            "INSERT INTO user_identities (connector_id, upstream_subject, user_id, created_at) VALUES (?, ?, ?, ?)",
-                            params![identity.connector_id, identity.subject, user_id, now],
-                        )
-                        .map_err(backend)?;
-                    }
-                    linked
+            let existing = match owner_of(tx, &identity, upstream.link_by_verified_email).map_err(backend)? {
+                Some(Owner { user_id, linked_by_email: true }) => {
+                    tx.execute(
+                        "INSERT INTO user_identities (connector_id, upstream_subject, user_id, created_at) VALUES (?, ?, ?, ?)",
+                        params![identity.connector_id, identity.subject, user_id, now],
+                    )
+                    .map_err(backend)?;
+                    Some(user_id)
                 }
-                (existing, _, _) => existing,
+                Some(owner) => Some(owner.user_id),
+                None => None,
             };
             let user_id = match existing {
                 Some(user_id) => {
                     // A user's username follows their first identity only; a linked second
                     // identity (another provider's name for the same person) does not rename them.
-                    let primary: (String, String) = tx
-                        .prepare_cached(
-                            "SELECT connector_id, upstream_subject FROM user_identities WHERE user_id = ? \
-                             ORDER BY created_at, rowid LIMIT 1",
-                        )
-                        .and_then(|mut s| s.query_row([&user_id], |r| Ok((r.get(0)?, r.get(1)?))))
-                        .map_err(backend)?;
-                    let is_primary = primary == (identity.connector_id.clone(), identity.subject.clone());
+                    let is_primary = is_primary_identity(tx, &user_id, &identity).map_err(backend)?;
                     if is_primary && holder.as_deref().is_some_and(|h| h != user_id) {
                         return Err(StoreError::UsernameTaken(identity.username.clone()));
                     }
@@ -453,6 +475,20 @@ impl Store for SqliteStore {
         now: UnixTime,
     ) -> StoreResult<User> {
         self.upsert_identity(identity, upstream, now, false).await
+    }
+
+    async fn login_target(
+        &self,
+        identity: &UpstreamIdentity,
+        link_by_verified_email: bool,
+    ) -> StoreResult<Option<LoginTarget>> {
+        let conn = self.reader();
+        let Some(owner) = owner_of(&conn, identity, link_by_verified_email).map_err(backend)? else {
+            return Ok(None);
+        };
+        let primary =
+            !owner.linked_by_email && is_primary_identity(&conn, &owner.user_id, identity).map_err(backend)?;
+        Ok(user_by(&conn, "id", &owner.user_id).map_err(backend)?.map(|user| LoginTarget { user, primary }))
     }
 
     async fn upstream_for_user(&self, user_id: &str) -> StoreResult<Option<StoredUpstream>> {
