@@ -184,6 +184,9 @@ pub fn router(state: SharedState) -> Router {
 
 /// Runs the server until Ctrl-C / SIGTERM, with the housekeeping tasks beside it.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    for warning in crate::groups::audit::warnings(&config) {
+        tracing::warn!("config: {warning}");
+    }
     let store = open_store(&config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let listen = config.listen;

@@ -309,6 +309,9 @@ pub struct ConnectorEntry {
     pub groups: Vec<GroupRule>,
     /// A named rule set used instead of (or before) `groups`: `default`, `canvasauthenticator`.
     pub groups_preset: Option<String>,
+    /// Put before every group name this connector produces (its namespace). Default `<id>:`,
+    /// or none for password connectors, whose groups the config itself lists.
+    pub group_prefix: Option<String>,
     /// `[connectors.access]`: access rules for people signing in through this connector.
     pub access: Option<AccessConfig>,
     /// `[connectors.username]`: how the upstream username becomes the hub username.
@@ -329,6 +332,19 @@ impl ConnectorEntry {
         }
         rules
     }
+
+    /// The rules and the namespace this connector's groups are named in.
+    pub fn group_naming(&self) -> crate::groups::Naming {
+        let prefix = match (&self.group_prefix, &self.kind) {
+            (Some(p), _) => p.clone(),
+            (None, ConnectorConfig::Dev(_)) => String::new(),
+            // The preset exists to keep Berkeley's exact names; they all start `course::{id}`, which
+            // no other source's names can.
+            (None, _) if self.groups_preset.as_deref() == Some("canvasauthenticator") => String::new(),
+            (None, _) => format!("{}:", self.id()),
+        };
+        crate::groups::Naming { rules: self.group_rules(), prefix }
+    }
 }
 
 /// The keys every connector has besides its own.
@@ -340,12 +356,14 @@ struct ConnectorCommon {
     #[serde(default)]
     groups_preset: Option<String>,
     #[serde(default)]
+    group_prefix: Option<String>,
+    #[serde(default)]
     access: Option<AccessConfig>,
     #[serde(default)]
     username: Option<UsernameRule>,
 }
 
-const COMMON_CONNECTOR_KEYS: [&str; 4] = ["groups", "groups_preset", "access", "username"];
+const COMMON_CONNECTOR_KEYS: [&str; 5] = ["groups", "groups_preset", "group_prefix", "access", "username"];
 
 /// Types one `[[connectors]]` table. Each upstream's struct is deserialised directly (not through
 /// a tagged enum, which buffers and loses the path), so an error names e.g.
@@ -393,6 +411,7 @@ fn parse_connector(i: usize, mut table: toml::Table) -> Result<ConnectorEntry, (
         kind,
         groups: common.groups,
         groups_preset: common.groups_preset,
+        group_prefix: common.group_prefix,
         access: common.access,
         username: common.username.unwrap_or_default(),
     })
@@ -687,6 +706,10 @@ impl Config {
             for (j, rule) in c.groups.iter().enumerate() {
                 crate::groups::validate_rule(rule)
                     .map_err(|m| invalid(&format!("connectors[{i}].groups[{j}].name"), m))?;
+            }
+            if let Some(prefix) = &c.group_prefix {
+                crate::groups::validate_prefix(prefix)
+                    .map_err(|m| invalid(&format!("connectors[{i}].group_prefix"), m))?;
             }
             if let Some(a) = &c.access {
                 for (field, set) in [

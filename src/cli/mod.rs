@@ -83,6 +83,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
                 Ok(_) => {}
             }
+            // Not errors: the config works as written, but may not do what its author thinks.
+            for warning in crate::groups::audit::warnings(&c) {
+                eprintln!("warning: {warning}");
+            }
             println!(
                 "{}: OK — issuer {}, {} client(s), {} connector(s), storage {}",
                 config.display(),

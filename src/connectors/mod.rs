@@ -29,7 +29,7 @@ pub use dev::DevConnector;
 use crate::clock::UnixTime;
 use crate::config::{ConnectorConfig, ConnectorEntry};
 use crate::crypto::Secret;
-use crate::groups::GroupRule;
+use crate::groups::Naming;
 use crate::store::UpstreamIdentity;
 
 #[derive(Debug, thiserror::Error)]
@@ -258,8 +258,8 @@ pub struct Connector {
     /// A built-in icon name (`github`, `google`, `canvas`, `keycloak`, `key`) or an image URL.
     pub icon: Option<String>,
     pub kind: ConnectorKind,
-    /// How this connector's memberships become group names.
-    pub group_rules: Vec<GroupRule>,
+    /// How this connector's memberships become group names, and in which namespace.
+    pub groups: Naming,
     /// How this connector's usernames become hub usernames.
     pub usernames: crate::identity::Normalizer,
     /// `[connectors.access]`: rules for people signing in through this connector.
@@ -320,7 +320,7 @@ impl Connectors {
                 display_name: name.map(str::to_string).unwrap_or(default_name),
                 icon: icon.map(str::to_string).or(default_icon.map(str::to_string)),
                 kind,
-                group_rules: entry.group_rules(),
+                groups: entry.group_naming(),
                 usernames: crate::identity::Normalizer::new(entry.username.clone())
                     .map_err(|message| SetupError { key: format!("connectors[{i}].username"), message })?,
                 access: entry.access.clone(),

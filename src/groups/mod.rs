@@ -4,6 +4,15 @@
 //! `course::{id}::enrollment_type::{enrollment_type}`. Static groups for named users come on top.
 //! The same computation runs at every login and every refresh, from the memberships the connector
 //! just read.
+//!
+//! Every connector names its groups in its own namespace: a group from connector `github` is
+//! `github:…` (its `group_prefix`), so a GitHub organisation anyone can create, or a second OIDC
+//! issuer, can never produce a name that another source's rules grant — `admins`, `hub-admins`,
+//! a static group. Only password connectors, whose groups the config itself lists, and connectors
+//! the operator gives `group_prefix = ""` name groups in the shared namespace. [`audit`] tells
+//! `check-config` which rules a source the operator does not control could still satisfy.
+
+pub mod audit;
 
 use std::collections::HashSet;
 
@@ -246,6 +255,45 @@ pub fn preset(name: &str) -> Option<Vec<GroupRule>> {
     }
 }
 
+/// How one connector's memberships become hub group names: its rules, in its namespace.
+#[derive(Debug, Clone)]
+pub struct Naming {
+    pub rules: Vec<GroupRule>,
+    /// Put before every name (default `<connector id>:`; empty for password connectors).
+    pub prefix: String,
+}
+
+impl Naming {
+    /// The group names for `memberships`, without duplicates.
+    pub fn names(&self, memberships: &[Membership]) -> Vec<String> {
+        let mut names = compute(&self.rules, memberships);
+        if !self.prefix.is_empty() {
+            for n in &mut names {
+                n.insert_str(0, &self.prefix);
+            }
+        }
+        names
+    }
+}
+
+/// Checks a configured `group_prefix`: short, printable, and (when set) ending in a separator so
+/// `github:` can never run into a name.
+pub fn validate_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.len() > 64 {
+        return Err("is longer than 64 bytes".into());
+    }
+    if prefix.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("must not contain spaces or control characters".into());
+    }
+    if !prefix.is_empty() && prefix.ends_with(|c: char| c.is_alphanumeric()) {
+        return Err(format!(
+            "{prefix:?} should end in a separator such as ':' or '/' (e.g. {:?})",
+            format!("{prefix}:")
+        ));
+    }
+    Ok(())
+}
+
 /// Adds the configured static groups of `username` (case-insensitive) to `groups`.
 pub fn add_static(statics: &[crate::config::StaticGroup], username: &str, groups: &mut Vec<String>) {
     for s in statics {
@@ -255,8 +303,8 @@ pub fn add_static(statics: &[crate::config::StaticGroup], username: &str, groups
     }
 }
 
-/// The group names `rules` give for `memberships`, without duplicates, in the order the rules
-/// and then the upstream list them (so a claim's order is kept).
+/// The group names `rules` give for `memberships` (before the connector's prefix), without
+/// duplicates, in the order the rules and then the upstream list them (so a claim's order is kept).
 pub fn compute(rules: &[GroupRule], memberships: &[Membership]) -> Vec<String> {
     let mut seen = HashSet::new();
     let mut names = Vec::new();
@@ -407,6 +455,17 @@ mod tests {
             compute(&[GroupRule { only: vec!["physics".into()], ..rule(Source::Claim, "{value}") }], &ms),
             vec!["physics"]
         );
+    }
+
+    #[test]
+    fn a_connector_prefix_keeps_its_names_apart_from_everyone_elses() {
+        let naming = Naming { rules: default_rules(), prefix: "github:".into() };
+        assert_eq!(naming.names(&github()), vec!["github:carpentries", "github:carpentries:instructors"]);
+        let plain = Naming { prefix: String::new(), ..naming };
+        assert_eq!(plain.names(&github()), vec!["carpentries", "carpentries:instructors"]);
+        assert!(validate_prefix("github:").is_ok() && validate_prefix("").is_ok());
+        assert!(validate_prefix("github").unwrap_err().contains("separator"));
+        assert!(validate_prefix("a b:").is_err());
     }
 
     #[test]

@@ -200,7 +200,7 @@ fn admit(
     memberships: &[Membership],
     invites: &[Invite],
 ) -> Decision {
-    let mut names = groups::compute(&connector.group_rules, memberships);
+    let mut names = connector.groups.names(memberships);
     groups::add_static(&state.config.static_groups, &identity.username, &mut names);
     add_missing(&mut names, invites.iter().flat_map(|i| i.groups.iter()));
     let subject =

@@ -10,7 +10,7 @@ use crate::upstream_oidc::{alice, FakeOidc, Twist};
 
 const POLICY: &str = r#"
 [access]
-allowed_groups = ["physics"]
+allowed_groups = ["uni:physics"]
 recheck_after = "5m"
 "#;
 
@@ -45,15 +45,15 @@ async fn groups_follow_the_provider_once_the_cached_ones_are_stale() {
 
     app.clock.advance(60);
     let info = app.userinfo(access).await.json();
-    assert_eq!(info["groups"], json!(["physics", "hpc-users"]), "within recheck_after the cached groups stand");
+    assert_eq!(info["groups"], json!(["uni:physics", "uni:hpc-users"]), "within recheck_after the cached groups stand");
     assert_eq!(fake.refresh_grants(), 0);
 
     app.clock.advance(300);
     let info = app.userinfo(access).await.json();
-    assert_eq!(info["groups"], json!(["physics", "gpu"]), "stale: read again at the provider");
+    assert_eq!(info["groups"], json!(["uni:physics", "uni:gpu"]), "stale: read again at the provider");
     assert_eq!(fake.refresh_grants(), 1);
     let info = app.userinfo(access).await.json();
-    assert_eq!(info["groups"], json!(["physics", "gpu"]));
+    assert_eq!(info["groups"], json!(["uni:physics", "uni:gpu"]));
     assert_eq!(fake.refresh_grants(), 1, "fresh again: no second upstream call");
 }
 
@@ -111,7 +111,7 @@ async fn an_upstream_outage_keeps_the_last_known_memberships() {
     app.clock.advance(301);
     let res = app.userinfo(access).await;
     assert_eq!(res.status, StatusCode::OK, "not locked out by the provider's outage");
-    assert_eq!(res.json()["groups"], json!(["physics", "hpc-users"]));
+    assert_eq!(res.json()["groups"], json!(["uni:physics", "uni:hpc-users"]));
     // Recovered, and past the retry pause: the next stale request re-checks for real.
     fake.outage(None);
     fake.set_claims(without_physics());

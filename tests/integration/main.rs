@@ -8,6 +8,7 @@ mod authorize;
 mod cli;
 mod config;
 mod discovery;
+mod group_namespaces;
 mod hostile_input;
 mod identity;
 mod invites;

@@ -80,8 +80,10 @@ fn connector(app: &TestApp) -> std::sync::Arc<dyn RedirectConnector> {
     }
 }
 
+/// The `groups` claim, each name checked to be in the connector's namespace and shown without it.
 fn groups(info: &Value) -> Vec<String> {
-    info["groups"].as_array().expect("a groups claim").iter().map(|g| g.as_str().unwrap().to_string()).collect()
+    let names = info["groups"].as_array().expect("a groups claim").iter().map(|g| g.as_str().unwrap());
+    names.map(|g| g.strip_prefix("github:").unwrap_or_else(|| panic!("{g:?} lacks github:")).to_string()).collect()
 }
 
 fn octocat() -> User {

@@ -46,7 +46,7 @@ async fn the_seed_keycloak_config_logs_in_with_the_userdata_username() {
     let res = login(&app, &fake).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text());
     let user = app.store.user_by_username("alice").await.unwrap().expect("user from userdata");
-    assert_eq!(user.groups, vec!["physics", "hpc-users"]);
+    assert_eq!(user.groups, vec!["keycloak:physics", "keycloak:hpc-users"]);
     let (form, basic) = fake.last_token_request();
     assert!(basic.is_some(), "HTTP Basic by default");
     assert!(form.contains_key("code_verifier"), "PKCE by default");

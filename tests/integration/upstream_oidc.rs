@@ -338,10 +338,10 @@ async fn a_login_through_an_oidc_provider_carries_its_identity_and_groups_to_the
     let tokens = app.exchange(&code, &pkce).await.json();
     let id = verify_jwt(&app, tokens["id_token"].as_str().unwrap(), "hub").await;
     assert_eq!(id["preferred_username"], "alice");
-    assert_eq!(id["groups"], json!(["physics", "hpc-users"]));
+    assert_eq!(id["groups"], json!(["uni:physics", "uni:hpc-users"]), "the provider's groups, in its namespace");
     assert_eq!(id["email"], "alice@uni.example");
     let info = app.userinfo(tokens["access_token"].as_str().unwrap()).await.json();
-    assert_eq!(info["groups"], json!(["physics", "hpc-users"]));
+    assert_eq!(info["groups"], json!(["uni:physics", "uni:hpc-users"]));
 
     // hubauth authenticated with client_secret_basic and proved PKCE.
     let (form, basic) = fake.last_token_request();
@@ -369,7 +369,7 @@ async fn userinfo_claims_are_merged_and_must_be_about_the_same_account() {
     let (res, pkce) = upstream_login(&app, &fake, alice(), Twist::default()).await;
     let tokens = app.exchange(&res.query()["code"], &pkce).await.json();
     let info = app.userinfo(tokens["access_token"].as_str().unwrap()).await.json();
-    assert_eq!(info["groups"], json!(["from userinfo"]), "a claim only userinfo has was merged");
+    assert_eq!(info["groups"], json!(["uni:from userinfo"]), "a claim only userinfo has was merged");
 
     fake.set_userinfo_sub("someone-else");
     let (res, _) = upstream_login(&app, &fake, alice(), Twist::default()).await;
@@ -630,7 +630,7 @@ only = ["physics"]
     let (res, pkce) = upstream_login(&app, &fake, alice(), Twist::default()).await;
     let tokens = app.exchange(&res.query()["code"], &pkce).await.json();
     let info = app.userinfo(tokens["access_token"].as_str().unwrap()).await.json();
-    assert_eq!(info["groups"], json!(["kc:physics"]));
+    assert_eq!(info["groups"], json!(["uni:kc:physics"]), "the template, under the connector's prefix");
     // The raw memberships are kept whole, for policies and later recomputation.
     let stored = app.store.upstream_of("uni", "a1b2").await.unwrap().unwrap();
     assert!(stored.memberships_json.contains("hpc-users"));
