@@ -178,17 +178,20 @@ pub struct AuthorizationCode {
     pub expires_at: UnixTime,
 }
 
+/// An authorization code as stored, spent or not.
+#[derive(Debug, Clone)]
+pub struct StoredCode {
+    pub code: AuthorizationCode,
+    pub spent: bool,
+}
+
 #[derive(Debug)]
 pub enum CodeRedemption {
-    /// First use: the code is now spent. Expiry is for the caller to check.
-    Redeemed {
-        code: AuthorizationCode,
-        user: Box<User>,
-    },
-    /// Spent before. `grant_id` is what the first use issued, to be revoked.
-    Replayed {
-        grant_id: Option<String>,
-    },
+    /// First use: the code is now spent, and the grant and its tokens are recorded.
+    Redeemed { user: Box<User> },
+    /// Spent before: what the first use issued (`grant_id`) is now revoked.
+    Replayed { grant_id: Option<String> },
+    /// Unknown, expired, or not this client's.
     Unknown,
 }
 
@@ -334,11 +337,23 @@ pub trait Store: Send + Sync + 'static {
 
     // --- authorization codes
     async fn create_authorization_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
-    async fn redeem_authorization_code(&self, code_hash: &str, now: UnixTime) -> StoreResult<CodeRedemption>;
+    /// Reads a code without spending it, so a request can be checked against it first.
+    async fn authorization_code(&self, code_hash: &str) -> StoreResult<Option<StoredCode>>;
+    /// In one step: spends the live code of `grant.client_id` and `grant.user_id` and records
+    /// `grant` with its first `tokens`; or, if that client's code was spent already, revokes
+    /// what it was exchanged for. One step, so a replay racing the first use still finds its
+    /// tokens (RFC 6749 §4.1.2).
+    async fn redeem_authorization_code(
+        &self,
+        code_hash: &str,
+        grant: &Grant,
+        tokens: &IssuedTokens,
+        now: UnixTime,
+    ) -> StoreResult<CodeRedemption>;
 
     // --- grants and tokens
-    /// Records a grant and its first tokens; `from_code` links the code so a replay can revoke them.
-    async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens, from_code: Option<&str>) -> StoreResult<()>;
+    /// Records a grant and its first tokens.
+    async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens) -> StoreResult<()>;
     /// Spends a refresh token and records the tokens `issue` mints for its grant, atomically.
     /// A spent token presented again revokes its whole grant (reuse detection).
     async fn rotate_refresh_token(

@@ -160,31 +160,65 @@ fn user_by(conn: &Connection, column: &str, value: &str) -> rusqlite::Result<Opt
         .optional()
 }
 
-/// Spends a code. The conditional UPDATE is the single-use guarantee: of two racing
-/// redemptions, one wins.
-fn redeem_code(conn: &Connection, code_hash: &str, now: UnixTime) -> StoreResult<CodeRedemption> {
-    let redeemed = conn
+fn insert_grant(conn: &Connection, grant: &Grant) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO grants (id, client_id, user_id, session_id, scope, auth_time, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        grant.id,
+        grant.client_id,
+        grant.user_id,
+        grant.session_id,
+        grant.scope,
+        grant.auth_time,
+        grant.created_at
+    ])?;
+    Ok(())
+}
+
+/// Spends a code and records what it is exchanged for, or revokes that on a replay. The
+/// conditional UPDATE is the single-use guarantee (of racing redemptions one wins), and the code
+/// names its grant in the same transaction, so every loser finds the grant to revoke.
+fn redeem_code(
+    conn: &Connection,
+    code_hash: &str,
+    grant: &Grant,
+    tokens: &IssuedTokens,
+    now: UnixTime,
+) -> StoreResult<CodeRedemption> {
+    let won = conn
         .prepare_cached(
-            "UPDATE authorization_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL \
-             RETURNING code_hash, client_id, user_id, session_id, request_json, auth_time, created_at, expires_at",
+            "UPDATE authorization_codes SET used_at = ?1, grant_id = ?2 \
+             WHERE code_hash = ?3 AND client_id = ?4 AND user_id = ?5 AND used_at IS NULL AND expires_at > ?1 \
+             RETURNING user_id",
         )
-        .and_then(|mut s| s.query_row(params![now, code_hash], code_from_row).optional())
+        .and_then(|mut s| {
+            s.query_row(params![now, grant.id, code_hash, grant.client_id, grant.user_id], |r| r.get::<_, String>(0))
+                .optional()
+        })
         .map_err(backend)?;
-    if let Some(code) = redeemed {
+    if let Some(user_id) = won {
         // Read on the writer: its page cache is warm, a reader's was just invalidated.
-        return match user_by(conn, "id", &code.user_id).map_err(backend)? {
-            Some(user) => Ok(CodeRedemption::Redeemed { code, user: Box::new(user) }),
-            None => Ok(CodeRedemption::Unknown),
+        let Some(user) = user_by(conn, "id", &user_id).map_err(backend)? else {
+            return Ok(CodeRedemption::Unknown);
         };
+        insert_grant(conn, grant).map_err(backend)?;
+        insert_tokens(conn, &grant.id, tokens).map_err(backend)?;
+        return Ok(CodeRedemption::Redeemed { user: Box::new(user) });
     }
-    let used: Option<Option<String>> = conn
-        .prepare_cached("SELECT grant_id FROM authorization_codes WHERE code_hash = ?")
-        .and_then(|mut s| s.query_row([code_hash], |r| r.get(0)).optional())
+    let spent: Option<Option<String>> = conn
+        .prepare_cached(
+            "SELECT grant_id FROM authorization_codes WHERE code_hash = ? AND client_id = ? AND used_at IS NOT NULL",
+        )
+        .and_then(|mut s| s.query_row(params![code_hash, grant.client_id], |r| r.get(0)).optional())
         .map_err(backend)?;
-    Ok(match used {
-        Some(grant_id) => CodeRedemption::Replayed { grant_id },
-        None => CodeRedemption::Unknown,
-    })
+    let Some(grant_id) = spent else {
+        return Ok(CodeRedemption::Unknown);
+    };
+    if let Some(id) = &grant_id {
+        revoke_grant_in(conn, id, "authorization code replayed", now).map_err(backend)?;
+    }
+    Ok(CodeRedemption::Replayed { grant_id })
 }
 
 fn rotate_refresh(
@@ -767,28 +801,34 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn redeem_authorization_code(&self, code_hash: &str, now: UnixTime) -> StoreResult<CodeRedemption> {
-        let code_hash = code_hash.to_owned();
-        self.write(move |conn| redeem_code(conn, &code_hash, now)).await
-    }
-
-    async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens, from_code: Option<&str>) -> StoreResult<()> {
-        let (grant, tokens, from_code) = (grant.clone(), tokens.clone(), from_code.map(str::to_owned));
-        self.write(move |tx| {
-            tx.prepare_cached(
-                "INSERT INTO grants (id, client_id, user_id, session_id, scope, auth_time, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    async fn authorization_code(&self, code_hash: &str) -> StoreResult<Option<StoredCode>> {
+        self.reader()
+            .prepare_cached(
+                "SELECT code_hash, client_id, user_id, session_id, request_json, auth_time, created_at, expires_at, \
+                 used_at IS NOT NULL FROM authorization_codes WHERE code_hash = ?",
             )
             .and_then(|mut s| {
-                s.execute(params![grant.id, grant.client_id, grant.user_id, grant.session_id, grant.scope, grant.auth_time, grant.created_at])
+                s.query_row([code_hash], |r| Ok(StoredCode { code: code_from_row(r)?, spent: r.get(8)? })).optional()
             })
-            .map_err(backend)?;
-            insert_tokens(tx, &grant.id, &tokens).map_err(backend)?;
-            if let Some(code_hash) = from_code {
-                tx.prepare_cached("UPDATE authorization_codes SET grant_id = ? WHERE code_hash = ?")
-                    .and_then(|mut s| s.execute(params![grant.id, code_hash]))
-                    .map_err(backend)?;
-            }
-            Ok(())
+            .map_err(backend)
+    }
+
+    async fn redeem_authorization_code(
+        &self,
+        code_hash: &str,
+        grant: &Grant,
+        tokens: &IssuedTokens,
+        now: UnixTime,
+    ) -> StoreResult<CodeRedemption> {
+        let (code_hash, grant, tokens) = (code_hash.to_owned(), grant.clone(), tokens.clone());
+        self.write(move |tx| redeem_code(tx, &code_hash, &grant, &tokens, now)).await
+    }
+
+    async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens) -> StoreResult<()> {
+        let (grant, tokens) = (grant.clone(), tokens.clone());
+        self.write(move |tx| {
+            insert_grant(tx, &grant).map_err(backend)?;
+            insert_tokens(tx, &grant.id, &tokens).map_err(backend)
         })
         .await
     }
