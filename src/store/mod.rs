@@ -224,6 +224,10 @@ pub enum RefreshRotation {
         /// The scope of the access token `issue` minted, now stored.
         scope: String,
     },
+    /// The token just rotated away came back within the reuse grace, its successor unused (the
+    /// answer carrying it was lost): the successor and its access token are withdrawn, and
+    /// `issue`'s tokens stored in their place.
+    Retried { grant: Grant, user: Box<User>, scope: String },
     /// An already-rotated token came back: the whole family has been revoked.
     Reused { grant_id: String },
     /// Unknown, expired, revoked, or issued to another client.
@@ -355,14 +359,20 @@ pub trait Store: Send + Sync + 'static {
     /// Records a grant and its first tokens.
     async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens) -> StoreResult<()>;
     /// Spends a refresh token and records the tokens `issue` mints for its grant, atomically.
-    /// A spent token presented again revokes its whole grant (reuse detection).
+    /// A spent token presented again revokes its whole grant (reuse detection), except the one
+    /// just rotated away, back less than `reuse_grace` seconds after its rotation while its
+    /// successor is unused ([`RefreshRotation::Retried`]).
     async fn rotate_refresh_token(
         &self,
         old_hash: &str,
         client_id: &str,
         now: UnixTime,
+        reuse_grace: UnixTime,
         issue: IssueOnRotation,
     ) -> StoreResult<RefreshRotation>;
+    /// Whose login a refresh token of `client_id` belongs to, spent or not, while its grant
+    /// holds: for checking the person before anything is rotated.
+    async fn refresh_token_holder(&self, hash: &str, client_id: &str, now: UnixTime) -> StoreResult<Option<User>>;
     async fn access_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<AccessTokenRecord>>;
     async fn refresh_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<RefreshTokenRecord>>;
     async fn revoke_access_token(&self, hash: &str, now: UnixTime) -> StoreResult<bool>;

@@ -126,9 +126,69 @@ async fn expired_codes_do_not_redeem(store: Arc<dyn Store>) {
     assert!(store.access_token("a1", 61).await.unwrap().is_none());
 }
 
-/// Rotates `old` issuing `tokens` unconditionally.
+/// Rotates `old` issuing `tokens` unconditionally, without a reuse grace.
 async fn rotate(store: &dyn Store, old: &str, client: &str, tokens: IssuedTokens, now: i64) -> RefreshRotation {
-    store.rotate_refresh_token(old, client, now, Box::new(move |_, _| Some(tokens))).await.unwrap()
+    store.rotate_refresh_token(old, client, now, 0, Box::new(move |_, _| Some(tokens))).await.unwrap()
+}
+
+async fn rotate_with_grace(
+    store: &dyn Store,
+    old: &str,
+    tokens: IssuedTokens,
+    now: i64,
+    grace: i64,
+) -> RefreshRotation {
+    store.rotate_refresh_token(old, "c", now, grace, Box::new(move |_, _| Some(tokens))).await.unwrap()
+}
+
+/// Within the grace, the token just rotated away may come back while its successor is unused:
+/// the successor's pair is withdrawn and a new one stored. Nothing else is forgiven.
+async fn the_reuse_grace_forgives_only_a_lost_answer(store: Arc<dyn Store>) {
+    let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
+    grant_for(store.as_ref(), &u, "g1", "a1", "r1").await;
+    assert!(store.refresh_token_holder("r1", "c", 2).await.unwrap().is_some_and(|h| h.id == u.id));
+    assert!(store.refresh_token_holder("r1", "other", 2).await.unwrap().is_none());
+    assert!(matches!(
+        rotate_with_grace(store.as_ref(), "r1", tokens("a2", Some("r2"), 5), 5, 30).await,
+        RefreshRotation::Rotated { .. }
+    ));
+    assert!(store.refresh_token_holder("r1", "c", 6).await.unwrap().is_some(), "spent, but its login holds");
+    assert!(matches!(
+        rotate_with_grace(store.as_ref(), "r1", tokens("a3", Some("r3"), 20), 20, 30).await,
+        RefreshRotation::Retried { .. }
+    ));
+    assert!(store.access_token("a2", 20).await.unwrap().is_none(), "the lost pair is withdrawn");
+    assert!(store.refresh_token("r2", 20).await.unwrap().is_none());
+    assert!(store.access_token("a3", 20).await.unwrap().is_some());
+    // The grace runs from the first rotation, however often it is retried.
+    assert!(matches!(
+        rotate_with_grace(store.as_ref(), "r1", tokens("a4", Some("r4"), 34), 34, 30).await,
+        RefreshRotation::Retried { .. }
+    ));
+    assert!(matches!(
+        rotate_with_grace(store.as_ref(), "r1", tokens("a5", Some("r5"), 35), 35, 30).await,
+        RefreshRotation::Reused { .. }
+    ));
+    assert!(store.access_token("a4", 35).await.unwrap().is_none(), "family revoked");
+    assert!(store.refresh_token_holder("r4", "c", 35).await.unwrap().is_none());
+
+    grant_for(store.as_ref(), &u, "g2", "b1", "s1").await;
+    assert!(matches!(
+        rotate_with_grace(store.as_ref(), "s1", tokens("b2", Some("s2"), 5), 5, 30).await,
+        RefreshRotation::Rotated { .. }
+    ));
+    assert!(matches!(
+        rotate_with_grace(store.as_ref(), "s2", tokens("b3", Some("s3"), 6), 6, 30).await,
+        RefreshRotation::Rotated { .. }
+    ));
+    assert!(
+        matches!(
+            rotate_with_grace(store.as_ref(), "s1", tokens("b4", Some("s4"), 7), 7, 30).await,
+            RefreshRotation::Reused { .. }
+        ),
+        "its successor was used"
+    );
+    assert!(store.access_token("b3", 7).await.unwrap().is_none(), "family revoked");
 }
 
 async fn refresh_rotation_and_reuse(store: Arc<dyn Store>) {
@@ -167,7 +227,7 @@ async fn a_declined_rotation_changes_nothing(store: Arc<dyn Store>) {
         assert_eq!((grant.id.as_str(), user.username.as_str()), ("g1", "ada"));
         None
     });
-    let outcome = store.rotate_refresh_token("r1", "c", 5, decline);
+    let outcome = store.rotate_refresh_token("r1", "c", 5, 0, decline);
     assert!(matches!(outcome.await.unwrap(), RefreshRotation::Declined));
     assert!(store.refresh_token("r1", 6).await.unwrap().is_some(), "not spent");
     assert!(matches!(
@@ -344,6 +404,7 @@ macro_rules! backends {
                 case!(expired_codes_do_not_redeem);
                 case!(refresh_rotation_and_reuse);
                 case!(a_declined_rotation_changes_nothing);
+                case!(the_reuse_grace_forgives_only_a_lost_answer);
                 case!(concurrent_writes_fail_alone);
                 case!(token_lookups_honour_expiry_and_revocation);
                 case!(invites_count_people_once_and_close);
