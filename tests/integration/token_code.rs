@@ -216,6 +216,10 @@ async fn a_refused_presentation_leaves_the_code_to_its_owner() {
     }
     let res = app.exchange(&code, &pkce).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    // Nor can they, once it is spent, pass for a replay and revoke what the owner got.
+    assert_eq!(app.exchange_as_es(&code, &pkce, HUB_REDIRECT).await.error(), "invalid_grant");
+    assert_eq!(app.exchange(&code, &Pkce::new()).await.error(), "invalid_grant");
+    assert_eq!(app.userinfo(res.json()["access_token"].as_str().unwrap()).await.status, StatusCode::OK);
 }
 
 #[tokio::test]

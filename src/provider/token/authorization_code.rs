@@ -3,9 +3,9 @@
 //! A code is checked against everything the request must repeat (client, `redirect_uri`, PKCE
 //! verifier) before it is spent, so whoever holds a leaked code cannot burn it for its owner; a
 //! failed check leaves it usable. (Guessing the verifier is hopeless: it has 43–128 characters by
-//! RFC 7636 §4.1 and the code lives at most 60 s.) Codes are single use: once the owner has
-//! redeemed one, a second redemption is treated as theft and revokes every token the first one
-//! issued (RFC 6749 §4.1.2, RFC 9700 §4.5).
+//! RFC 7636 §4.1 and the code lives at most 60 s.) Codes are single use: a second presentation
+//! that passes the same checks is treated as theft and revokes every token the first one issued
+//! (RFC 6749 §4.1.2, RFC 9700 §4.5); one that fails them changes nothing.
 
 use subtle::ConstantTimeEq;
 
