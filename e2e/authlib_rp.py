@@ -92,6 +92,9 @@ for auth_method in ("client_secret_basic", "client_secret_post"):
     active = client.introspect_token(meta["introspection_endpoint"], token=refreshed["access_token"]).json()
     check(active["active"] is True and active["username"] == "sam", f"{auth_method}: introspection shows the new access token active")
 
+    # Once its successor has been used, the rotated-out token is no lost-answer retry (the reuse
+    # grace does not apply): it is refused and revokes the family.
+    newest = client.refresh_token(meta["token_endpoint"], refresh_token=refreshed["refresh_token"])
     reuse = requests.post(
         meta["token_endpoint"],
         data={"grant_type": "refresh_token", "refresh_token": old_refresh},
@@ -99,7 +102,7 @@ for auth_method in ("client_secret_basic", "client_secret_post"):
         timeout=10,
     )
     check(reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant", f"{auth_method}: the rotated-out refresh token is refused")
-    after = client.introspect_token(meta["introspection_endpoint"], token=refreshed["access_token"]).json()
+    after = client.introspect_token(meta["introspection_endpoint"], token=newest["access_token"]).json()
     check(after["active"] is False, f"{auth_method}: reuse revoked the whole family")
 
 # Revocation (RFC 7009) through Authlib, on a fresh login.

@@ -312,11 +312,13 @@ describe('hubauth demo vs. a strict OpenID Connect RP (openid-client v6)', { tim
     const ui = await oidc.fetchUserInfo(config, t2.access_token, ada.tokens.claims().sub);
     assert.equal(ui.preferred_username, 'ada');
 
-    // Reuse of the rotated-out token: invalid_grant ...
+    // Once its successor has been used, the rotated-out token is no lost-answer retry (the reuse
+    // grace does not apply): invalid_grant ...
+    const t3 = await oidc.refreshTokenGrant(config, t2.refresh_token);
     await expectOAuthError(oidc.refreshTokenGrant(config, rt1), { status: 400, error: 'invalid_grant' }, 'reuse of old refresh token');
     // ... and the whole family is revoked.
-    await expectOAuthError(oidc.refreshTokenGrant(config, t2.refresh_token), { status: 400, error: 'invalid_grant' }, 'newest refresh token after reuse detection');
-    const u = await rawUserinfo(t2.access_token);
+    await expectOAuthError(oidc.refreshTokenGrant(config, t3.refresh_token), { status: 400, error: 'invalid_grant' }, 'newest refresh token after reuse detection');
+    const u = await rawUserinfo(t3.access_token);
     assert.equal(u.status, 401, `newest access token after reuse detection → 401 (got ${u.status} ${u.text})`);
   });
 

@@ -160,7 +160,15 @@ pub struct TokenConfig {
     /// An upstream access token this close to expiry is refreshed before it is handed out.
     #[serde(with = "humantime_serde")]
     pub upstream_refresh_skew: Duration,
+    /// How long the refresh token just rotated away may come back (a retry whose answer was
+    /// lost) for a fresh pair instead of revoking the login; `0s` disables. At most
+    /// [`MAX_REFRESH_TOKEN_REUSE_GRACE`].
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_reuse_grace: Duration,
 }
+
+/// The longest reuse grace: for that long, a stolen, just-rotated refresh token still works once.
+pub const MAX_REFRESH_TOKEN_REUSE_GRACE: Duration = Duration::from_secs(60);
 
 impl Default for TokenConfig {
     fn default() -> Self {
@@ -171,6 +179,7 @@ impl Default for TokenConfig {
             authorization_code_lifetime: Duration::from_secs(60),
             service_token_lifetime: Duration::from_secs(5 * 60),
             upstream_refresh_skew: Duration::from_secs(60),
+            refresh_token_reuse_grace: Duration::from_secs(30),
         }
     }
 }
@@ -545,6 +554,12 @@ impl Config {
             return Err(invalid(
                 "tokens.authorization_code_lifetime",
                 "must be between 1s and 60s (codes are short-lived by design, RFC 6749 §4.1.2)".into(),
+            ));
+        }
+        if raw.tokens.refresh_token_reuse_grace > MAX_REFRESH_TOKEN_REUSE_GRACE {
+            return Err(invalid(
+                "tokens.refresh_token_reuse_grace",
+                "must be at most 60s (a just-rotated refresh token works that long for whoever holds it)".into(),
             ));
         }
         for (key, d) in [

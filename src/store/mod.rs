@@ -187,17 +187,20 @@ pub struct AuthorizationCode {
     pub expires_at: UnixTime,
 }
 
+/// An authorization code as stored, spent or not.
+#[derive(Debug, Clone)]
+pub struct StoredCode {
+    pub code: AuthorizationCode,
+    pub spent: bool,
+}
+
 #[derive(Debug)]
 pub enum CodeRedemption {
-    /// First use: the code is now spent. Expiry is for the caller to check.
-    Redeemed {
-        code: AuthorizationCode,
-        user: Box<User>,
-    },
-    /// Spent before. `grant_id` is what the first use issued, to be revoked.
-    Replayed {
-        grant_id: Option<String>,
-    },
+    /// First use: the code is now spent, and the grant and its tokens are recorded.
+    Redeemed { user: Box<User> },
+    /// Spent before: what the first use issued (`grant_id`) is now revoked.
+    Replayed { grant_id: Option<String> },
+    /// Unknown, expired, or not this client's.
     Unknown,
 }
 
@@ -230,6 +233,10 @@ pub enum RefreshRotation {
         /// The scope of the access token `issue` minted, now stored.
         scope: String,
     },
+    /// The token just rotated away came back within the reuse grace, its successor unused (the
+    /// answer carrying it was lost): the successor and its access token are withdrawn, and
+    /// `issue`'s tokens stored in their place.
+    Retried { grant: Grant, user: Box<User>, scope: String },
     /// An already-rotated token came back: the whole family has been revoked.
     Reused { grant_id: String },
     /// Unknown, expired, revoked, or issued to another client.
@@ -351,20 +358,38 @@ pub trait Store: Send + Sync + 'static {
 
     // --- authorization codes
     async fn create_authorization_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
-    async fn redeem_authorization_code(&self, code_hash: &str, now: UnixTime) -> StoreResult<CodeRedemption>;
+    /// Reads a code without spending it, so a request can be checked against it first.
+    async fn authorization_code(&self, code_hash: &str) -> StoreResult<Option<StoredCode>>;
+    /// In one step: spends the live code of `grant.client_id` and `grant.user_id` and records
+    /// `grant` with its first `tokens`; or, if that client's code was spent already, revokes
+    /// what it was exchanged for. One step, so a replay racing the first use still finds its
+    /// tokens (RFC 6749 §4.1.2).
+    async fn redeem_authorization_code(
+        &self,
+        code_hash: &str,
+        grant: &Grant,
+        tokens: &IssuedTokens,
+        now: UnixTime,
+    ) -> StoreResult<CodeRedemption>;
 
     // --- grants and tokens
-    /// Records a grant and its first tokens; `from_code` links the code so a replay can revoke them.
-    async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens, from_code: Option<&str>) -> StoreResult<()>;
+    /// Records a grant and its first tokens.
+    async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens) -> StoreResult<()>;
     /// Spends a refresh token and records the tokens `issue` mints for its grant, atomically.
-    /// A spent token presented again revokes its whole grant (reuse detection).
+    /// A spent token presented again revokes its whole grant (reuse detection), except the one
+    /// just rotated away, back less than `reuse_grace` seconds after its rotation while its
+    /// successor is unused ([`RefreshRotation::Retried`]).
     async fn rotate_refresh_token(
         &self,
         old_hash: &str,
         client_id: &str,
         now: UnixTime,
+        reuse_grace: UnixTime,
         issue: IssueOnRotation,
     ) -> StoreResult<RefreshRotation>;
+    /// Whose login a refresh token of `client_id` belongs to, spent or not, while its grant
+    /// holds: for checking the person before anything is rotated.
+    async fn refresh_token_holder(&self, hash: &str, client_id: &str, now: UnixTime) -> StoreResult<Option<User>>;
     async fn access_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<AccessTokenRecord>>;
     async fn refresh_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<RefreshTokenRecord>>;
     async fn revoke_access_token(&self, hash: &str, now: UnixTime) -> StoreResult<bool>;

@@ -27,8 +27,8 @@ fn tokens(access: &str, refresh: Option<&str>, now: i64) -> IssuedTokens {
     }
 }
 
-async fn grant_for(store: &dyn Store, user: &User, id: &str, access: &str, refresh: &str, code: Option<&str>) {
-    let g = Grant {
+fn grant(user: &User, id: &str) -> Grant {
+    Grant {
         id: id.into(),
         client_id: "c".into(),
         user_id: user.id.clone(),
@@ -36,8 +36,11 @@ async fn grant_for(store: &dyn Store, user: &User, id: &str, access: &str, refre
         scope: "openid".into(),
         auth_time: 1,
         created_at: 1,
-    };
-    store.create_grant(&g, &tokens(access, Some(refresh), 1), code).await.unwrap();
+    }
+}
+
+async fn grant_for(store: &dyn Store, user: &User, id: &str, access: &str, refresh: &str) {
+    store.create_grant(&grant(user, id), &tokens(access, Some(refresh), 1)).await.unwrap();
 }
 
 /// What `/healthz` asks: a fresh store answers, and keeps answering after writes.
@@ -66,38 +69,131 @@ async fn users_are_keyed_by_upstream_identity(store: Arc<dyn Store>) {
     assert!(store.user_by_id("missing").await.unwrap().is_none());
 }
 
-async fn codes_redeem_once_and_remember_their_grant(store: Arc<dyn Store>) {
-    let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
-    let code = AuthorizationCode {
+async fn redeem(store: &dyn Store, hash: &str, grant: &Grant, tokens: &IssuedTokens, now: i64) -> CodeRedemption {
+    store.redeem_authorization_code(hash, grant, tokens, now).await.unwrap()
+}
+
+/// Code `h1` of client `c` for `user`, live until 61.
+fn code_h1(user: &User) -> AuthorizationCode {
+    AuthorizationCode {
         code_hash: "h1".into(),
         client_id: "c".into(),
-        user_id: u.id.clone(),
+        user_id: user.id.clone(),
         session_id: None,
         request_json: "{}".into(),
         auth_time: 1,
         created_at: 1,
         expires_at: 61,
-    };
-    store.create_authorization_code(&code).await.unwrap();
-    assert!(
-        matches!(store.redeem_authorization_code("h1", 2).await.unwrap(), CodeRedemption::Redeemed { code, user } if code.expires_at == 61 && user.username == "ada")
-    );
-    grant_for(store.as_ref(), &u, "g1", "a1", "r1", Some("h1")).await;
-    match store.redeem_authorization_code("h1", 3).await.unwrap() {
+    }
+}
+
+async fn codes_redeem_once_and_a_replay_revokes_their_grant(store: Arc<dyn Store>) {
+    let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
+    store.create_authorization_code(&code_h1(&u)).await.unwrap();
+    let read = store.authorization_code("h1").await.unwrap().unwrap();
+    assert!(!read.spent && read.code.expires_at == 61 && read.code.user_id == u.id);
+    assert!(store.authorization_code("nope").await.unwrap().is_none());
+
+    let other_client = Grant { client_id: "other".into(), ..grant(&u, "gx") };
+    let outcome = redeem(store.as_ref(), "h1", &other_client, &tokens("ax", Some("rx"), 2), 2).await;
+    assert!(matches!(outcome, CodeRedemption::Unknown), "not that client's code");
+    assert!(!store.authorization_code("h1").await.unwrap().unwrap().spent);
+
+    let outcome = redeem(store.as_ref(), "h1", &grant(&u, "g1"), &tokens("a1", Some("r1"), 2), 2).await;
+    assert!(matches!(outcome, CodeRedemption::Redeemed { user } if user.username == "ada"));
+    assert!(store.authorization_code("h1").await.unwrap().unwrap().spent);
+    assert!(store.access_token("a1", 3).await.unwrap().is_some(), "the grant and its tokens are recorded");
+
+    // A replay, even after expiry, revokes the grant the first use recorded.
+    let outcome = redeem(store.as_ref(), "h1", &grant(&u, "g2"), &tokens("a2", Some("r2"), 70), 70).await;
+    match outcome {
         CodeRedemption::Replayed { grant_id } => assert_eq!(grant_id.as_deref(), Some("g1")),
         other => panic!("expected replay, got {other:?}"),
     }
-    assert!(matches!(store.redeem_authorization_code("nope", 3).await.unwrap(), CodeRedemption::Unknown));
+    assert!(store.access_token("a1", 70).await.unwrap().is_none());
+    assert!(store.refresh_token("r1", 70).await.unwrap().is_none());
+    assert!(store.access_token("a2", 70).await.unwrap().is_none(), "a replay records nothing");
+    let outcome = redeem(store.as_ref(), "nope", &grant(&u, "g3"), &tokens("a3", None, 3), 3).await;
+    assert!(matches!(outcome, CodeRedemption::Unknown));
 }
 
-/// Rotates `old` issuing `tokens` unconditionally.
+/// A live code past its expiry is not redeemed.
+async fn expired_codes_do_not_redeem(store: Arc<dyn Store>) {
+    let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
+    store.create_authorization_code(&code_h1(&u)).await.unwrap();
+    let outcome = redeem(store.as_ref(), "h1", &grant(&u, "g1"), &tokens("a1", None, 61), 61).await;
+    assert!(matches!(outcome, CodeRedemption::Unknown));
+    assert!(store.access_token("a1", 61).await.unwrap().is_none());
+}
+
+/// Rotates `old` issuing `tokens` unconditionally, without a reuse grace.
 async fn rotate(store: &dyn Store, old: &str, client: &str, tokens: IssuedTokens, now: i64) -> RefreshRotation {
-    store.rotate_refresh_token(old, client, now, Box::new(move |_, _| Some(tokens))).await.unwrap()
+    store.rotate_refresh_token(old, client, now, 0, Box::new(move |_, _| Some(tokens))).await.unwrap()
+}
+
+async fn rotate_with_grace(
+    store: &dyn Store,
+    old: &str,
+    tokens: IssuedTokens,
+    now: i64,
+    grace: i64,
+) -> RefreshRotation {
+    store.rotate_refresh_token(old, "c", now, grace, Box::new(move |_, _| Some(tokens))).await.unwrap()
+}
+
+/// Within the grace, the token just rotated away may come back while its successor is unused:
+/// the successor's pair is withdrawn and a new one stored. Nothing else is forgiven.
+async fn the_reuse_grace_forgives_only_a_lost_answer(store: Arc<dyn Store>) {
+    let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
+    grant_for(store.as_ref(), &u, "g1", "a1", "r1").await;
+    assert!(store.refresh_token_holder("r1", "c", 2).await.unwrap().is_some_and(|h| h.id == u.id));
+    assert!(store.refresh_token_holder("r1", "other", 2).await.unwrap().is_none());
+    assert!(matches!(
+        rotate_with_grace(store.as_ref(), "r1", tokens("a2", Some("r2"), 5), 5, 30).await,
+        RefreshRotation::Rotated { .. }
+    ));
+    assert!(store.refresh_token_holder("r1", "c", 6).await.unwrap().is_some(), "spent, but its login holds");
+    assert!(matches!(
+        rotate_with_grace(store.as_ref(), "r1", tokens("a3", Some("r3"), 20), 20, 30).await,
+        RefreshRotation::Retried { .. }
+    ));
+    assert!(store.access_token("a2", 20).await.unwrap().is_none(), "the lost pair is withdrawn");
+    assert!(store.refresh_token("r2", 20).await.unwrap().is_none());
+    assert!(store.access_token("a3", 20).await.unwrap().is_some());
+    // The grace runs from the first rotation, however often it is retried.
+    assert!(matches!(
+        rotate_with_grace(store.as_ref(), "r1", tokens("a4", Some("r4"), 34), 34, 30).await,
+        RefreshRotation::Retried { .. }
+    ));
+    assert!(matches!(
+        rotate_with_grace(store.as_ref(), "r1", tokens("a5", Some("r5"), 35), 35, 30).await,
+        RefreshRotation::Reused { .. }
+    ));
+    assert!(store.access_token("a4", 35).await.unwrap().is_none(), "family revoked");
+    assert!(store.refresh_token_holder("r4", "c", 35).await.unwrap().is_none());
+
+    grant_for(store.as_ref(), &u, "g2", "b1", "s1").await;
+    assert!(matches!(
+        rotate_with_grace(store.as_ref(), "s1", tokens("b2", Some("s2"), 5), 5, 30).await,
+        RefreshRotation::Rotated { .. }
+    ));
+    assert!(matches!(
+        rotate_with_grace(store.as_ref(), "s2", tokens("b3", Some("s3"), 6), 6, 30).await,
+        RefreshRotation::Rotated { .. }
+    ));
+    assert!(
+        matches!(
+            rotate_with_grace(store.as_ref(), "s1", tokens("b4", Some("s4"), 7), 7, 30).await,
+            RefreshRotation::Reused { .. }
+        ),
+        "its successor was used"
+    );
+    assert!(store.access_token("b3", 7).await.unwrap().is_none(), "family revoked");
 }
 
 async fn refresh_rotation_and_reuse(store: Arc<dyn Store>) {
     let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
-    grant_for(store.as_ref(), &u, "g1", "a1", "r1", None).await;
+    grant_for(store.as_ref(), &u, "g1", "a1", "r1").await;
     match rotate(store.as_ref(), "r1", "c", tokens("a2", Some("r2"), 5), 5).await {
         RefreshRotation::Rotated { grant, user, scope } => {
             assert_eq!(grant.id, "g1");
@@ -126,12 +222,12 @@ async fn refresh_rotation_and_reuse(store: Arc<dyn Store>) {
 
 async fn a_declined_rotation_changes_nothing(store: Arc<dyn Store>) {
     let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
-    grant_for(store.as_ref(), &u, "g1", "a1", "r1", None).await;
+    grant_for(store.as_ref(), &u, "g1", "a1", "r1").await;
     let decline = Box::new(|grant: &Grant, user: &User| {
         assert_eq!((grant.id.as_str(), user.username.as_str()), ("g1", "ada"));
         None
     });
-    let outcome = store.rotate_refresh_token("r1", "c", 5, decline);
+    let outcome = store.rotate_refresh_token("r1", "c", 5, 0, decline);
     assert!(matches!(outcome.await.unwrap(), RefreshRotation::Declined));
     assert!(store.refresh_token("r1", 6).await.unwrap().is_some(), "not spent");
     assert!(matches!(
@@ -205,7 +301,7 @@ async fn invites_count_people_once_and_close(store: Arc<dyn Store>) {
 
 async fn token_lookups_honour_expiry_and_revocation(store: Arc<dyn Store>) {
     let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
-    grant_for(store.as_ref(), &u, "g1", "a1", "r1", None).await;
+    grant_for(store.as_ref(), &u, "g1", "a1", "r1").await;
     let at = store.access_token("a1", 2).await.unwrap().unwrap();
     assert_eq!(at.user.username, "ada");
     assert_eq!(at.expires_at, 601);
@@ -275,7 +371,7 @@ async fn signing_keys_rotate_and_expire(store: Arc<dyn Store>) {
 
 async fn purge_keeps_what_is_still_usable(store: Arc<dyn Store>) {
     let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
-    grant_for(store.as_ref(), &u, "g1", "a1", "r1", None).await;
+    grant_for(store.as_ref(), &u, "g1", "a1", "r1").await;
     store.purge_expired(500).await.unwrap();
     assert!(store.access_token("a1", 500).await.unwrap().is_some());
     store.purge_expired(700).await.unwrap();
@@ -304,9 +400,11 @@ macro_rules! backends {
                 }
                 case!(a_working_store_reports_healthy);
                 case!(users_are_keyed_by_upstream_identity);
-                case!(codes_redeem_once_and_remember_their_grant);
+                case!(codes_redeem_once_and_a_replay_revokes_their_grant);
+                case!(expired_codes_do_not_redeem);
                 case!(refresh_rotation_and_reuse);
                 case!(a_declined_rotation_changes_nothing);
+                case!(the_reuse_grace_forgives_only_a_lost_answer);
                 case!(concurrent_writes_fail_alone);
                 case!(token_lookups_honour_expiry_and_revocation);
                 case!(invites_count_people_once_and_close);
@@ -356,7 +454,7 @@ async fn sqlite_wal_stays_bounded_under_steady_writes() {
                 let (store, u) = (store.clone(), u.clone());
                 tokio::spawn(async move {
                     let n = i * 4 + j;
-                    grant_for(store.as_ref(), &u, &format!("g{n}"), &format!("a{n}"), &format!("r{n}"), None).await;
+                    grant_for(store.as_ref(), &u, &format!("g{n}"), &format!("a{n}"), &format!("r{n}")).await;
                 })
             })
             .collect();

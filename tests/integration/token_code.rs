@@ -8,6 +8,16 @@ async fn code_for(app: &TestApp, pkce: &Pkce) -> String {
     app.browser().login_for_code(&AuthParams::hub(pkce), "ada", "ada-pw").await
 }
 
+/// The hub's code exchange form, without client credentials.
+fn code_form<'a>(code: &'a str, pkce: &'a Pkce) -> [(&'static str, &'a str); 4] {
+    [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", HUB_REDIRECT),
+        ("code_verifier", pkce.verifier.as_str()),
+    ]
+}
+
 #[tokio::test]
 async fn code_exchange_returns_bearer_tokens_and_a_verifiable_id_token() {
     let app = TestApp::new().await;
@@ -53,12 +63,7 @@ async fn client_secret_basic_works_and_bad_secrets_get_401_invalid_client() {
     let app = TestApp::new().await;
     let pkce = Pkce::new();
     let code = code_for(&app, &pkce).await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", HUB_REDIRECT),
-        ("code_verifier", pkce.verifier.as_str()),
-    ];
+    let form = code_form(&code, &pkce);
     let wrong = app.post_form("/token", &form, Some(("hub", "not-the-secret"))).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!(wrong.error(), "invalid_client");
@@ -184,19 +189,37 @@ async fn redirect_uri_must_repeat_the_authorization_request() {
         ])
         .await;
     assert_eq!(res.error(), "invalid_grant");
-    let code = code_for(&app, &pkce).await;
     let res =
         app.token(&[("grant_type", "authorization_code"), ("code", &code), ("code_verifier", &pkce.verifier)]).await;
     assert_eq!(res.error(), "invalid_request");
+    let res = app.exchange(&code, &pkce).await;
+    assert_eq!(res.status, StatusCode::OK, "a refused request does not spend the code: {}", res.text());
 }
 
+/// RFC 9700 §4.5, OAuth 2.1 §4.1.3: a code is checked against what the request must repeat
+/// (client, `redirect_uri`, PKCE verifier) before it is spent, so whoever holds a leaked code
+/// cannot burn it for its owner. (The `redirect_uri` case is in the test above.)
 #[tokio::test]
-async fn code_is_bound_to_its_client() {
+async fn a_refused_presentation_leaves_the_code_to_its_owner() {
     let app = TestApp::new().await;
     let pkce = Pkce::new();
     let code = code_for(&app, &pkce).await;
-    let res = app.exchange_as_es(&code, &pkce, HUB_REDIRECT).await;
-    assert_eq!(res.error(), "invalid_grant");
+    let other_client = app.exchange_as_es(&code, &pkce, HUB_REDIRECT).await;
+    let wrong_verifier = app.exchange(&code, &Pkce::new()).await;
+    let malformed_verifier = app.exchange(&code, &Pkce { verifier: "short".into(), challenge: String::new() }).await;
+    for (case, res) in [
+        ("another client", other_client),
+        ("a wrong verifier", wrong_verifier),
+        ("a malformed verifier", malformed_verifier),
+    ] {
+        assert_eq!(res.error(), "invalid_grant", "{case}");
+    }
+    let res = app.exchange(&code, &pkce).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    // Nor can they, once it is spent, pass for a replay and revoke what the owner got.
+    assert_eq!(app.exchange_as_es(&code, &pkce, HUB_REDIRECT).await.error(), "invalid_grant");
+    assert_eq!(app.exchange(&code, &Pkce::new()).await.error(), "invalid_grant");
+    assert_eq!(app.userinfo(res.json()["access_token"].as_str().unwrap()).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -214,12 +237,7 @@ async fn replayed_code_is_refused_and_revokes_what_it_issued() {
     let app = TestApp::new().await;
     let pkce = Pkce::new();
     let code = code_for(&app, &pkce).await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", HUB_REDIRECT),
-        ("code_verifier", pkce.verifier.as_str()),
-    ];
+    let form = code_form(&code, &pkce);
     let first = app.token(&form).await.json();
     let access = first["access_token"].as_str().unwrap();
     let refresh = first["refresh_token"].as_str().unwrap();
@@ -232,35 +250,61 @@ async fn replayed_code_is_refused_and_revokes_what_it_issued() {
     assert_eq!(refreshed.error(), "invalid_grant");
 }
 
+/// Of many redemptions racing for one code exactly one wins; the others are replays and revoke
+/// what the winner got, whatever order they reach the storage in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_redemptions_of_one_code_yield_one_token() {
+async fn concurrent_redemptions_of_one_code_yield_one_token_set_which_the_replays_revoke() {
     let app = TestApp::new().await;
-    let pkce = Pkce::new();
-    let code = code_for(&app, &pkce).await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", HUB_REDIRECT),
-        ("code_verifier", pkce.verifier.as_str()),
-    ];
-    let results = futures_join(&app, &form, 8).await;
-    assert_eq!(results.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{results:?}");
+    for round in 0..10 {
+        let pkce = Pkce::new();
+        let code = code_for(&app, &pkce).await;
+        let form = code_form(&code, &pkce);
+        let results = concurrent_token_requests(&app, &form, 30).await;
+        let winners: Vec<_> = results.iter().filter(|(status, _)| *status == StatusCode::OK).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {:?}", results.iter().map(|r| r.0).collect::<Vec<_>>());
+        for (status, body) in &results {
+            if *status != StatusCode::OK {
+                assert_eq!(body["error"], "invalid_grant", "round {round}: {body}");
+            }
+        }
+        let won = &winners[0].1;
+        let access = won["access_token"].as_str().unwrap();
+        let introspected = app.post_form("/introspect", &[("token", access)], Some(("hub", HUB_SECRET))).await;
+        assert_eq!(introspected.json()["active"], false, "round {round}: the winner's access token is revoked");
+        let refresh = won["refresh_token"].as_str().unwrap();
+        let refreshed = app.token(&[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
+        assert_eq!(refreshed.error(), "invalid_grant", "round {round}: the winner's refresh token is revoked");
+    }
 }
 
-async fn futures_join(app: &TestApp, form: &[(&str, &str)], n: usize) -> Vec<StatusCode> {
+/// `n` identical token requests of the hub client at once: (status, JSON body) of each.
+async fn concurrent_token_requests(
+    app: &TestApp,
+    form: &[(&str, &str)],
+    n: usize,
+) -> Vec<(StatusCode, serde_json::Value)> {
+    use http_body_util::BodyExt;
     use tower::ServiceExt;
     let mut all = form.to_vec();
     all.push(("client_id", "hub"));
     all.push(("client_secret", HUB_SECRET));
     let body = crate::harness::form(&all);
+    // All start together, so they meet the storage in the same moment.
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(n));
     let mut handles = Vec::new();
     for _ in 0..n {
-        let router = app.router.clone();
+        let (router, start) = (app.router.clone(), start.clone());
         let req = axum::http::Request::post("/token")
             .header("content-type", "application/x-www-form-urlencoded")
             .body(axum::body::Body::from(body.clone()))
             .unwrap();
-        handles.push(tokio::spawn(async move { router.oneshot(req).await.unwrap().status() }));
+        handles.push(tokio::spawn(async move {
+            start.wait().await;
+            let res = router.oneshot(req).await.unwrap();
+            let status = res.status();
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice(&bytes).unwrap())
+        }));
     }
     let mut out = Vec::new();
     for h in handles {

@@ -60,6 +60,10 @@ struct FakeState {
     refresh_grants: usize,
     /// Answer token requests with this status (an outage).
     token_outage: Option<StatusCode>,
+    /// Token requests wait for a read guard: a test holding the write guard stalls them.
+    token_gate: Arc<tokio::sync::RwLock<()>>,
+    /// Token requests received, stalled or not.
+    token_arrivals: usize,
 }
 
 #[derive(Clone)]
@@ -162,6 +166,16 @@ scope = ["openid", "profile", "email", "offline_access"]
         self.state.lock().unwrap().token_outage = status;
     }
 
+    /// Stalls the token endpoint (a slow provider) until the guard is dropped.
+    pub async fn hold_token_endpoint(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        let gate = self.state.lock().unwrap().token_gate.clone();
+        gate.write_owned().await
+    }
+
+    pub fn token_arrivals(&self) -> usize {
+        self.state.lock().unwrap().token_arrivals
+    }
+
     pub fn revoke_refresh_tokens(&self) {
         self.state.lock().unwrap().refresh.clear();
     }
@@ -248,6 +262,12 @@ async fn token(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
+    let gate = {
+        let mut s = s.lock().unwrap();
+        s.token_arrivals += 1;
+        s.token_gate.clone()
+    };
+    let _pass = gate.read().await;
     let mut s = s.lock().unwrap();
     if let Some(status) = s.token_outage {
         return (status, "upstream is down").into_response();
@@ -311,7 +331,7 @@ pub fn alice() -> Value {
     })
 }
 
-async fn setup(extra: &str) -> (TestApp, FakeOidc) {
+pub async fn setup(extra: &str) -> (TestApp, FakeOidc) {
     let fake = FakeOidc::start().await;
     let app = TestApp::with_extra_toml(&fake.connector_toml("uni", extra)).await;
     (app, fake)
@@ -320,7 +340,7 @@ async fn setup(extra: &str) -> (TestApp, FakeOidc) {
 const KEYCLOAK_GROUPS: &str = r#"groups_claim = "realm_access.roles""#;
 
 /// Logs in through the provider with `claims`/`twist`; the callback's response.
-async fn upstream_login(app: &TestApp, fake: &FakeOidc, claims: Value, twist: Twist) -> (TestResponse, Pkce) {
+pub async fn upstream_login(app: &TestApp, fake: &FakeOidc, claims: Value, twist: Twist) -> (TestResponse, Pkce) {
     let pkce = Pkce::new();
     let mut browser = app.browser();
     let up = browser.start_upstream(&AuthParams::hub(&pkce), "uni").await;

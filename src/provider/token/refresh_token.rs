@@ -1,5 +1,12 @@
 //! `grant_type=refresh_token` (RFC 6749 §6) with rotation: every use returns a new refresh token
 //! and spends the old one; presenting a spent one revokes the whole family (RFC 9700 §4.14.2).
+//!
+//! The person is re-checked (`ensure_current`, which may wait on the provider) *before* the
+//! rotation is committed, so a client that gives up meanwhile still holds a valid token. A lost
+//! answer is forgiven once more: the token just rotated away, presented again within `[tokens]
+//! refresh_token_reuse_grace` while its successor is unused, gets a fresh pair and the unseen one
+//! is withdrawn (as Hydra and Okta do). Older tokens, or any reuse after the grace or once the
+//! successor was used, revoke the family.
 
 use super::{mint, respond, TokenResponse};
 use crate::app::SharedState;
@@ -14,11 +21,22 @@ pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) 
     let presented =
         params.get("refresh_token").ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let asked_scope = params.get("scope");
-    let now = state.clock.now();
+    let hash = token_key(presented);
+
+    // A refresh is where a hub learns of lost access: re-check stale memberships first, while
+    // nothing is spent yet.
+    let Some(holder) = state.store.refresh_token_holder(&hash, &client.id, state.clock.now()).await? else {
+        return Err(OAuthError::invalid_grant("the refresh token is invalid, expired or revoked"));
+    };
+    if let Current::Revoked { code, .. } = ensure_current(state, &holder).await? {
+        tracing::info!(client_id = %client.id, reason = code.as_str(), "refresh refused: access withdrawn");
+        return Err(OAuthError::invalid_grant("access to this hub was withdrawn; sign in again"));
+    }
 
     // The tokens are minted up front; which scope they carry is decided inside the rotation, once
     // the grant is known, so checking, spending the old token and recording the new ones are one
     // atomic step.
+    let now = state.clock.now();
     let minted = mint(state, "", true);
     let mut record = minted.record.clone();
     let asked_scope = asked_scope.map(str::to_owned);
@@ -30,17 +48,13 @@ pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) 
         };
         Some(record)
     });
-    let outcome = state.store.rotate_refresh_token(&token_key(presented), &client.id, now, issue).await?;
-    match outcome {
+    let grace = state.config.tokens.refresh_token_reuse_grace.as_secs() as i64;
+    match state.store.rotate_refresh_token(&hash, &client.id, now, grace, issue).await? {
         RefreshRotation::Rotated { grant, user, scope } => {
-            // A refresh is where a hub learns of lost access: re-check stale memberships first.
-            let user = match ensure_current(state, &user).await? {
-                Current::Admitted(user) => user,
-                Current::Revoked { code, .. } => {
-                    tracing::info!(client_id = %client.id, reason = code.as_str(), "refresh refused: access withdrawn");
-                    return Err(OAuthError::invalid_grant("access to this hub was withdrawn; sign in again"));
-                }
-            };
+            respond(state, client, &user, &scope, grant.auth_time, None, minted)
+        }
+        RefreshRotation::Retried { grant, user, scope } => {
+            tracing::info!(client_id = %client.id, grant_id = %grant.id, "refresh retried within the reuse grace; the unused pair is withdrawn");
             respond(state, client, &user, &scope, grant.auth_time, None, minted)
         }
         RefreshRotation::Declined => {

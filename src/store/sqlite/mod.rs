@@ -43,7 +43,10 @@ fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../../../migrations/sqlite/0001_init.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("../../../migrations/sqlite/0001_init.sql")),
+        M::up(include_str!("../../../migrations/sqlite/0002_refresh_token_chain.sql")),
+    ])
 }
 
 // Rows are read by position (looking columns up by name costs a string scan per value on the
@@ -141,9 +144,9 @@ fn insert_tokens(conn: &Connection, grant_id: &str, tokens: &IssuedTokens) -> ru
     ])?;
     if let Some((hash, expires_at)) = &tokens.refresh {
         conn.prepare_cached(
-            "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, access_hash) VALUES (?, ?, ?, ?, ?)",
         )?
-        .execute(params![hash, grant_id, tokens.created_at, expires_at])?;
+        .execute(params![hash, grant_id, tokens.created_at, expires_at, tokens.access_hash])?;
     }
     Ok(())
 }
@@ -160,31 +163,116 @@ fn user_by(conn: &Connection, column: &str, value: &str) -> rusqlite::Result<Opt
         .optional()
 }
 
-/// Spends a code. The conditional UPDATE is the single-use guarantee: of two racing
-/// redemptions, one wins.
-fn redeem_code(conn: &Connection, code_hash: &str, now: UnixTime) -> StoreResult<CodeRedemption> {
-    let redeemed = conn
+fn insert_grant(conn: &Connection, grant: &Grant) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO grants (id, client_id, user_id, session_id, scope, auth_time, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        grant.id,
+        grant.client_id,
+        grant.user_id,
+        grant.session_id,
+        grant.scope,
+        grant.auth_time,
+        grant.created_at
+    ])?;
+    Ok(())
+}
+
+/// Spends a code and records what it is exchanged for, or revokes that on a replay. The
+/// conditional UPDATE is the single-use guarantee (of racing redemptions one wins), and the code
+/// names its grant in the same transaction, so every loser finds the grant to revoke.
+fn redeem_code(
+    conn: &Connection,
+    code_hash: &str,
+    grant: &Grant,
+    tokens: &IssuedTokens,
+    now: UnixTime,
+) -> StoreResult<CodeRedemption> {
+    let won = conn
         .prepare_cached(
-            "UPDATE authorization_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL \
-             RETURNING code_hash, client_id, user_id, session_id, request_json, auth_time, created_at, expires_at",
+            "UPDATE authorization_codes SET used_at = ?1, grant_id = ?2 \
+             WHERE code_hash = ?3 AND client_id = ?4 AND user_id = ?5 AND used_at IS NULL AND expires_at > ?1 \
+             RETURNING user_id",
         )
-        .and_then(|mut s| s.query_row(params![now, code_hash], code_from_row).optional())
+        .and_then(|mut s| {
+            s.query_row(params![now, grant.id, code_hash, grant.client_id, grant.user_id], |r| r.get::<_, String>(0))
+                .optional()
+        })
         .map_err(backend)?;
-    if let Some(code) = redeemed {
+    if let Some(user_id) = won {
         // Read on the writer: its page cache is warm, a reader's was just invalidated.
-        return match user_by(conn, "id", &code.user_id).map_err(backend)? {
-            Some(user) => Ok(CodeRedemption::Redeemed { code, user: Box::new(user) }),
-            None => Ok(CodeRedemption::Unknown),
+        let Some(user) = user_by(conn, "id", &user_id).map_err(backend)? else {
+            return Ok(CodeRedemption::Unknown);
         };
+        insert_grant(conn, grant).map_err(backend)?;
+        insert_tokens(conn, &grant.id, tokens).map_err(backend)?;
+        return Ok(CodeRedemption::Redeemed { user: Box::new(user) });
     }
-    let used: Option<Option<String>> = conn
-        .prepare_cached("SELECT grant_id FROM authorization_codes WHERE code_hash = ?")
-        .and_then(|mut s| s.query_row([code_hash], |r| r.get(0)).optional())
+    let spent: Option<Option<String>> = conn
+        .prepare_cached(
+            "SELECT grant_id FROM authorization_codes WHERE code_hash = ? AND client_id = ? AND used_at IS NOT NULL",
+        )
+        .and_then(|mut s| s.query_row(params![code_hash, grant.client_id], |r| r.get(0)).optional())
         .map_err(backend)?;
-    Ok(match used {
-        Some(grant_id) => CodeRedemption::Replayed { grant_id },
-        None => CodeRedemption::Unknown,
+    let Some(grant_id) = spent else {
+        return Ok(CodeRedemption::Unknown);
+    };
+    if let Some(id) = &grant_id {
+        revoke_grant_in(conn, id, "authorization code replayed", now).map_err(backend)?;
+    }
+    Ok(CodeRedemption::Replayed { grant_id })
+}
+
+/// A refresh token as the rotation sees it.
+struct Presented {
+    grant: Grant,
+    user: User,
+    used_at: Option<UnixTime>,
+    expires_at: UnixTime,
+    grant_revoked: bool,
+    /// The token this one was rotated into, if it was.
+    replaced_by: Option<String>,
+}
+
+fn presented_refresh(conn: &Connection, hash: &str) -> rusqlite::Result<Option<Presented>> {
+    conn.prepare_cached(&format!(
+        "SELECT {GRANT_COLUMNS}, {USER_COLUMNS}, r.used_at, r.expires_at, g.revoked_at IS NOT NULL, r.replaced_by \
+         FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
+         WHERE r.token_hash = ?"
+    ))?
+    .query_row([hash], |r| {
+        Ok(Presented {
+            grant: grant_from_row(r)?,
+            user: user_from_row(r, GRANT_WIDTH)?,
+            used_at: r.get(AFTER_GRANT_USER)?,
+            expires_at: r.get(AFTER_GRANT_USER + 1)?,
+            grant_revoked: r.get(AFTER_GRANT_USER + 2)?,
+            replaced_by: r.get(AFTER_GRANT_USER + 3)?,
+        })
     })
+    .optional()
+}
+
+fn is_unused(conn: &Connection, hash: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM refresh_tokens WHERE token_hash = ? AND used_at IS NULL")?
+        .query_row([hash], |_| Ok(()))
+        .optional()
+        .map(|found| found.is_some())
+}
+
+/// Withdraws the refresh token `hash` and the access token issued with it. Spent, it counts as
+/// reuse if it ever turns up.
+fn withdraw(conn: &Connection, hash: &str, now: UnixTime) -> rusqlite::Result<()> {
+    let access: Option<Option<String>> = conn
+        .prepare_cached("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? RETURNING access_hash")?
+        .query_row(params![now, hash], |r| r.get(0))
+        .optional()?;
+    if let Some(Some(access)) = access {
+        conn.prepare_cached("UPDATE access_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL")?
+            .execute(params![now, access])?;
+    }
+    Ok(())
 }
 
 fn rotate_refresh(
@@ -192,46 +280,49 @@ fn rotate_refresh(
     old_hash: &str,
     client_id: &str,
     now: UnixTime,
+    reuse_grace: UnixTime,
     issue: IssueOnRotation,
 ) -> StoreResult<RefreshRotation> {
-    let found = tx
-        .prepare_cached(&format!(
-            "SELECT {GRANT_COLUMNS}, {USER_COLUMNS}, r.used_at, r.expires_at, g.revoked_at \
-             FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
-             WHERE r.token_hash = ?"
-        ))
-        .and_then(|mut s| {
-            s.query_row([old_hash], |r| {
-                Ok((
-                    grant_from_row(r)?,
-                    user_from_row(r, GRANT_WIDTH)?,
-                    r.get::<_, Option<i64>>(AFTER_GRANT_USER)?,
-                    r.get::<_, i64>(AFTER_GRANT_USER + 1)?,
-                    r.get::<_, Option<i64>>(AFTER_GRANT_USER + 2)?,
-                ))
-            })
-            .optional()
-        })
-        .map_err(backend)?;
-    let Some((grant, user, used_at, expires_at, revoked_at)) = found else {
+    let Some(found) = presented_refresh(tx, old_hash).map_err(backend)? else {
         return Ok(RefreshRotation::Invalid);
     };
+    let Presented { grant, user, used_at, expires_at, grant_revoked, replaced_by } = found;
     // A token presented by another client is not "reuse" by its owner: refuse, change nothing.
-    if grant.client_id != client_id || revoked_at.is_some() || expires_at <= now {
+    if grant.client_id != client_id || grant_revoked || expires_at <= now {
         return Ok(RefreshRotation::Invalid);
     }
-    if used_at.is_some() {
-        revoke_grant_in(tx, &grant.id, "refresh token reuse", now).map_err(backend)?;
-        return Ok(RefreshRotation::Reused { grant_id: grant.id });
-    }
+    // The token just rotated away, back within the grace while its successor is unused: the
+    // client most likely never got the answer, so the successor is withdrawn and replaced.
+    // Anything else spent means two parties hold this login.
+    let lost_successor = match (used_at, replaced_by) {
+        (None, _) => None,
+        (Some(spent_at), Some(successor))
+            if now - spent_at < reuse_grace && is_unused(tx, &successor).map_err(backend)? =>
+        {
+            Some(successor)
+        }
+        (Some(_), _) => {
+            revoke_grant_in(tx, &grant.id, "refresh token reuse", now).map_err(backend)?;
+            return Ok(RefreshRotation::Reused { grant_id: grant.id });
+        }
+    };
     let Some(issued) = issue(&grant, &user) else {
         return Ok(RefreshRotation::Declined);
     };
-    tx.prepare_cached("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ?")
-        .and_then(|mut s| s.execute(params![now, old_hash]))
+    if let Some(lost) = &lost_successor {
+        withdraw(tx, lost, now).map_err(backend)?;
+    }
+    let successor = issued.refresh.as_ref().map(|(hash, _)| hash.clone());
+    // A retry keeps the time of the first rotation: retrying does not extend the grace.
+    tx.prepare_cached("UPDATE refresh_tokens SET used_at = coalesce(used_at, ?), replaced_by = ? WHERE token_hash = ?")
+        .and_then(|mut s| s.execute(params![now, successor, old_hash]))
         .map_err(backend)?;
     insert_tokens(tx, &grant.id, &issued).map_err(backend)?;
-    Ok(RefreshRotation::Rotated { grant, user: Box::new(user), scope: issued.access_scope })
+    let (user, scope) = (Box::new(user), issued.access_scope);
+    Ok(match lost_successor {
+        Some(_) => RefreshRotation::Retried { grant, user, scope },
+        None => RefreshRotation::Rotated { grant, user, scope },
+    })
 }
 
 impl SqliteStore {
@@ -803,28 +894,34 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn redeem_authorization_code(&self, code_hash: &str, now: UnixTime) -> StoreResult<CodeRedemption> {
-        let code_hash = code_hash.to_owned();
-        self.write(move |conn| redeem_code(conn, &code_hash, now)).await
-    }
-
-    async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens, from_code: Option<&str>) -> StoreResult<()> {
-        let (grant, tokens, from_code) = (grant.clone(), tokens.clone(), from_code.map(str::to_owned));
-        self.write(move |tx| {
-            tx.prepare_cached(
-                "INSERT INTO grants (id, client_id, user_id, session_id, scope, auth_time, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    async fn authorization_code(&self, code_hash: &str) -> StoreResult<Option<StoredCode>> {
+        self.reader()
+            .prepare_cached(
+                "SELECT code_hash, client_id, user_id, session_id, request_json, auth_time, created_at, expires_at, \
+                 used_at IS NOT NULL FROM authorization_codes WHERE code_hash = ?",
             )
             .and_then(|mut s| {
-                s.execute(params![grant.id, grant.client_id, grant.user_id, grant.session_id, grant.scope, grant.auth_time, grant.created_at])
+                s.query_row([code_hash], |r| Ok(StoredCode { code: code_from_row(r)?, spent: r.get(8)? })).optional()
             })
-            .map_err(backend)?;
-            insert_tokens(tx, &grant.id, &tokens).map_err(backend)?;
-            if let Some(code_hash) = from_code {
-                tx.prepare_cached("UPDATE authorization_codes SET grant_id = ? WHERE code_hash = ?")
-                    .and_then(|mut s| s.execute(params![grant.id, code_hash]))
-                    .map_err(backend)?;
-            }
-            Ok(())
+            .map_err(backend)
+    }
+
+    async fn redeem_authorization_code(
+        &self,
+        code_hash: &str,
+        grant: &Grant,
+        tokens: &IssuedTokens,
+        now: UnixTime,
+    ) -> StoreResult<CodeRedemption> {
+        let (code_hash, grant, tokens) = (code_hash.to_owned(), grant.clone(), tokens.clone());
+        self.write(move |tx| redeem_code(tx, &code_hash, &grant, &tokens, now)).await
+    }
+
+    async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens) -> StoreResult<()> {
+        let (grant, tokens) = (grant.clone(), tokens.clone());
+        self.write(move |tx| {
+            insert_grant(tx, &grant).map_err(backend)?;
+            insert_tokens(tx, &grant.id, &tokens).map_err(backend)
         })
         .await
     }
@@ -834,10 +931,16 @@ impl Store for SqliteStore {
         old_hash: &str,
         client_id: &str,
         now: UnixTime,
+        reuse_grace: UnixTime,
         issue: IssueOnRotation,
     ) -> StoreResult<RefreshRotation> {
         let (old_hash, client_id) = (old_hash.to_owned(), client_id.to_owned());
-        self.write(move |tx| rotate_refresh(tx, &old_hash, &client_id, now, issue)).await
+        self.write(move |tx| rotate_refresh(tx, &old_hash, &client_id, now, reuse_grace, issue)).await
+    }
+
+    async fn refresh_token_holder(&self, hash: &str, client_id: &str, now: UnixTime) -> StoreResult<Option<User>> {
+        let found = presented_refresh(&self.reader(), hash).map_err(backend)?;
+        Ok(found.filter(|p| p.grant.client_id == client_id && !p.grant_revoked && p.expires_at > now).map(|p| p.user))
     }
 
     async fn access_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<AccessTokenRecord>> {
