@@ -323,7 +323,7 @@ secret = { env = "HUBAUTH_CLIENT_SECRET" }
 redirect_uris = [${tomlStr(`${hubUrl}/hub/oauth_callback`)}]
 post_logout_redirect_uris = [${tomlStr(`${hubUrl}/hub/`)}]
 [clients.hub]
-allowed_groups = ["physics"]
+allowed_groups = ["upstream:physics"]
 admin_groups = ["hub-admins"]
 secret_env = "HUBAUTH_CLIENT_SECRET"
 connector = ${tomlStr(CONNECTOR)}

@@ -41,7 +41,7 @@ const RECHECK_AFTER = 2; // s: hubauth's [access] recheck_after
 const POLICY_URL = 'https://hub.example.org/who-can-use-this-hub';
 const CONTACT = 'hub-admins@example.org';
 const CLIENT_NAME = 'Workshop Hub';
-const HUB_ALLOWED_GROUPS = ['physics', 'carpentries:instructors', 'workshop-2026', 'course::1234'];
+const HUB_ALLOWED_GROUPS = ['upstream:physics', 'github:carpentries:instructors', 'workshop-2026', 'course::1234'];
 
 const GH = {
   clientId: 'Iv1.e2e-github-client',
@@ -68,6 +68,22 @@ const WANDA = {
   emails: [{ email: 'wanda@example.org', primary: true, verified: true }],
   orgs: [],
   teams: [],
+};
+/**
+ * An instructor (active team carpentries:instructors, so admitted) who also created free GitHub
+ * organisations named after the hub's admin group and the demo's: she must not become an admin.
+ */
+const MALLORY = {
+  id: 6666,
+  login: 'mallory-gh',
+  name: 'Mallory',
+  emails: [{ email: 'mallory@example.org', primary: true, verified: true }],
+  orgs: [
+    { org: 'carpentries', state: 'active', role: 'member' },
+    { org: 'hub-admins', state: 'active', role: 'admin' },
+    { org: 'admins', state: 'active', role: 'admin' },
+  ],
+  teams: [{ org: 'carpentries', slug: 'instructors', name: 'Instructors' }],
 };
 const INVITATIONS = [
   // Penny's invitation is on page 2 of the organisation's list (maxPerPage 2 in the fake), and
@@ -259,7 +275,7 @@ describe('JupyterHub access through hubauth: pending GitHub invitations, worksho
       clientId: GH.clientId,
       clientSecret: GH.clientSecret,
       callbackUrl: `${issuer}/callback/github`,
-      users: [PENNY, WANDA],
+      users: [PENNY, WANDA, MALLORY],
       invitations: INVITATIONS,
       orgCredentials: { [GH.orgToken]: ['carpentries'] },
       maxPerPage: 2,
@@ -280,7 +296,7 @@ listen = ${tomlStr(`127.0.0.1:${hubauthPort}`)}
 url = "sqlite://hubauth.db"
 
 [access]
-allowed_groups = ["physics"]
+allowed_groups = ["upstream:physics"]
 recheck_after = "${RECHECK_AFTER}s"
 policy_url = ${tomlStr(POLICY_URL)}
 contact = ${tomlStr(CONTACT)}
@@ -318,6 +334,9 @@ organizations = ["carpentries"]
 from = "github_team"
 name = "{org}:{team}"
 include_pending = true
+[[connectors.groups]]
+from = "github_org"
+name = "{org}"
 [connectors.access]
 allowed_organizations = ["carpentries:instructors"]
 admit_pending = true
@@ -387,7 +406,7 @@ allowed_courses = [1234]
       const { requestId } = await assertDeniedPage(page, callback, {
         user: 'bob',
         connectorName: 'University login',
-        sentence: 'this hub admits people with membership of one of the groups physics, and your account has none of these',
+        sentence: 'this hub admits people with membership of one of the groups upstream:physics, and your account has none of these',
       });
       assert.equal(await page.getByRole('link', { name: 'Sign in with another account' }).count(), 1,
         'several connectors: the page offers another account');
@@ -429,11 +448,11 @@ allowed_courses = [1234]
       const r = await api(`/users/${PENNY.login}`);
       assert.equal(r.status, 200, r.text);
       writeFileSync(artifactPath(`${PREFIX}-api-user-penny.json`), JSON.stringify(r.json, null, 2));
-      const expected = ['carpentries:helpers', 'carpentries:instructors', 'carpentries:lesson-maintainers'];
+      const expected = ['github:carpentries:helpers', 'github:carpentries:instructors', 'github:carpentries:lesson-maintainers'];
       assert.deepEqual([...r.json.groups].sort(), expected, 'hub groups: every team of the pending invitation (include_pending rule)');
       assert.deepEqual([...r.json.auth_state.oauth_user.groups].sort(), expected, 'hubauth\'s userinfo groups');
       assert.equal(r.json.auth_state.oauth_user.email, 'penny@example.org');
-      const g = await api(`/groups/${encodeURIComponent('carpentries:instructors')}`);
+      const g = await api(`/groups/${encodeURIComponent('github:carpentries:instructors')}`);
       assert.equal(g.status, 200, g.text);
       assert.ok(g.json.users.includes(PENNY.login), 'group carpentries:instructors contains penny');
 
@@ -479,6 +498,26 @@ allowed_courses = [1234]
   });
 
   // ---------------------------------------------------------------- (b)
+  it('(f) a GitHub organisation named after the hub\'s admin group makes nobody an admin', async () => {
+    const { page, close } = await newContext('mallory');
+    try {
+      github.actAs(MALLORY.login);
+      const { outcome } = await signInAtHub(page, 'github');
+      assert.equal(outcome, 'hub', `mallory is admitted as an instructor ${await where(page)}`);
+      await expectHubHome(page, MALLORY.login);
+      const r = await api(`/users/${MALLORY.login}`);
+      assert.equal(r.status, 200, r.text);
+      writeFileSync(artifactPath(`${PREFIX}-api-user-mallory.json`), JSON.stringify(r.json, null, 2));
+      assert.equal(r.json.admin, false, 'the hub\'s admin_groups = ["hub-admins"] does not match her organisation');
+      const groups = [...r.json.groups].sort();
+      assert.deepEqual(groups, ['github:admins', 'github:carpentries', 'github:carpentries:instructors', 'github:hub-admins'],
+        'her organisations are groups only in the github: namespace');
+      assert.ok(!groups.includes('hub-admins') && !groups.includes('admins'));
+    } finally {
+      await close();
+    }
+  });
+
   it('(b) a workshop invite link admits a person in no allowed group and puts them in the hub group workshop-2026', async () => {
     const { page, context, close } = await newContext('invite-wanda');
     try {
@@ -490,7 +529,7 @@ allowed_courses = [1234]
       await assertDeniedPage(page, refused.callback, {
         user: WANDA.login,
         connectorName: 'GitHub',
-        sentence: 'this hub admits people with membership of one of the groups physics; or membership of carpentries:instructors on GitHub, and your account has none of these',
+        sentence: 'this hub admits people with membership of one of the groups upstream:physics; or membership of carpentries:instructors on GitHub, and your account has none of these',
       });
       assert.ok((await bodyText(page)).includes('If you were given an invitation link'), 'the refusal mentions invitation links');
 
@@ -627,7 +666,7 @@ allowed_courses = [1234]
       await expectHubHome(page, 'alice');
       await screenshot(page, 'hub-home-alice');
       const before = await api('/users/alice');
-      assert.deepEqual([...before.json.groups].sort(), ['hpc-users', 'physics']);
+      assert.deepEqual([...before.json.groups].sort(), ['upstream:hpc-users', 'upstream:physics']);
       const home1 = await context.request.get('/hub/home', { maxRedirects: 0 });
       assert.equal(home1.status(), 200, 'alice uses the hub');
       await page.goto('about:blank'); // no hub page polling in the background
@@ -707,7 +746,7 @@ allowed_courses = [1234]
       const afterUser = await api('/users/alice');
       console.log(`# hub record of alice after revocation: groups=${JSON.stringify(afterUser.json?.groups)}`);
       assert.equal(afterUser.status, 200);
-      assert.deepEqual([...afterUser.json.groups].sort(), ['hpc-users', 'physics'], 'JupyterHub keeps the stale groups');
+      assert.deepEqual([...afterUser.json.groups].sort(), ['upstream:hpc-users', 'upstream:physics'], 'JupyterHub keeps the stale groups');
 
       // Signing in again ends on hubauth's refusal page: her hubauth session was revoked too, so she
       // is asked again; the upstream signs her in (its own session) and hubauth refuses.
@@ -718,7 +757,7 @@ allowed_courses = [1234]
       await assertDeniedPage(page, again.callback, {
         user: 'alice',
         connectorName: 'University login',
-        sentence: 'this hub admits people with membership of one of the groups physics, and your account has none of these',
+        sentence: 'this hub admits people with membership of one of the groups upstream:physics, and your account has none of these',
       });
     } finally {
       await close();

@@ -99,7 +99,7 @@ secret = { env = "HUBAUTH_CLIENT_SECRET" }
 redirect_uris = [${tomlStr(`${hubUrl}/hub/oauth_callback`)}]
 post_logout_redirect_uris = [${tomlStr(`${hubUrl}/hub/`)}]
 [clients.hub]
-allowed_groups = ["physics"]
+allowed_groups = ["upstream:physics"]
 admin_groups = ["hub-admins"]
 secret_env = "HUBAUTH_CLIENT_SECRET"
 
@@ -125,7 +125,7 @@ groups = ["staff"]
       env: { ...process.env, ...env },
     });
     writeFileSync(artifactPath('jhup-hubauth-fragment.py'), fragment);
-    assert.match(fragment, /allowed_groups = \{['"]physics['"]\}/, 'fragment allows the upstream group physics');
+    assert.match(fragment, /allowed_groups = \{['"]upstream:physics['"]\}/, 'fragment allows the upstream group upstream:physics');
 
     ({ proc: hub, proxyPidFile } = await startJupyterHub({
       name: 'jhup', workDir, fragment, hubUrl, hubApiPort, proxyApiPort,
@@ -159,14 +159,14 @@ groups = ["staff"]
       const r = await api('/users/alice');
       assert.equal(r.status, 200, `alice exists in JupyterHub: ${r.text}`);
       writeFileSync(artifactPath('jhup-api-user-alice.json'), JSON.stringify(r.json, null, 2));
-      assert.deepEqual([...r.json.groups].sort(), ['hpc-users', 'physics'], 'hub groups = the upstream groups');
+      assert.deepEqual([...r.json.groups].sort(), ['upstream:hpc-users', 'upstream:physics'], 'hub groups = the upstream groups, in the connector\'s namespace');
       assert.equal(r.json.admin, false, 'alice is not a hub admin');
       const st = r.json.auth_state;
       assert.equal(st?.oauth_user?.preferred_username, 'alice', 'auth_state.oauth_user is hubauth\'s userinfo');
-      assert.deepEqual(st.oauth_user.groups, ['physics', 'hpc-users']);
+      assert.deepEqual(st.oauth_user.groups, ['upstream:physics', 'upstream:hpc-users']);
       assert.ok(st.refresh_token, 'the hub holds a hubauth refresh token');
 
-      const g = await api('/groups/physics');
+      const g = await api(`/groups/${encodeURIComponent('upstream:physics')}`);
       assert.equal(g.status, 200, g.text);
       assert.ok(g.json.users.includes('alice'), 'group physics contains alice');
     } finally {
@@ -210,7 +210,7 @@ groups = ["staff"]
       assert.equal(res.status(), 200, `still logged in after refresh (got ${res.status()} → ${res.headers().location || ''}); see artifacts/jhup-jupyterhub.log`);
       const afterUser = (await api('/users/alice')).json;
       assert.notEqual(afterUser.auth_state.refresh_token, beforeState.refresh_token, 'the hub stored the rotated refresh token');
-      assert.deepEqual([...afterUser.groups].sort(), ['hpc-users', 'physics'], 'groups kept after refresh');
+      assert.deepEqual([...afterUser.groups].sort(), ['upstream:hpc-users', 'upstream:physics'], 'groups kept after refresh');
       const upstreamRefresh = (await upstream.requests()).filter((r) => r.path === '/token' && r.form?.grant_type === 'refresh_token');
       console.log(`# hubauth ${upstreamRefresh.length ? `refreshed at the upstream too (${upstreamRefresh.map((r) => r.status).join(', ')})` : 'did not call the upstream on the hub\'s refresh'}`);
     } finally {

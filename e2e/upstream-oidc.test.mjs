@@ -199,10 +199,10 @@ function assertAlice({ claims, userinfo }, what) {
   assert.equal(claims.iss, hubauth.issuer, `${what}: ID token iss is hubauth`);
   assert.equal(claims.aud, RP_CLIENT_ID, `${what}: ID token aud is the RP`);
   assert.equal(claims.preferred_username, 'alice', `${what}: ID token preferred_username`);
-  assert.deepEqual(claims.groups, ['physics', 'hpc-users'], `${what}: ID token groups = the upstream's, as-is`);
+  assert.deepEqual(claims.groups, ['upstream:physics', 'upstream:hpc-users'], `${what}: ID token groups = the upstream's, in its connector's namespace`);
   assert.equal(userinfo.sub, claims.sub, `${what}: userinfo sub = ID token sub`);
   assert.equal(userinfo.preferred_username, 'alice', `${what}: userinfo preferred_username`);
-  assert.deepEqual(userinfo.groups, ['physics', 'hpc-users'], `${what}: userinfo groups`);
+  assert.deepEqual(userinfo.groups, ['upstream:physics', 'upstream:hpc-users'], `${what}: userinfo groups`);
   assert.notEqual(claims.sub, 'alice', `${what}: hubauth's sub is its own, not the upstream username`);
   if (aliceSub) assert.equal(claims.sub, aliceSub, `${what}: alice keeps the same hubauth sub`);
   else aliceSub = claims.sub;
@@ -297,7 +297,7 @@ describe('hubauth `oidc` connector against a real upstream OpenID provider (oidc
       const refreshed = await oidc.refreshTokenGrant(rp, result.tokens.refresh_token);
       const rc = refreshed.claims();
       assert.equal(rc.sub, result.claims.sub, 'refresh: same sub');
-      assert.deepEqual(rc.groups, ['physics', 'hpc-users'], 'refresh: groups kept');
+      assert.deepEqual(rc.groups, ['upstream:physics', 'upstream:hpc-users'], 'refresh: groups kept');
       assert.notEqual(refreshed.refresh_token, result.tokens.refresh_token, 'refresh token rotated');
     } finally {
       await ctx.close();
@@ -504,7 +504,8 @@ describe('hubauth `oidc` connector against a real upstream OpenID provider (oidc
     const { claims, userinfo } = await loginViaUpstream('alice', 'dot-path');
     assert.equal(claims.preferred_username, 'alice');
     assert.equal(claims.sub, aliceSub, 'same hubauth sub after a broker restart');
-    assert.deepEqual(claims.groups, UPSTREAM_ACCOUNTS.alice.realm_access.roles, 'groups from realm_access.roles');
-    assert.deepEqual(userinfo.groups, UPSTREAM_ACCOUNTS.alice.realm_access.roles);
+    const roles = UPSTREAM_ACCOUNTS.alice.realm_access.roles.map((r) => `upstream:${r}`);
+    assert.deepEqual(claims.groups, roles, 'groups from realm_access.roles');
+    assert.deepEqual(userinfo.groups, roles);
   });
 });
