@@ -13,7 +13,13 @@
 //     http-proxy, SimpleLocalProcessSpawner): alice logs in through hubauth, the hub spawns
 //     e2e/singleuser/fake_server.py for her, which runs `hubauth token` with its real
 //     JUPYTERHUB_API_TOKEN (public client `notebooks`) and gets an upstream token the upstream
-//     accepts. The hub stops the server (REST API), and the same JUPYTERHUB_API_TOKEN is refused.
+//     accepts. The hub's `GET /hub/api/user` answer for that token (kind, name, scopes, session_id)
+//     shows the exchange scope `hubauth jupyterhub-config` put on server tokens. Tokens not meant for
+//     exchange are refused with invalid_scope: the identify-only OAuth token the hub issues to a
+//     service (e2e-viewer, through the hub's own OAuth flow in alice's browser) and a personal token
+//     with identify scopes only; a personal token with the exchange scope (which the fragment lets
+//     users hold) is accepted. The hub stops the server (REST API), and the same JUPYTERHUB_API_TOKEN
+//     is refused.
 //  3. Authlib (Python, e2e/authlib_service.py) as a strict client of the service account `jobs`:
 //     client_credentials, introspection (active, sub, scope, exp), invalid_scope for a wider scope,
 //     revocation → inactive.
@@ -51,6 +57,11 @@ const AT_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const RP_CLIENT_ID = 'e2e-rp';
 const RP_REDIRECT = 'http://127.0.0.1:9/rp/callback'; // intercepted in the browser, never served
 const RP_SCOPE = 'openid profile email groups offline_access';
+const HUB_TOKEN_TYPE = 'urn:hubauth:params:oauth:token-type:jupyterhub-api-token';
+const EXCHANGE_SCOPE = 'custom:hubauth:exchange'; // [clients.token_exchange] jupyterhub_scope default
+// A JupyterHub OAuth service: the hub gives it an identify-only token for whoever visits it.
+const VIEWER_CLIENT = 'service-e2e-viewer';
+const VIEWER_REDIRECT = 'http://127.0.0.1:9/services/e2e-viewer/oauth_callback'; // never served: the test reads the redirect
 
 const SECRETS = {
   rp: randomBytes(24).toString('hex'),
@@ -60,6 +71,7 @@ const SECRETS = {
   cryptKey: randomBytes(32).toString('hex'),
   hubCryptKey: randomBytes(32).toString('hex'),
   hubAdminToken: randomBytes(24).toString('hex'),
+  viewer: randomBytes(24).toString('hex'),
 };
 
 /** Every token and secret this file sees, by label; checked against the logs at the end. */
@@ -184,6 +196,55 @@ async function spawnerExchange(subjectToken) {
   try { json = JSON.parse(text); } catch { json = undefined; }
   if (json?.access_token) saw('upstream access token (exchange)', json.access_token);
   return { status: res.status, json, text, headers: res.headers };
+}
+
+/** POST /token at hubauth: a notebook's exchange of a JupyterHub token by the public client `notebooks`. */
+async function notebookExchange(hubToken) {
+  const res = await fetch(meta.token_endpoint, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: EXCHANGE,
+      subject_token: hubToken,
+      subject_token_type: HUB_TOKEN_TYPE,
+      audience: CONNECTOR,
+      client_id: 'notebooks',
+    }),
+  });
+  const text = await res.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  if (json?.access_token) saw('upstream access token (notebook exchange)', json.access_token);
+  return { status: res.status, json, text };
+}
+
+/**
+ * The identify-only OAuth token the hub issues to the service e2e-viewer when alice visits it: her
+ * hub session (the browser context's cookies) at the hub's authorize endpoint, then the code at the
+ * hub's token endpoint with the service's credentials.
+ */
+async function viewerOAuthToken(context) {
+  const cookie = (await context.cookies(`${hubUrl}/hub/api/oauth2/authorize`)).map((c) => `${c.name}=${c.value}`).join('; ');
+  const authorize = new URL(`${hubUrl}/hub/api/oauth2/authorize`);
+  authorize.search = new URLSearchParams({ client_id: VIEWER_CLIENT, redirect_uri: VIEWER_REDIRECT, response_type: 'code', state: 'viewer-state' });
+  const sent = await fetch(authorize, { headers: { cookie }, redirect: 'manual' });
+  await sent.arrayBuffer();
+  const location = sent.headers.get('location') ?? '';
+  assert.equal(sent.status, 302, `the hub sends alice back to the service (got ${sent.status})`);
+  assert.ok(location.startsWith(VIEWER_REDIRECT), 'to its redirect_uri');
+  const code = new URL(location).searchParams.get('code');
+  assert.ok(code, 'with a code');
+  const res = await fetch(`${hubUrl}/hub/api/oauth2/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'authorization_code', code, redirect_uri: VIEWER_REDIRECT, client_id: VIEWER_CLIENT, client_secret: SECRETS.viewer,
+    }),
+  });
+  const body = await res.json();
+  assert.equal(res.status, 200, `the hub's token endpoint gives the service a token: ${JSON.stringify(body.error ?? res.status)}`);
+  saw('JupyterHub OAuth token of the service e2e-viewer', body.access_token);
+  return body.access_token;
 }
 
 async function upstreamUserinfo(token) {
@@ -336,6 +397,7 @@ redirect_uris = []
 [clients.token_exchange]
 audiences = [${tomlStr(CONNECTOR)}]
 subject_token_types = ["access_token"]
+subject_clients = [${tomlStr(RP_CLIENT_ID)}, "jupyterhub"]
 
 [[clients]]
 id = "notebooks"
@@ -379,7 +441,8 @@ ${oidcConnectorToml(upstream, { id: CONNECTOR, name: UPSTREAM_NAME })}`;
     ({ proc: hub, proxyPidFile } = await startJupyterHub({
       name: PREFIX, workDir, fragment, hubUrl, hubApiPort, proxyApiPort,
       adminToken: SECRETS.hubAdminToken,
-      adminScopes: ['admin:users', 'admin:auth_state', 'admin:servers', 'list:users', 'read:users'],
+      adminScopes: ['admin:users', 'admin:auth_state', 'admin:servers', 'list:users', 'read:users', 'tokens'],
+      secrets: [SECRETS.viewer],
       cryptKey: SECRETS.hubCryptKey,
       env: { HUBAUTH_CLIENT_SECRET: SECRETS.hub },
       extraConfig: `c.SimpleLocalProcessSpawner.home_dir_template = ${py(path.join(workDir, 'home', '{username}'))}
@@ -393,7 +456,15 @@ c.Spawner.environment = {
     'HUBAUTH_BIN': ${py(HUBAUTH_BIN)},
     'E2E_CONNECTOR': ${py(CONNECTOR)},
     'E2E_OUT_DIR': ${py(outDir)},
-}`,
+}
+c.JupyterHub.extra_user_scopes.add('access:services!service=e2e-viewer')
+c.JupyterHub.services.append({
+    'name': 'e2e-viewer',
+    'oauth_client_id': ${py(VIEWER_CLIENT)},
+    'api_token': ${py(SECRETS.viewer)},
+    'oauth_redirect_uri': ${py(VIEWER_REDIRECT)},
+    'oauth_no_confirm': True,
+})`,
     }));
 
     browser = await launchChromium();
@@ -495,7 +566,8 @@ c.Spawner.environment = {
 
   it('a real JupyterHub\'s notebook server exchanges its JUPYTERHUB_API_TOKEN via `hubauth token`; once the hub stopped the server, the same token is refused', async () => {
     // alice signs in to the hub: hub → hubauth (connector preselected) → upstream → hub.
-    const { page, close } = await newContext('hub-alice', { baseURL: hubUrl });
+    const { context, page, close } = await newContext('hub-alice', { baseURL: hubUrl });
+    let viewerToken;
     try {
       await page.goto('/hub/login');
       const link = page.locator('a[href*="oauth_login"]');
@@ -508,6 +580,8 @@ c.Spawner.environment = {
       assert.ok([302, 303].includes(cb.status()), `oauth_callback redirects on success (got ${cb.status()}) ${await where(page)}`);
       await page.waitForURL(/\/hub\/home/, { timeout: 30_000 }).catch(async () => assert.fail(`expected the hub home page ${await where(page)}`));
       await screenshot(page, 'hub-home-alice');
+      // alice visits the hub's OAuth service e2e-viewer: it gets an identify-only token for her.
+      viewerToken = await viewerOAuthToken(context);
     } finally {
       await close();
     }
@@ -537,11 +611,43 @@ c.Spawner.environment = {
     // It really is the notebook's own hub token, and the upstream accepts what hubauth gave for it.
     const who = await hubApi('/user', { token: out.api_token });
     assert.equal(who.status, 200, `the hub accepts the server's token: ${who.text}`);
+    writeFileSync(artifactPath(`${PREFIX}-hub-user-server-token.json`), JSON.stringify(who.json, null, 2));
     assert.equal(who.json.name, 'alice');
     assert.equal(who.json.kind, 'user');
+    assert.equal(who.json.session_id, null, 'a server\'s token is no OAuth token');
+    for (const s of [EXCHANGE_SCOPE, 'users:activity!user=alice', 'access:servers!server=alice/']) {
+      assert.ok(who.json.scopes.includes(s), `the server's token has ${s} (hubauth jupyterhub-config's server_token_scopes): ${JSON.stringify(who.json.scopes)}`);
+    }
     const ui = await upstreamUserinfo(out.upstream_token);
     assert.equal(ui.status, 200, `the upstream's userinfo accepts the notebook's token: ${ui.text}`);
     assert.equal(ui.json.sub, 'alice');
+
+    // The service's identify-only OAuth token is alice's too, but not meant for exchange.
+    const viewerWho = await hubApi('/user', { token: viewerToken });
+    writeFileSync(artifactPath(`${PREFIX}-hub-user-service-oauth-token.json`), JSON.stringify(viewerWho.json, null, 2));
+    assert.equal(viewerWho.status, 200, `the hub accepts the service's token: ${viewerWho.text}`);
+    assert.equal(viewerWho.json.kind, 'user');
+    assert.equal(viewerWho.json.name, 'alice');
+    assert.ok(!viewerWho.json.scopes.includes(EXCHANGE_SCOPE), `an identify-only token: ${JSON.stringify(viewerWho.json.scopes)}`);
+    const viewerRefused = await notebookExchange(viewerToken);
+    writeFileSync(artifactPath(`${PREFIX}-exchange-service-oauth-token.json`), JSON.stringify({ status: viewerRefused.status, body: viewerRefused.json ?? viewerRefused.text }, null, 2));
+    assert.equal(viewerRefused.status, 400, `the service's OAuth token is refused: ${viewerRefused.text}`);
+    assert.equal(viewerRefused.json?.error, 'invalid_scope', viewerRefused.text);
+    assert.match(viewerRefused.json?.error_description ?? '', /own server token/, viewerRefused.text);
+    assert.match(viewerRefused.json?.error_description ?? '', new RegExp(EXCHANGE_SCOPE), viewerRefused.text);
+
+    // Personal tokens of alice: with the exchange scope (users hold it, from the fragment) → accepted; identify only → refused.
+    const personal = async (scopes) => {
+      const made = await hubApi('/users/alice/tokens', { method: 'POST', body: { scopes, note: 'e2e', expires_in: 600 } });
+      assert.equal(made.status, 201, `the hub makes alice a token with ${scopes}: ${made.text}`);
+      saw(`personal JupyterHub token of alice (${scopes})`, made.json.token);
+      return made.json.token;
+    };
+    const granted = await notebookExchange(await personal([EXCHANGE_SCOPE]));
+    assert.equal(granted.status, 200, `a token with ${EXCHANGE_SCOPE} is exchanged: ${granted.text}`);
+    assert.equal((await upstreamUserinfo(granted.json.access_token)).status, 200, 'and the upstream accepts what it got');
+    const identifyOnly = await notebookExchange(await personal(['read:users:name!user=alice']));
+    assert.equal(identifyOnly.json?.error, 'invalid_scope', `an identify-only personal token is refused: ${identifyOnly.text}`);
 
     // The hub stops the server; the server's API token goes with it.
     const stopped = await hubApi('/users/alice/server', { method: 'DELETE' });

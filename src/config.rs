@@ -228,7 +228,9 @@ struct RawClient {
 }
 
 /// `[clients.token_exchange]`: which upstream tokens this client may obtain (RFC 8693), for
-/// which kinds of subject token.
+/// which subject tokens. A subject token must have been meant for exchange: a hubauth access
+/// token of a named client with the required scopes, or a JupyterHub token that is the user's
+/// own server's or carries the scope the operator granted for it (see docs/token-custody.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenExchangeConfig {
@@ -237,6 +239,36 @@ pub struct TokenExchangeConfig {
     /// `access_token` (a hubauth access token, e.g. the hub's for a user) and/or `jupyterhub`
     /// (a JupyterHub API token, e.g. `JUPYTERHUB_API_TOKEN` inside a notebook).
     pub subject_token_types: Vec<String>,
+    /// hubauth access tokens are accepted only when issued to one of these clients (required
+    /// with `access_token`: an access token some other relying party got is not for this).
+    #[serde(default)]
+    pub subject_clients: Vec<String>,
+    /// ... and only when they carry all of these scopes.
+    #[serde(default = "default_subject_scopes")]
+    pub subject_scopes: Vec<String>,
+    /// JupyterHub tokens: accept a user's own single-user server's `JUPYTERHUB_API_TOKEN` (its
+    /// default scopes `users:activity!user` and `access:servers!server`, not an OAuth token).
+    #[serde(default = "default_true")]
+    pub jupyterhub_server_tokens: bool,
+    /// JupyterHub tokens: accept any token of the user that carries this (custom) scope, which
+    /// the operator grants for this purpose (`hubauth jupyterhub-config` prints the lines).
+    #[serde(default = "default_jupyterhub_scope")]
+    pub jupyterhub_scope: String,
+}
+
+/// The JupyterHub custom scope that marks a token as meant for exchange at hubauth.
+pub const DEFAULT_JUPYTERHUB_EXCHANGE_SCOPE: &str = "custom:hubauth:exchange";
+
+fn default_subject_scopes() -> Vec<String> {
+    vec!["openid".into()]
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_jupyterhub_scope() -> String {
+    DEFAULT_JUPYTERHUB_EXCHANGE_SCOPE.into()
 }
 
 /// `[clients.service_account]`: the client may use `client_credentials` for these scopes.
@@ -652,14 +684,7 @@ impl Config {
                 return Err(invalid(&key("service_account"), "a public client cannot be a service account".into()));
             }
             if let Some(x) = &c.token_exchange {
-                for (j, t) in x.subject_token_types.iter().enumerate() {
-                    if !matches!(t.as_str(), "access_token" | "jupyterhub") {
-                        return Err(invalid(
-                            &key(&format!("token_exchange.subject_token_types[{j}]")),
-                            format!("{t:?}: use \"access_token\" or \"jupyterhub\""),
-                        ));
-                    }
-                }
+                validate_exchange_rule(x).map_err(|(field, m)| invalid(&key(&format!("token_exchange.{field}")), m))?;
             }
             if c.redirect_uris.is_empty() && grant_types.contains(&GrantType::AuthorizationCode) {
                 return Err(invalid(&key("redirect_uris"), "must list at least one URI".into()));
@@ -696,6 +721,13 @@ impl Config {
                 token_exchange: c.token_exchange,
                 service_account: c.service_account,
             });
+        }
+
+        for (i, c) in clients.iter().enumerate() {
+            if let Some(x) = &c.token_exchange {
+                validate_subject_clients(x, &clients)
+                    .map_err(|(j, m)| invalid(&format!("clients[{i}].token_exchange.subject_clients[{j}]"), m))?;
+            }
         }
 
         let mut seen = HashSet::new();
@@ -816,6 +848,62 @@ impl Config {
     pub fn secure_cookies(&self) -> bool {
         self.issuer_url.scheme() == "https"
     }
+}
+
+/// One `[clients.token_exchange]` rule on its own; errors name the field at fault.
+fn validate_exchange_rule(x: &TokenExchangeConfig) -> Result<(), (String, String)> {
+    for (j, t) in x.subject_token_types.iter().enumerate() {
+        if !matches!(t.as_str(), "access_token" | "jupyterhub") {
+            return Err((
+                format!("subject_token_types[{j}]"),
+                format!("{t:?}: use \"access_token\" or \"jupyterhub\""),
+            ));
+        }
+    }
+    if x.subject_token_types.iter().any(|t| t == "access_token") && x.subject_clients.is_empty() {
+        return Err((
+            "subject_clients".into(),
+            "is needed with subject_token_types \"access_token\": name the clients whose access tokens may be exchanged, e.g. [\"jupyterhub\"] (the hub's client)".into(),
+        ));
+    }
+    for (j, s) in x.subject_scopes.iter().enumerate() {
+        if !crate::provider::scope::SUPPORTED.contains(&s.as_str()) {
+            return Err((
+                format!("subject_scopes[{j}]"),
+                format!(
+                    "{s:?} is not a scope hubauth grants; use some of {}",
+                    crate::provider::scope::SUPPORTED.join(", ")
+                ),
+            ));
+        }
+    }
+    let scope = &x.jupyterhub_scope;
+    if scope.is_empty() || scope.contains('!') || scope.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err((
+            "jupyterhub_scope".into(),
+            format!("{scope:?} is not a JupyterHub scope name (no filter, no spaces), e.g. \"{DEFAULT_JUPYTERHUB_EXCHANGE_SCOPE}\""),
+        ));
+    }
+    Ok(())
+}
+
+/// `subject_clients` name clients that sign people in (only those hold people's access tokens).
+fn validate_subject_clients(x: &TokenExchangeConfig, clients: &[ClientConfig]) -> Result<(), (usize, String)> {
+    for (j, id) in x.subject_clients.iter().enumerate() {
+        match clients.iter().find(|c| &c.id == id) {
+            None => return Err((j, format!("there is no client {id:?}"))),
+            Some(c) if !c.allows(GrantType::AuthorizationCode) => {
+                return Err((
+                    j,
+                    format!(
+                    "client {id:?} does not sign people in (no authorization_code), so it holds no one's access token"
+                ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 fn is_loopback(url: &Url) -> bool {

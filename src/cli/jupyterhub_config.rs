@@ -92,6 +92,55 @@ pub fn fragment(config: &Config, client: &ClientConfig) -> String {
     out.push_str("c.Authenticator.auth_refresh_age = 300\n");
     out.push_str("# JupyterHub >= 6.1: a user hubauth no longer admits loses API access too, not only the web UI.\n");
     out.push_str("c.Authenticator.auth_refresh_strict = True\n");
+    out.push_str(&exchange_scope_lines(config));
     out.push_str("# --- end hubauth ---\n");
+    out
+}
+
+/// When some client exchanges JupyterHub tokens: define the exchange scope(s), let users hold
+/// them and put them on their servers' `JUPYTERHUB_API_TOKEN` (with JupyterHub's default server
+/// scopes), so only tokens meant for exchange carry them — never an identify-only OAuth token.
+fn exchange_scope_lines(config: &Config) -> String {
+    let mut clients = Vec::new();
+    let mut scopes: Vec<String> = Vec::new();
+    for c in &config.clients {
+        let Some(rule) = c.token_exchange.as_ref().filter(|r| r.subject_token_types.iter().any(|t| t == "jupyterhub"))
+        else {
+            continue;
+        };
+        clients.push(c.id.clone());
+        if !scopes.contains(&rule.jupyterhub_scope) {
+            scopes.push(rule.jupyterhub_scope.clone());
+        }
+    }
+    if clients.is_empty() {
+        return String::new();
+    }
+    let list = |items: &[String]| items.iter().map(|s| py_str(s)).collect::<Vec<_>>().join(", ");
+    let definitions = scopes
+        .iter()
+        .map(|s| {
+            format!(
+                "{}: {{\"description\": \"Exchange this token at hubauth for your upstream access tokens\"}}",
+                py_str(s)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\n# Token exchange at hubauth (client {}): a JupyterHub token gets the user's upstream token only\n",
+        clients.join(", ")
+    ));
+    out.push_str("# when it carries this scope (or is the server's own token); identify-only OAuth tokens never do.\n");
+    out.push_str("# Users hold the scope (JupyterHub 4/5, without extra_user_scopes: add it next to \"self\" to the\n");
+    out.push_str("# \"user\" role in load_roles), and their servers' JUPYTERHUB_API_TOKEN carries it next to\n");
+    out.push_str("# JupyterHub's default server scopes. If you set server_token_scopes yourself, merge it in.\n");
+    out.push_str(&format!("c.JupyterHub.custom_scopes.update({{{definitions}}})\n"));
+    out.push_str(&format!("c.JupyterHub.extra_user_scopes.update({{{}}})\n", list(&scopes)));
+    out.push_str(&format!(
+        "c.Spawner.server_token_scopes = [\"users:activity!user\", \"access:servers!server\", {}]\n",
+        list(&scopes)
+    ));
     out
 }

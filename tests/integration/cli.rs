@@ -19,6 +19,22 @@ fn write_config(dir: &std::path::Path, toml: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
+/// It is Python: compile it (where python3 is installed).
+fn assert_compiles_as_python(py: &str) {
+    let check = Command::new("python3")
+        .args(["-c", "import sys; compile(sys.stdin.read(), 'fragment', 'exec')"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(py.as_bytes())?;
+            child.wait()
+        });
+    if let Ok(status) = check {
+        assert!(status.success(), "fragment is not valid Python:\n{py}");
+    }
+}
+
 #[test]
 fn check_config_accepts_a_good_file_and_names_the_bad_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -62,19 +78,7 @@ fn jupyterhub_config_prints_valid_python_for_generic_oauthenticator() {
         assert!(py.contains(line), "missing {line} in:\n{py}");
     }
     assert!(!py.contains(HUB_SECRET), "the secret itself is never printed");
-    // It is Python: compile it with a stand-in for `c`.
-    let check = Command::new("python3")
-        .args(["-c", "import sys; compile(sys.stdin.read(), 'fragment', 'exec')"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(py.as_bytes())?;
-            child.wait()
-        });
-    if let Ok(status) = check {
-        assert!(status.success(), "fragment is not valid Python");
-    }
+    assert_compiles_as_python(&py);
     let (ok, _, stderr) = hubauth(&["jupyterhub-config", "--config", &config, "--client", "nope"]);
     assert!(!ok);
     assert!(stderr.contains("configured clients: hub, es, pub"), "{stderr}");
@@ -322,4 +326,30 @@ fn a_bad_log_setting_is_named_instead_of_ignored() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(says), "{var}={value}: {stderr}");
     }
+}
+
+#[test]
+fn jupyterhub_config_grants_the_exchange_scope_when_notebooks_exchange_hub_tokens() {
+    let fragment_for = |toml: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let (ok, py, stderr) =
+            hubauth(&["jupyterhub-config", "--config", &write_config(dir.path(), toml), "--client", "hub"]);
+        assert!(ok, "{stderr}");
+        py
+    };
+    let py = fragment_for(&config_toml("hubauth.db"));
+    assert!(!py.contains("custom_scopes"), "no exchange client, no scope lines:\n{py}");
+
+    let notebooks =
+        "[[clients]]\nid = \"notebooks\"\npublic = true\ngrant_types = [\"token_exchange\"]\nredirect_uris = []\n\
+                     [clients.token_exchange]\naudiences = [\"dev\"]\nsubject_token_types = [\"jupyterhub\"]\n";
+    let py = fragment_for(&format!("{}\n{notebooks}", config_toml("hubauth.db")));
+    for line in [
+        "c.JupyterHub.custom_scopes.update({\"custom:hubauth:exchange\": {\"description\": ",
+        "c.JupyterHub.extra_user_scopes.update({\"custom:hubauth:exchange\"})",
+        "c.Spawner.server_token_scopes = [\"users:activity!user\", \"access:servers!server\", \"custom:hubauth:exchange\"]",
+    ] {
+        assert!(py.contains(line), "missing {line} in:\n{py}");
+    }
+    assert_compiles_as_python(&py);
 }

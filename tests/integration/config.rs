@@ -117,3 +117,53 @@ fn secrets_can_come_from_env_and_files_and_never_print() {
     .unwrap();
     assert!(c.client("hub").unwrap().secret.as_ref().unwrap().matches("from-file-0123456789"));
 }
+
+#[test]
+fn token_exchange_rules_must_say_which_subject_tokens_were_meant_for_exchange() {
+    let rule = |body: &str| {
+        format!(
+            "{}\n[[clients]]\nid = \"spawner\"\nsecret = \"spawner-secret-0123456789\"\ngrant_types = [\"token_exchange\"]\nredirect_uris = []\n[clients.token_exchange]\naudiences = [\"dev\"]\n{body}\n",
+            base()
+        )
+    };
+    let key = "clients[3].token_exchange";
+    for (body, field, why) in [
+        ("subject_token_types = [\"access_token\"]", "subject_clients", "name the clients whose access tokens"),
+        (
+            "subject_token_types = [\"access_token\"]\nsubject_clients = [\"nope\"]",
+            "subject_clients[0]",
+            "no client \"nope\"",
+        ),
+        (
+            "subject_token_types = [\"access_token\"]\nsubject_clients = [\"spawner\"]",
+            "subject_clients[0]",
+            "does not sign people in",
+        ),
+        (
+            "subject_token_types = [\"access_token\"]\nsubject_clients = [\"hub\"]\nsubject_scopes = [\"upstream\"]",
+            "subject_scopes[0]",
+            "not a scope hubauth grants",
+        ),
+        (
+            "subject_token_types = [\"jupyterhub\"]\njupyterhub_scope = \"custom:x!user=alice\"",
+            "jupyterhub_scope",
+            "no filter",
+        ),
+        (
+            "subject_token_types = [\"jupyterhub\"]\njupyterhub_scope = \"\"",
+            "jupyterhub_scope",
+            "not a JupyterHub scope",
+        ),
+        ("subject_token_types = [\"ldap\"]", "subject_token_types[0]", "\"access_token\" or \"jupyterhub\""),
+    ] {
+        let e = error_of(&rule(body));
+        assert!(e.contains(&format!("`{key}.{field}`")), "expected {key}.{field} in: {e}");
+        assert!(e.contains(why), "expected {why:?} in: {e}");
+    }
+    let ok = rule("subject_token_types = [\"access_token\", \"jupyterhub\"]\nsubject_clients = [\"hub\"]");
+    let config = Config::parse(&ok, Path::new("/tmp/hubauth.toml")).unwrap();
+    let x = config.client("spawner").unwrap().token_exchange.clone().unwrap();
+    assert_eq!(x.subject_scopes, ["openid"], "default");
+    assert!(x.jupyterhub_server_tokens, "default");
+    assert_eq!(x.jupyterhub_scope, "custom:hubauth:exchange", "default");
+}

@@ -52,7 +52,7 @@ async fn a_full_session_logs_no_token_code_or_secret() {
     let extra = format!(
         "[admin]\napi_tokens = [\"{admin_token}\"]\n[tokens]\nupstream_refresh_skew = \"10s\"\n\
          [[clients]]\nid = \"spawner\"\nsecret = \"spawner-secret-0123456789\"\ngrant_types = [\"token_exchange\"]\nredirect_uris = []\n\
-         [clients.token_exchange]\naudiences = [\"uni\"]\nsubject_token_types = [\"access_token\"]\n{}",
+         [clients.token_exchange]\naudiences = [\"uni\"]\nsubject_token_types = [\"access_token\"]\nsubject_clients = [\"hub\"]\n{}",
         fake.connector_toml("uni", "")
     );
     let app = TestApp::with_extra_toml(&extra).await;

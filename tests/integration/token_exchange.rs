@@ -31,14 +31,8 @@ redirect_uris = []
 [clients.token_exchange]
 audiences = ["uni"]
 subject_token_types = ["access_token"]
-[[clients]]
-id = "notebooks"
-public = true
-grant_types = ["token_exchange"]
-redirect_uris = []
-[clients.token_exchange]
-audiences = ["uni"]
-subject_token_types = ["jupyterhub"]
+subject_clients = ["hub"]
+{}
 [[clients]]
 id = "jobs"
 secret = "jobs-secret-0123456789ab"
@@ -47,7 +41,16 @@ redirect_uris = []
 [clients.service_account]
 scopes = ["service-account", "jobs:read"]
 {}"#,
+        notebook_client("notebooks", ""),
         fake.connector_toml("uni", r#"groups_claim = "realm_access.roles""#)
+    )
+}
+
+/// A public client that exchanges JupyterHub tokens for `uni` tokens, with `rule` added to its rule.
+fn notebook_client(id: &str, rule: &str) -> String {
+    format!(
+        "[[clients]]\nid = \"{id}\"\npublic = true\ngrant_types = [\"token_exchange\"]\nredirect_uris = []\n\
+         [clients.token_exchange]\naudiences = [\"uni\"]\nsubject_token_types = [\"jupyterhub\"]\n{rule}"
     )
 }
 
@@ -73,23 +76,62 @@ async fn fake_hub(tokens: Vec<(&'static str, Value)>) -> String {
     base
 }
 
+/// What JupyterHub 6 answers at `GET /hub/api/user` for a token of user `name`; `session_id` is
+/// set for OAuth tokens (issued through a browser session) only.
+fn hub_user(name: &str, session_id: Option<&str>, scopes: &[&str]) -> Value {
+    json!({"kind": "user", "name": name, "admin": false, "groups": [], "session_id": session_id,
+           "token_id": "a1", "scopes": scopes})
+}
+
+/// alice's server's `JUPYTERHUB_API_TOKEN` with JupyterHub's default server scopes.
+fn alice_server() -> Value {
+    hub_user("alice", None, &["access:servers!server=alice/", "users:activity!user=alice"])
+}
+
 async fn setup() -> (TestApp, FakeOidc, Value) {
+    setup_with(
+        vec![
+            ("alice-server-token", alice_server()),
+            ("a-service-token", json!({"kind": "service", "name": "cull-idle", "scopes": []})),
+        ],
+        "",
+    )
+    .await
+}
+
+/// A hub answering for `hub_tokens`, hubauth with `more_toml` added, and alice signed in to
+/// the `hub` client through the `uni` connector (its token response returned).
+async fn setup_with(hub_tokens: Vec<(&'static str, Value)>, more_toml: &str) -> (TestApp, FakeOidc, Value) {
     let fake = FakeOidc::start().await;
-    let hub = fake_hub(vec![
-        ("alice-server-token", json!({"kind": "user", "name": "alice"})),
-        ("a-service-token", json!({"kind": "service", "name": "cull-idle"})),
-    ])
-    .await;
-    let app = TestApp::with_extra_toml(&extra(&fake, &hub)).await;
+    let hub = fake_hub(hub_tokens).await;
+    let app = TestApp::with_extra_toml(&format!("{}\n{more_toml}", extra(&fake, &hub))).await;
     let pkce = Pkce::new();
+    let code = sign_in_alice(&app, &fake, &AuthParams::hub(&pkce)).await;
+    let tokens = app.exchange(&code, &pkce).await.json();
+    (app, fake, tokens)
+}
+
+/// alice signs in at `uni` in a fresh browser for the client `params` name; returns hubauth's code.
+async fn sign_in_alice(app: &TestApp, fake: &FakeOidc, params: &AuthParams) -> String {
     let mut browser = app.browser();
-    let up = browser.start_upstream(&AuthParams::hub(&pkce), "uni").await;
+    let up = browser.start_upstream(params, "uni").await;
     let state = up.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
     let code = fake.approve(&up, alice(), Twist::default());
     let res = browser.upstream_callback("uni", &[("code", &code), ("state", &state)]).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text());
-    let tokens = app.exchange(&res.query()["code"], &pkce).await.json();
-    (app, fake, tokens)
+    res.query()["code"].clone()
+}
+
+/// A notebook's exchange of a JupyterHub token through the public client `client_id`.
+async fn notebook_exchange(app: &TestApp, client_id: &str, subject: &str) -> TestResponse {
+    let form = [
+        ("grant_type", EXCHANGE),
+        ("subject_token", subject),
+        ("subject_token_type", HUB_TOKEN),
+        ("audience", "uni"),
+        ("client_id", client_id),
+    ];
+    app.post_form("/token", &form, None).await
 }
 
 async fn exchange(app: &TestApp, subject: &str, subject_type: &str, audience: &str) -> TestResponse {
@@ -201,6 +243,125 @@ async fn a_notebook_exchanges_its_jupyterhub_token_and_a_stopped_server_gets_not
 }
 
 #[tokio::test]
+async fn a_jupyterhub_token_is_exchanged_only_when_it_is_the_users_own_server_token_or_carries_the_exchange_scope() {
+    let identify = ["read:users:groups!user=alice", "read:users:name!user=alice"];
+    let (app, _fake, _tokens) = setup_with(
+        vec![
+            ("alice-server-token", alice_server()),
+            (
+                "alice-named-server-token",
+                hub_user("alice", None, &["access:servers!server=alice/gpu", "users:activity!user=alice"]),
+            ),
+            ("alice-granted-token", hub_user("alice", Some("s1"), &["custom:hubauth:exchange", identify[1]])),
+            ("alice-granted-filtered", hub_user("alice", None, &["custom:hubauth:exchange!user=alice"])),
+            // identify-only OAuth tokens the hub gave a service and bob's shared server when alice visited them
+            (
+                "service-oauth",
+                hub_user("alice", Some("s1"), &["access:services!service=viewer", identify[0], identify[1]]),
+            ),
+            (
+                "shared-server-oauth",
+                hub_user("alice", Some("s1"), &["access:servers!server=bob/", identify[0], identify[1]]),
+            ),
+            // her own server's OAuth token (the browser's, not the server's API token)
+            (
+                "own-server-oauth",
+                hub_user("alice", Some("s1"), &["access:servers!server=alice/", "users:activity!user=alice"]),
+            ),
+            ("personal-identify", hub_user("alice", None, &[identify[1]])),
+            ("scope-for-bob", hub_user("alice", None, &["custom:hubauth:exchange!user=bob"])),
+            (
+                "bobs-server-named-alice",
+                hub_user("alice", None, &["access:servers!server=bob/", "users:activity!user=bob"]),
+            ),
+            ("old-hub-no-scopes", json!({"kind": "user", "name": "alice"})),
+            ("no-kind", json!({"name": "alice", "scopes": ["custom:hubauth:exchange"]})),
+            ("a-service-token", json!({"kind": "service", "name": "cull-idle", "scopes": ["custom:hubauth:exchange"]})),
+        ],
+        "",
+    )
+    .await;
+    for accepted in ["alice-server-token", "alice-named-server-token", "alice-granted-token", "alice-granted-filtered"]
+    {
+        let res = notebook_exchange(&app, "notebooks", accepted).await;
+        assert_eq!(res.status, StatusCode::OK, "{accepted}: {}", res.text());
+    }
+    for refused in [
+        "service-oauth",
+        "shared-server-oauth",
+        "own-server-oauth",
+        "personal-identify",
+        "scope-for-bob",
+        "bobs-server-named-alice",
+    ] {
+        let res = notebook_exchange(&app, "notebooks", refused).await;
+        assert_eq!(res.error(), "invalid_scope", "{refused}: {}", res.text());
+        let why = res.json()["error_description"].as_str().unwrap().to_string();
+        assert!(why.contains("own server token") && why.contains("custom:hubauth:exchange"), "{refused}: {why}");
+    }
+    for (refused, says) in [("old-hub-no-scopes", "scopes"), ("no-kind", "kind"), ("a-service-token", "not a user's")] {
+        let res = notebook_exchange(&app, "notebooks", refused).await;
+        assert_eq!(res.error(), "invalid_grant", "{refused}: {}", res.text());
+        assert!(res.json()["error_description"].as_str().unwrap().contains(says), "{refused}: {}", res.text());
+    }
+}
+
+#[tokio::test]
+async fn an_operator_can_accept_only_tokens_with_an_exchange_scope_of_their_choosing() {
+    let strict = notebook_client(
+        "strict-notebooks",
+        "jupyterhub_server_tokens = false\njupyterhub_scope = \"custom:lab:upstream\"\n",
+    );
+    let (app, _fake, _tokens) = setup_with(
+        vec![
+            ("alice-server-token", alice_server()),
+            ("alice-lab-token", hub_user("alice", None, &["access:servers!server=alice/", "custom:lab:upstream"])),
+            ("alice-default-scope", hub_user("alice", None, &["custom:hubauth:exchange"])),
+        ],
+        &strict,
+    )
+    .await;
+    let res = notebook_exchange(&app, "strict-notebooks", "alice-lab-token").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    for refused in ["alice-server-token", "alice-default-scope"] {
+        let res = notebook_exchange(&app, "strict-notebooks", refused).await;
+        assert_eq!(res.error(), "invalid_scope", "{refused}: {}", res.text());
+        assert!(res.text().contains("does not carry the scope custom:lab:upstream"), "{refused}: {}", res.text());
+    }
+    // The default rule still takes the server's token.
+    assert_eq!(notebook_exchange(&app, "notebooks", "alice-server-token").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_hubauth_access_token_is_exchanged_only_when_issued_to_a_named_client_with_the_required_scope() {
+    let (app, fake, tokens) = setup().await;
+    let hub_at = tokens["access_token"].as_str().unwrap();
+    assert_eq!(exchange(&app, hub_at, AT, "uni").await.status, StatusCode::OK, "the hub's token is accepted");
+
+    // alice's access token at another relying party (the `es` client) is not for exchange.
+    let pkce = Pkce::new();
+    let es_params = AuthParams::hub(&pkce).set("client_id", "es").set("redirect_uri", ES_REDIRECT);
+    let code = sign_in_alice(&app, &fake, &es_params).await;
+    let es_tokens = app.exchange_as_es(&code, &pkce, ES_REDIRECT).await.json();
+    let res = exchange(&app, es_tokens["access_token"].as_str().unwrap(), AT, "uni").await;
+    assert_eq!(res.error(), "invalid_grant", "{}", res.text());
+    assert!(res.text().contains("issued to another client") && res.text().contains("hub"), "{}", res.text());
+
+    // The hub's own token narrowed (by refresh) to scopes without `openid` lacks the required scope.
+    let res = app
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ("scope", "profile groups"),
+        ])
+        .await;
+    assert_eq!(res.json()["scope"], "profile groups", "{}", res.text());
+    let res = exchange(&app, res.json()["access_token"].as_str().unwrap(), AT, "uni").await;
+    assert_eq!(res.error(), "invalid_scope", "{}", res.text());
+    assert!(res.text().contains("lacks the scope openid"), "{}", res.text());
+}
+
+#[tokio::test]
 async fn exchange_requests_are_checked_against_the_clients_rules() {
     let (app, _fake, tokens) = setup().await;
     let hub_at = tokens["access_token"].as_str().unwrap();
@@ -254,7 +415,7 @@ async fn service_accounts_get_short_lived_tokens_that_introspection_shows_and_us
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hubauth_token_command_prints_the_upstream_token_for_the_notebooks_hub_token() {
     let fake = FakeOidc::start().await;
-    let hub = fake_hub(vec![("alice-server-token", json!({"kind": "user", "name": "alice"}))]).await;
+    let hub = fake_hub(vec![("alice-server-token", alice_server())]).await;
     // A real listening hubauth: the command talks HTTP.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://{}", listener.local_addr().unwrap());

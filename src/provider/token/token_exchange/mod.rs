@@ -2,26 +2,27 @@
 //! person's token and gets that person's current **upstream** access token for one connector
 //! (`audience` or `resource` = the connector id), refreshed first if it is about to expire.
 //!
-//! Subject tokens:
-//! - `urn:ietf:params:oauth:token-type:access_token`: a hubauth access token (e.g. the hub's, in
-//!   a spawner hook);
-//! - `urn:hubauth:params:oauth:token-type:jupyterhub-api-token`: the API token a running
-//!   notebook server has (`JUPYTERHUB_API_TOKEN`), checked against the hub's REST API
-//!   (`GET {[jupyterhub] api_url}/user`) — so a server the hub stopped, or a token it revoked,
-//!   gets nothing.
+//! Subject tokens, each accepted only when it was meant for exchange (see [`subjects`]):
+//! - `urn:ietf:params:oauth:token-type:access_token`: a hubauth access token issued to a client
+//!   the rule names (`subject_clients`), with the scopes it requires (`subject_scopes`) — e.g. the
+//!   hub's, in a spawner hook;
+//! - `urn:hubauth:params:oauth:token-type:jupyterhub-api-token`: a JupyterHub token, checked
+//!   against the hub's REST API (`GET {[jupyterhub] api_url}/user`) — so a server the hub stopped,
+//!   or a token it revoked, gets nothing — and accepted only when the hub's answer shows the
+//!   user's own server token or the exchange scope the operator granted (`jupyterhub_scope`).
 //!
 //! Either way the person's access is re-checked first (see `policy::live`): someone no longer
 //! admitted gets no upstream token.
 
+mod subjects;
+
 use super::TokenResponse;
 use crate::app::SharedState;
 use crate::config::ClientConfig;
-use crate::crypto::random::token_key;
 use crate::custody::{fresh_upstream_token, CustodyError};
 use crate::policy::live::{ensure_current, Current};
 use crate::provider::params::Params;
 use crate::provider::{ErrorCode, OAuthError};
-use crate::store::User;
 
 use crate::provider::token_exchange_types::{ACCESS_TOKEN_TYPE, JUPYTERHUB_TOKEN_TYPE};
 
@@ -71,9 +72,12 @@ pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) 
     }
 
     let user = match kind {
-        "access_token" => subject_from_access_token(state, subject_token).await?,
-        _ => subject_from_jupyterhub(state, subject_token).await?,
-    };
+        "access_token" => subjects::from_access_token(state, rules, subject_token).await,
+        _ => subjects::from_jupyterhub(state, rules, subject_token).await,
+    }
+    .inspect_err(|e| {
+        tracing::info!(client_id = %client.id, error = e.code.as_str(), why = %e.description, "token exchange refused: subject token");
+    })?;
     let user = match ensure_current(state, &user).await? {
         Current::Admitted(user) => user,
         Current::Revoked { code, .. } => {
@@ -108,57 +112,4 @@ pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) 
         refresh_token: None,
         id_token: None,
     })
-}
-
-async fn subject_from_access_token(state: &SharedState, token: &str) -> Result<User, OAuthError> {
-    let record = state
-        .store
-        .access_token(&token_key(token), state.clock.now())
-        .await?
-        .ok_or_else(|| OAuthError::invalid_grant("the subject token is invalid, expired or revoked"))?;
-    Ok(record.user)
-}
-
-/// Asks the hub whose token this is. The hub answers for live tokens only.
-async fn subject_from_jupyterhub(state: &SharedState, token: &str) -> Result<User, OAuthError> {
-    let Some(api) = &state.config.jupyterhub.api_url else {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "JupyterHub tokens cannot be checked: [jupyterhub] api_url is not configured",
-        ));
-    };
-    let url = format!("{}/user", api.trim_end_matches('/'));
-    let answer =
-        state.http.client().get(&url).header("Authorization", format!("token {token}")).send().await.map_err(|e| {
-            tracing::warn!(error = %e, "could not reach the JupyterHub API");
-            OAuthError::new(ErrorCode::TemporarilyUnavailable, "the hub is not answering; try again shortly")
-        })?;
-    match answer.status().as_u16() {
-        200 => {}
-        401 | 403 | 404 => return Err(OAuthError::invalid_grant("the hub does not accept this JupyterHub token")),
-        other => {
-            tracing::warn!(status = other, "unexpected answer from the JupyterHub API");
-            return Err(OAuthError::new(
-                ErrorCode::TemporarilyUnavailable,
-                "the hub answered unexpectedly; try again shortly",
-            ));
-        }
-    }
-    let body: serde_json::Value = answer
-        .json()
-        .await
-        .map_err(|_| OAuthError::new(ErrorCode::TemporarilyUnavailable, "the hub's answer was not JSON"))?;
-    // A service's token answers with `kind: service`; only users have upstream tokens.
-    if body.get("kind").and_then(|k| k.as_str()).is_some_and(|k| k != "user") {
-        return Err(OAuthError::invalid_grant("the JupyterHub token is not a user's"));
-    }
-    let name = body
-        .get("name")
-        .and_then(|n| n.as_str())
-        .ok_or_else(|| OAuthError::invalid_grant("the hub did not say whose token this is"))?;
-    state
-        .store
-        .user_by_username(name)
-        .await?
-        .ok_or_else(|| OAuthError::invalid_grant("the hub user is not known to hubauth"))
 }
