@@ -50,7 +50,8 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 /// Writes `DIR/hubauth.toml` (and the client secret, once) and returns the config path.
 pub fn prepare(args: &DemoArgs) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    // It holds the database and the client secret: for this user only.
+    crate::store::create_private_dir(&args.data_dir)?;
     let secret_path = args.data_dir.join(SECRET_FILE);
     if !secret_path.exists() {
         write_private(&secret_path, &format!("{}\n", random_value()))?;

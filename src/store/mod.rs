@@ -6,7 +6,7 @@ mod sqlite;
 
 use async_trait::async_trait;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{create_private_dir, SqliteStore};
 
 use crate::clock::UnixTime;
 use crate::crypto::SigningAlgorithm;

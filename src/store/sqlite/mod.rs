@@ -7,6 +7,7 @@
 //! never fail half-way with "database is locked"); `busy_timeout` covers other processes such as
 //! the CLI touching the same file.
 
+mod files;
 mod writer;
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use rusqlite::{named_params, params, Connection, OpenFlags, OptionalExtension, Row};
 use rusqlite_migration::{Migrations, M};
 
+pub use self::files::create_private_dir;
 use self::writer::Writer;
 use super::*;
 
@@ -238,6 +240,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path`) and migrates it.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
         let path = path_of(url)?;
+        files::prepare_private_database(&path)?;
         let mut writer =
             Connection::open(&path).with_context(|| format!("cannot open SQLite database {}", path.display()))?;
         writer
