@@ -13,9 +13,11 @@ use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair, UnparsedPubl
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::key_sealing::{open_private, reseal_signing_keys, seal_private, Reseal};
 use super::random::{b64url, random_value};
+use super::seal::{Sealer, CRYPT_KEY_ENV};
 use crate::clock::{Clock, UnixTime};
-use crate::store::{Store, StoredSigningKey};
+use crate::store::{Store, StoredPrivateKey, StoredSigningKey};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum SigningAlgorithm {
@@ -190,7 +192,7 @@ impl Keyring {
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).ok()?).ok()
     }
 
-    fn build(stored: Vec<StoredSigningKey>, now: UnixTime) -> anyhow::Result<Self> {
+    fn build(stored: Vec<StoredSigningKey>, now: UnixTime, sealer: Option<&Sealer>) -> anyhow::Result<Self> {
         let mut active = HashMap::new();
         let mut published = Vec::new();
         // Newest first, so the first unrotated key of an algorithm is the active one.
@@ -200,7 +202,8 @@ impl Keyring {
             if s.expires_at.is_some_and(|e| e <= now) {
                 continue;
             }
-            let key = Arc::new(SigningKey::from_pkcs8(s.kid, s.alg, &s.private_pkcs8)?);
+            let pkcs8 = open_private(sealer, &s)?;
+            let key = Arc::new(SigningKey::from_pkcs8(s.kid, s.alg, &pkcs8)?);
             if s.rotated_at.is_none() {
                 active.entry(key.alg).or_insert_with(|| key.clone());
             }
@@ -215,14 +218,37 @@ impl Keyring {
 pub struct KeyManager {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// Seals the private keys at rest; without it they are stored in the clear.
+    sealer: Option<Arc<Sealer>>,
     current: RwLock<Arc<Keyring>>,
 }
 
 impl KeyManager {
     /// Loads the stored keys, generating a key for any algorithm that has none (first start).
-    pub async fn load_or_init(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    /// With a keyring, keys still stored in the clear (by an older version) are sealed first.
+    pub async fn load_or_init(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        sealer: Option<Arc<Sealer>>,
+    ) -> anyhow::Result<Self> {
         let now = clock.now();
+        match sealer.as_deref() {
+            Some(sealer) => {
+                let report = reseal_signing_keys(store.as_ref(), sealer, Reseal::PlainOnly).await?;
+                if report.resealed > 0 {
+                    tracing::info!(keys = report.resealed, "sealed the signing keys stored in the clear");
+                }
+            }
+            None => tracing::warn!(
+                "{CRYPT_KEY_ENV} is not set: the ID-token signing keys are stored unsealed, so anyone with a copy \
+                 of the database can sign tokens; set it (`hubauth keys generate-crypt-key`)"
+            ),
+        }
         let stored = store.signing_keys().await?;
+        // Refuse before generating anything: new keys beside unreadable ones would hide the problem.
+        for key in &stored {
+            open_private(sealer.as_deref(), key)?;
+        }
         for alg in SigningAlgorithm::ALL {
             let has_active =
                 stored.iter().any(|k| k.alg == alg && k.rotated_at.is_none() && k.expires_at.is_none_or(|e| e > now));
@@ -231,9 +257,9 @@ impl KeyManager {
                 tracing::info!(kid = %key.kid, alg = alg.as_str(), "generated a new signing key");
                 store
                     .insert_signing_key(&StoredSigningKey {
+                        private_key: seal_private(sealer.as_deref(), &key.kid, alg, &pkcs8)?,
                         kid: key.kid.clone(),
                         alg,
-                        private_pkcs8: pkcs8,
                         created_at: now,
                         rotated_at: None,
                         expires_at: None,
@@ -241,8 +267,8 @@ impl KeyManager {
                     .await?;
             }
         }
-        let ring = Keyring::build(store.signing_keys().await?, now)?;
-        Ok(Self { store, clock, current: RwLock::new(Arc::new(ring)) })
+        let ring = Keyring::build(store.signing_keys().await?, now, sealer.as_deref())?;
+        Ok(Self { store, clock, sealer, current: RwLock::new(Arc::new(ring)) })
     }
 
     pub fn current(&self) -> Arc<Keyring> {
@@ -251,7 +277,8 @@ impl KeyManager {
 
     /// Re-reads the store, picking up rotations done by `hubauth keys rotate` or another replica.
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let ring = Arc::new(Keyring::build(self.store.signing_keys().await?, self.clock.now())?);
+        let ring =
+            Arc::new(Keyring::build(self.store.signing_keys().await?, self.clock.now(), self.sealer.as_deref())?);
         match self.current.write() {
             Ok(mut g) => *g = ring,
             Err(p) => *p.into_inner() = ring,
@@ -260,20 +287,29 @@ impl KeyManager {
     }
 
     /// Replaces the active key of `alg`. The old public key stays published for `keep_old_for`
-    /// seconds: the longest lifetime of anything it signed.
+    /// seconds: the longest lifetime of anything it signed. The new key is sealed with `sealer`;
+    /// without one, only while no stored key is sealed (a key in the clear beside sealed ones
+    /// would undo them).
     pub async fn rotate(
         store: &dyn Store,
         now: UnixTime,
         alg: SigningAlgorithm,
         keep_old_for: i64,
+        sealer: Option<&Sealer>,
     ) -> anyhow::Result<String> {
+        if sealer.is_none()
+            && store.signing_keys().await?.iter().any(|k| matches!(k.private_key, StoredPrivateKey::Sealed(_)))
+        {
+            anyhow::bail!("the stored signing keys are sealed; set {CRYPT_KEY_ENV} so that the new key is sealed too");
+        }
         let (key, pkcs8) = SigningKey::generate(alg)?;
+        let private_key = seal_private(sealer, &key.kid, alg, &pkcs8)?;
         store.retire_signing_keys(alg, now, now + keep_old_for).await?;
         store
             .insert_signing_key(&StoredSigningKey {
                 kid: key.kid.clone(),
                 alg,
-                private_pkcs8: pkcs8,
+                private_key,
                 created_at: now,
                 rotated_at: None,
                 expires_at: None,
@@ -294,13 +330,13 @@ mod tests {
             .map(|(i, (k, der))| StoredSigningKey {
                 kid: k.kid.clone(),
                 alg: k.alg,
-                private_pkcs8: der.to_vec(),
+                private_key: StoredPrivateKey::Plain(der.to_vec()),
                 created_at: i as i64,
                 rotated_at: None,
                 expires_at: None,
             })
             .collect();
-        Keyring::build(stored, 100).unwrap()
+        Keyring::build(stored, 100, None).unwrap()
     }
 
     #[test]

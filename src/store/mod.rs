@@ -250,11 +250,21 @@ pub struct RefreshTokenRecord {
     pub expires_at: UnixTime,
 }
 
+/// A signing key's private half as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoredPrivateKey {
+    /// Sealed with the crypt keyring, bound to the key's kid and algorithm
+    /// (`crypto::key_sealing`).
+    Sealed(String),
+    /// PKCS#8 DER in the clear: written before keys were sealed, or with no keyring set.
+    Plain(Vec<u8>),
+}
+
 #[derive(Clone)]
 pub struct StoredSigningKey {
     pub kid: String,
     pub alg: SigningAlgorithm,
-    pub private_pkcs8: Vec<u8>,
+    pub private_key: StoredPrivateKey,
     pub created_at: UnixTime,
     pub rotated_at: Option<UnixTime>,
     pub expires_at: Option<UnixTime>,
@@ -356,6 +366,9 @@ pub trait Store: Send + Sync + 'static {
     // --- signing keys
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
+    /// Replaces a key's stored private half: sealing a key kept in the clear, or re-sealing it
+    /// under a newer crypt key.
+    async fn replace_signing_key_private(&self, kid: &str, private_key: &StoredPrivateKey) -> StoreResult<()>;
     /// Stops the active keys of `alg` from signing; they stay published until `expires_at`.
     async fn retire_signing_keys(
         &self,

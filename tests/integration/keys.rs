@@ -16,7 +16,9 @@ async fn rotation_switches_the_signer_and_keeps_the_old_key_published_until_expi
     let old_token = before["id_token"].as_str().unwrap().to_string();
     let old_kid = kid_of(&old_token);
 
-    KeyManager::rotate(app.store.as_ref(), app.clock.now_secs(), SigningAlgorithm::RS256, 900).await.unwrap();
+    KeyManager::rotate(app.store.as_ref(), app.clock.now_secs(), SigningAlgorithm::RS256, 900, Some(&test_sealer()))
+        .await
+        .unwrap();
     app.state.keys.reload().await.unwrap();
 
     let after = app.login_and_exchange("ada", "ada-pw").await;
@@ -41,7 +43,7 @@ async fn rotation_switches_the_signer_and_keeps_the_old_key_published_until_expi
 async fn keys_survive_a_restart() {
     let app = TestApp::new().await;
     let jwks1 = app.get("/jwks").await.json();
-    let again = KeyManager::load_or_init(app.store.clone(), app.clock.clone()).await.unwrap();
+    let again = KeyManager::load_or_init(app.store.clone(), app.clock.clone(), app.state.sealer.clone()).await.unwrap();
     assert_eq!(&jwks1, again.current().jwks());
 }
 

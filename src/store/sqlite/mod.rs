@@ -45,7 +45,10 @@ fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../../../migrations/sqlite/0001_init.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("../../../migrations/sqlite/0001_init.sql")),
+        M::up(include_str!("../../../migrations/sqlite/0002_sealed_signing_keys.sql")),
+    ])
 }
 
 // Rows are read by position (looking columns up by name costs a string scan per value on the
@@ -284,6 +287,14 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         self.writer.write(f).await
+    }
+}
+
+/// A private key's two columns: in the clear, or sealed; the other one NULL.
+fn private_columns(key: &StoredPrivateKey) -> (Option<&[u8]>, Option<&str>) {
+    match key {
+        StoredPrivateKey::Plain(der) => (Some(der), None),
+        StoredPrivateKey::Sealed(sealed) => (None, Some(sealed)),
     }
 }
 
@@ -872,26 +883,35 @@ impl Store for SqliteStore {
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         let conn = self.reader();
         let mut stmt = conn
-            .prepare_cached("SELECT kid, alg, private_pkcs8, created_at, rotated_at, expires_at FROM signing_keys")
+            .prepare_cached(
+                "SELECT kid, alg, private_pkcs8, private_sealed, created_at, rotated_at, expires_at FROM signing_keys",
+            )
             .map_err(backend)?;
         let rows = stmt
             .query_map([], |r| {
                 Ok((
-                    r.get::<_, String>("kid")?,
-                    r.get::<_, String>("alg")?,
-                    r.get::<_, Vec<u8>>("private_pkcs8")?,
-                    r.get::<_, i64>("created_at")?,
-                    r.get::<_, Option<i64>>("rotated_at")?,
-                    r.get::<_, Option<i64>>("expires_at")?,
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<Vec<u8>>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
                 ))
             })
             .map_err(backend)?;
         let mut keys = Vec::new();
         for row in rows {
-            let (kid, alg, private_pkcs8, created_at, rotated_at, expires_at) = row.map_err(backend)?;
+            let (kid, alg, plain, sealed, created_at, rotated_at, expires_at) = row.map_err(backend)?;
             let alg = SigningAlgorithm::parse(&alg)
                 .ok_or_else(|| backend(anyhow::anyhow!("stored key {kid} has unknown algorithm {alg:?}")))?;
-            keys.push(StoredSigningKey { kid, alg, private_pkcs8, created_at, rotated_at, expires_at });
+            // The table's CHECK keeps exactly one of the two.
+            let private_key = match (sealed, plain) {
+                (Some(sealed), _) => StoredPrivateKey::Sealed(sealed),
+                (None, Some(plain)) => StoredPrivateKey::Plain(plain),
+                (None, None) => return Err(backend(anyhow::anyhow!("stored key {kid} has no private half"))),
+            };
+            keys.push(StoredSigningKey { kid, alg, private_key, created_at, rotated_at, expires_at });
         }
         Ok(keys)
     }
@@ -899,9 +919,25 @@ impl Store for SqliteStore {
     async fn insert_signing_key(&self, k: &StoredSigningKey) -> StoreResult<()> {
         let k = k.clone();
         self.write(move |conn| {
+            let (plain, sealed) = private_columns(&k.private_key);
             conn.execute(
-                "INSERT INTO signing_keys (kid, alg, private_pkcs8, created_at, rotated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-                params![k.kid, k.alg.as_str(), k.private_pkcs8, k.created_at, k.rotated_at, k.expires_at],
+                "INSERT INTO signing_keys (kid, alg, private_pkcs8, private_sealed, created_at, rotated_at, expires_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                params![k.kid, k.alg.as_str(), plain, sealed, k.created_at, k.rotated_at, k.expires_at],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn replace_signing_key_private(&self, kid: &str, private_key: &StoredPrivateKey) -> StoreResult<()> {
+        let (kid, private_key) = (kid.to_owned(), private_key.clone());
+        self.write(move |conn| {
+            let (plain, sealed) = private_columns(&private_key);
+            conn.execute(
+                "UPDATE signing_keys SET private_pkcs8 = ?, private_sealed = ? WHERE kid = ?",
+                params![plain, sealed, kid],
             )
             .map_err(backend)?;
             Ok(())
