@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use crate::clock::{Clock, SystemClock};
 use crate::crypto::key_sealing::{reseal_signing_keys, Reseal};
-use crate::crypto::keys::KeyManager;
+use crate::crypto::keys::{KeyManager, Retirement};
 use crate::crypto::SigningAlgorithm;
 use crate::store::StoredPrivateKey;
 
@@ -111,9 +111,10 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
                     StoredPrivateKey::Sealed(_) => "sealed",
                     StoredPrivateKey::Plain(_) => "in the clear",
                 };
-                let state = match (k.rotated_at, k.expires_at) {
-                    (None, _) => "active".to_string(),
-                    (Some(_), Some(e)) if e > now => format!("published until {e}"),
+                let state = match (k.rotated_at, k.expires_at, k.verify_until) {
+                    (None, _, _) => "active".to_string(),
+                    (Some(_), Some(e), _) if e > now => format!("published until {e}"),
+                    (Some(_), _, Some(v)) if v > now => format!("retired; checks logout hints until {v}"),
                     _ => "expired".to_string(),
                 };
                 println!("{:<18} {:<6} {:<10} {:>12}  {at_rest}", k.kid, k.alg.as_str(), state, k.created_at);
@@ -129,11 +130,16 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
             };
             let sealer = crate::crypto::Sealer::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
             let store = crate::app::open_store(&config).await?;
-            // Everything a key signed is an ID token; keep the key published a little longer than they live.
-            let keep_for = config.tokens.id_token_lifetime.as_secs() as i64 + 300;
+            let retirement = Retirement::for_config(&config);
             for alg in algs {
-                let kid = KeyManager::rotate(store.as_ref(), SystemClock.now(), alg, keep_for, sealer.as_ref()).await?;
-                println!("{}: new active key {kid}; the previous key stays published for {keep_for} s", alg.as_str());
+                let kid =
+                    KeyManager::rotate(store.as_ref(), SystemClock.now(), alg, retirement, sealer.as_ref()).await?;
+                println!(
+                    "{}: new active key {kid}; the previous key stays published for {} s and checks logout hints for {} s",
+                    alg.as_str(),
+                    retirement.published_for,
+                    retirement.verifies_for
+                );
             }
             Ok(())
         }

@@ -88,7 +88,15 @@ mod tests {
     use super::*;
 
     fn stored(kid: &str, alg: SigningAlgorithm, private_key: StoredPrivateKey) -> StoredSigningKey {
-        StoredSigningKey { kid: kid.into(), alg, private_key, created_at: 0, rotated_at: None, expires_at: None }
+        StoredSigningKey {
+            kid: kid.into(),
+            alg,
+            private_key,
+            created_at: 0,
+            rotated_at: None,
+            expires_at: None,
+            verify_until: None,
+        }
     }
 
     #[test]

@@ -267,7 +267,11 @@ pub struct StoredSigningKey {
     pub private_key: StoredPrivateKey,
     pub created_at: UnixTime,
     pub rotated_at: Option<UnixTime>,
+    /// No longer published in the JWKS after this.
     pub expires_at: Option<UnixTime>,
+    /// A retired key still verifies our own tokens handed back to us (a logout's `id_token_hint`)
+    /// until this, which may be later than `expires_at`.
+    pub verify_until: Option<UnixTime>,
 }
 
 #[async_trait]
@@ -369,12 +373,14 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces a key's stored private half: sealing a key kept in the clear, or re-sealing it
     /// under a newer crypt key.
     async fn replace_signing_key_private(&self, kid: &str, private_key: &StoredPrivateKey) -> StoreResult<()>;
-    /// Stops the active keys of `alg` from signing; they stay published until `expires_at`.
+    /// Stops the active keys of `alg` from signing; they stay published until `expires_at` and
+    /// verify our own tokens until `verify_until`.
     async fn retire_signing_keys(
         &self,
         alg: SigningAlgorithm,
         rotated_at: UnixTime,
         expires_at: UnixTime,
+        verify_until: UnixTime,
     ) -> StoreResult<()>;
 
     // --- invites

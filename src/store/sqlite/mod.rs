@@ -48,6 +48,7 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("../../../migrations/sqlite/0001_init.sql")),
         M::up(include_str!("../../../migrations/sqlite/0002_sealed_signing_keys.sql")),
+        M::up(include_str!("../../../migrations/sqlite/0003_signing_key_trust.sql")),
     ])
 }
 
@@ -884,7 +885,8 @@ impl Store for SqliteStore {
         let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT kid, alg, private_pkcs8, private_sealed, created_at, rotated_at, expires_at FROM signing_keys",
+                "SELECT kid, alg, private_pkcs8, private_sealed, created_at, rotated_at, expires_at, verify_until \
+                 FROM signing_keys",
             )
             .map_err(backend)?;
         let rows = stmt
@@ -897,12 +899,13 @@ impl Store for SqliteStore {
                     r.get::<_, i64>(4)?,
                     r.get::<_, Option<i64>>(5)?,
                     r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
                 ))
             })
             .map_err(backend)?;
         let mut keys = Vec::new();
         for row in rows {
-            let (kid, alg, plain, sealed, created_at, rotated_at, expires_at) = row.map_err(backend)?;
+            let (kid, alg, plain, sealed, created_at, rotated_at, expires_at, verify_until) = row.map_err(backend)?;
             let alg = SigningAlgorithm::parse(&alg)
                 .ok_or_else(|| backend(anyhow::anyhow!("stored key {kid} has unknown algorithm {alg:?}")))?;
             // The table's CHECK keeps exactly one of the two.
@@ -911,7 +914,7 @@ impl Store for SqliteStore {
                 (None, Some(plain)) => StoredPrivateKey::Plain(plain),
                 (None, None) => return Err(backend(anyhow::anyhow!("stored key {kid} has no private half"))),
             };
-            keys.push(StoredSigningKey { kid, alg, private_key, created_at, rotated_at, expires_at });
+            keys.push(StoredSigningKey { kid, alg, private_key, created_at, rotated_at, expires_at, verify_until });
         }
         Ok(keys)
     }
@@ -921,9 +924,9 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let (plain, sealed) = private_columns(&k.private_key);
             conn.execute(
-                "INSERT INTO signing_keys (kid, alg, private_pkcs8, private_sealed, created_at, rotated_at, expires_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-                params![k.kid, k.alg.as_str(), plain, sealed, k.created_at, k.rotated_at, k.expires_at],
+                "INSERT INTO signing_keys (kid, alg, private_pkcs8, private_sealed, created_at, rotated_at, expires_at, \
+                 verify_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                params![k.kid, k.alg.as_str(), plain, sealed, k.created_at, k.rotated_at, k.expires_at, k.verify_until],
             )
             .map_err(backend)?;
             Ok(())
@@ -950,11 +953,12 @@ impl Store for SqliteStore {
         alg: SigningAlgorithm,
         rotated_at: UnixTime,
         expires_at: UnixTime,
+        verify_until: UnixTime,
     ) -> StoreResult<()> {
         self.write(move |conn| {
             conn.execute(
-                "UPDATE signing_keys SET rotated_at = ?, expires_at = ? WHERE alg = ? AND rotated_at IS NULL",
-                params![rotated_at, expires_at, alg.as_str()],
+                "UPDATE signing_keys SET rotated_at = ?, expires_at = ?, verify_until = ? WHERE alg = ? AND rotated_at IS NULL",
+                params![rotated_at, expires_at, verify_until, alg.as_str()],
             )
             .map_err(backend)?;
             Ok(())
@@ -1108,7 +1112,7 @@ impl Store for SqliteStore {
             "DELETE FROM access_tokens WHERE expires_at <= ?1",
             "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
             "DELETE FROM browser_sessions WHERE expires_at <= ?1 OR ended_at IS NOT NULL",
-            "DELETE FROM signing_keys WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+            "DELETE FROM signing_keys WHERE expires_at IS NOT NULL AND max(expires_at, coalesce(verify_until, 0)) <= ?1",
         ];
         self.write(move |tx| {
             let mut removed = 0u64;
