@@ -204,10 +204,10 @@ impl Keyring {
         let mut stored = stored;
         stored.sort_by_key(|k| std::cmp::Reverse(k.created_at));
         for s in stored {
-            let is_published = s.expires_at.is_none_or(|e| e > now);
-            if !is_published && s.verify_until.is_none_or(|v| v <= now) {
+            if !still_trusted(&s, now) {
                 continue;
             }
+            let is_published = s.expires_at.is_none_or(|e| e > now);
             let pkcs8 = open_private(sealer, &s)?;
             let key = Arc::new(SigningKey::from_pkcs8(s.kid, s.alg, &pkcs8)?);
             if s.rotated_at.is_none() {
@@ -222,6 +222,11 @@ impl Keyring {
         let jwks = json!({ "keys": published.iter().map(|k| k.public_jwk()).collect::<Vec<_>>() });
         Ok(Self { active, published, retired, jwks })
     }
+}
+
+/// Published, or retired but still verifying what it signed.
+fn still_trusted(key: &StoredSigningKey, now: UnixTime) -> bool {
+    key.expires_at.is_none_or(|e| e > now) || key.verify_until.is_some_and(|v| v > now)
 }
 
 /// How long a rotated-out key is kept, in seconds.
@@ -279,7 +284,7 @@ impl KeyManager {
         }
         let stored = store.signing_keys().await?;
         // Refuse before generating anything: new keys beside unreadable ones would hide the problem.
-        for key in &stored {
+        for key in stored.iter().filter(|k| still_trusted(k, now)) {
             open_private(sealer.as_deref(), key)?;
         }
         for alg in SigningAlgorithm::ALL {
