@@ -186,10 +186,16 @@ pub fn router(state: SharedState) -> Router {
 
 /// Runs the server until Ctrl-C / SIGTERM, with the housekeeping tasks beside it.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let sealer = Sealer::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
+    serve_with_sealer(config, sealer).await
+}
+
+/// [`serve`] with the crypt keyring given rather than read from the environment (the demo keeps
+/// its own).
+pub async fn serve_with_sealer(config: Config, sealer: Option<Sealer>) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let listen = config.listen;
-    let sealer = Sealer::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
     let state = AppState::new(config, store, clock, sealer).await?;
 
     let background = state.clone();

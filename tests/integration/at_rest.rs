@@ -255,3 +255,19 @@ async fn keys_reseal_moves_signing_keys_to_the_new_crypt_key() {
     assert_eq!(sorted_jwks(keys.current().jwks()), sorted_jwks(&jwks));
     assert!(KeyManager::load_or_init(app.store.clone(), app.clock.clone(), sealer()).await.is_err(), "old key only");
 }
+
+/// `hubauth demo` as people run it, with no keyring in the environment: it keeps its own
+/// crypt key (beside the database, for this user only) and seals the signing keys with it.
+#[test]
+fn the_demo_seals_its_signing_keys_with_its_own_crypt_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_hubauth"));
+    demo.args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", data.to_str().unwrap()])
+        .env_remove("HUBAUTH_CRYPT_KEY");
+    let log = run_until_listening(demo);
+    assert!(!log.iter().any(|l| l.contains("stored unsealed")), "{log:?}");
+    assert_no_usable_key_in(&data.join("hubauth.db"));
+    assert_eq!(mode(&data.join(hubauth::cli::demo::CRYPT_KEY_FILE)), 0o600);
+}
