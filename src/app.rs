@@ -31,7 +31,8 @@ pub struct AppState {
     pub keys: Arc<KeyManager>,
     pub connectors: Arc<Connectors>,
     pub login_throttle: LoginThrottle,
-    /// Seals upstream tokens at rest; present whenever a connector keeps tokens.
+    /// Seals upstream tokens and the signing keys at rest; present whenever a connector keeps
+    /// tokens (without it, signing keys are stored in the clear).
     pub sealer: Option<Arc<Sealer>>,
     pub metrics: crate::metrics::Metrics,
     /// The outbound HTTP client (providers, the hub's API).
@@ -63,7 +64,8 @@ impl AppState {
                  the stored tokens cannot be read."
             );
         }
-        let keys = Arc::new(KeyManager::load_or_init(store.clone(), clock.clone()).await?);
+        let sealer = sealer.map(Arc::new);
+        let keys = Arc::new(KeyManager::load_or_init(store.clone(), clock.clone(), sealer.clone()).await?);
         let connectors = Arc::new(connectors);
         let started_at = clock.now();
         Ok(Arc::new(Self {
@@ -71,7 +73,7 @@ impl AppState {
             metrics: Default::default(),
             http: http.clone(),
             started_at,
-            sealer: sealer.map(Arc::new),
+            sealer,
             config: Arc::new(config),
             store,
             clock,
@@ -184,13 +186,19 @@ pub fn router(state: SharedState) -> Router {
 
 /// Runs the server until Ctrl-C / SIGTERM, with the housekeeping tasks beside it.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let sealer = Sealer::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
+    serve_with_sealer(config, sealer).await
+}
+
+/// [`serve`] with the crypt keyring given rather than read from the environment (the demo keeps
+/// its own).
+pub async fn serve_with_sealer(config: Config, sealer: Option<Sealer>) -> anyhow::Result<()> {
     for warning in crate::groups::audit::warnings(&config) {
         tracing::warn!("config: {warning}");
     }
     let store = open_store(&config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let listen = config.listen;
-    let sealer = Sealer::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
     let state = AppState::new(config, store, clock, sealer).await?;
 
     let background = state.clone();

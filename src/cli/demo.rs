@@ -8,6 +8,8 @@ use anyhow::Context;
 
 use crate::crypto::password::hash_password;
 use crate::crypto::random::random_value;
+use crate::crypto::seal::CRYPT_KEY_ENV;
+use crate::crypto::Sealer;
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -33,6 +35,9 @@ pub const DEMO_USERS: [(&str, &str, &str, &str, &[&str]); 3] = [
 ];
 
 pub const SECRET_FILE: &str = "jupyterhub-client-secret";
+/// The demo's own `HUBAUTH_CRYPT_KEY` (used when the environment has none): it seals the signing
+/// keys in the database.
+pub const CRYPT_KEY_FILE: &str = "hubauth-crypt-key";
 
 fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
@@ -50,10 +55,15 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 /// Writes `DIR/hubauth.toml` (and the client secret, once) and returns the config path.
 pub fn prepare(args: &DemoArgs) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    // It holds the database and the client secret: for this user only.
+    crate::store::create_private_dir(&args.data_dir)?;
     let secret_path = args.data_dir.join(SECRET_FILE);
     if !secret_path.exists() {
         write_private(&secret_path, &format!("{}\n", random_value()))?;
+    }
+    let crypt_key_path = args.data_dir.join(CRYPT_KEY_FILE);
+    if !crypt_key_path.exists() {
+        write_private(&crypt_key_path, &format!("{}\n", Sealer::generate_key()))?;
     }
     let issuer = args.issuer.clone().unwrap_or_else(|| {
         let addr = if args.listen.ip().is_unspecified() {
@@ -91,9 +101,21 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<PathBuf> {
     Ok(config_path)
 }
 
+/// The keyring from the environment, else the demo's own.
+fn demo_sealer(data_dir: &Path) -> anyhow::Result<(Sealer, String)> {
+    if let Some(sealer) = Sealer::from_env().map_err(|e| anyhow::anyhow!("{e}"))? {
+        return Ok((sealer, format!("from {CRYPT_KEY_ENV}")));
+    }
+    let path = data_dir.join(CRYPT_KEY_FILE);
+    let key = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let sealer = Sealer::from_keyring(&key).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok((sealer, path.display().to_string()))
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let config_path = prepare(&args)?;
     let config = super::load_config(&config_path)?;
+    let (sealer, crypt_key_source) = demo_sealer(&args.data_dir)?;
     let client = config.client("jupyterhub").expect("the demo config has the jupyterhub client");
     let dir = args.data_dir.display();
     println!("hubauth demo is listening on {}", config.issuer);
@@ -103,6 +125,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("                   sam / sam-demo       groups [students] -> JupyterHub user");
     println!("                   olivia / olivia-demo no groups         -> refused by the hub");
     println!("  client         : jupyterhub (confidential; secret in {dir}/{SECRET_FILE})");
+    println!("  crypt key      : {crypt_key_source} (seals the signing keys; `hubauth keys` commands need it in {CRYPT_KEY_ENV})");
     println!();
     println!("Start JupyterHub with:");
     println!("  export HUBAUTH_CLIENT_SECRET=\"$(cat {dir}/{SECRET_FILE})\"");
@@ -111,5 +134,5 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!();
     print!("{}", super::jupyterhub_config::fragment(&config, client));
     println!();
-    crate::app::serve(config).await
+    crate::app::serve_with_sealer(config, Some(sealer)).await
 }

@@ -81,7 +81,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     config.display(),
                     key = crate::crypto::seal::CRYPT_KEY_ENV
                 ),
-                Ok(_) => {}
+                Ok(None) => eprintln!(
+                    "warning: {key} is not set: the ID-token signing keys are stored unsealed in {} \
+                     (set {key}; `hubauth keys generate-crypt-key` makes one)",
+                    c.storage.url,
+                    key = crate::crypto::seal::CRYPT_KEY_ENV
+                ),
+                Ok(Some(_)) => {}
             }
             // Not errors: the config works as written, but may not do what its author thinks.
             for warning in crate::groups::audit::warnings(&c) {

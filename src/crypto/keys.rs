@@ -13,9 +13,12 @@ use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair, UnparsedPubl
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::key_sealing::{open_private, reseal_signing_keys, seal_private, Reseal};
 use super::random::{b64url, random_value};
+use super::seal::{Sealer, CRYPT_KEY_ENV};
 use crate::clock::{Clock, UnixTime};
-use crate::store::{Store, StoredSigningKey};
+use crate::config::Config;
+use crate::store::{Store, StoredPrivateKey, StoredSigningKey};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum SigningAlgorithm {
@@ -152,10 +155,14 @@ impl SigningKey {
     }
 }
 
-/// The keys in force at one moment: one active signer per algorithm, and every key still published.
+/// The keys in force at one moment: one active signer per algorithm, every key still published,
+/// and the retired keys that no longer are but still vouch for what they signed.
 pub struct Keyring {
     active: HashMap<SigningAlgorithm, Arc<SigningKey>>,
     published: Vec<Arc<SigningKey>>,
+    /// Out of the JWKS (every ID token they signed has expired), yet a session they signed for
+    /// may still be alive, and its RP may send their ID token back as a logout hint.
+    retired: Vec<Arc<SigningKey>>,
     jwks: serde_json::Value,
 }
 
@@ -168,8 +175,9 @@ impl Keyring {
         &self.jwks
     }
 
-    /// Verifies one of our own JWTs (e.g. an `id_token_hint`) and returns its claims; expiry is
-    /// the caller's business because a logout hint may legitimately be expired.
+    /// Verifies one of our own JWTs (e.g. an `id_token_hint`) with any key that may have signed
+    /// one still in use, published or retired, and returns its claims; expiry is the caller's
+    /// business because a logout hint may legitimately be expired.
     pub fn verify_own_jwt(&self, jwt: &str) -> Option<serde_json::Value> {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         use base64::Engine;
@@ -181,7 +189,7 @@ impl Keyring {
         let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;
         let kid = header.get("kid")?.as_str()?;
         let alg = SigningAlgorithm::parse(header.get("alg")?.as_str()?)?;
-        let key = self.published.iter().find(|k| k.kid == kid && k.alg == alg)?;
+        let key = self.published.iter().chain(&self.retired).find(|k| k.kid == kid && k.alg == alg)?;
         let sig = URL_SAFE_NO_PAD.decode(s).ok()?;
         let signing_input = &jwt.as_bytes()[..h.len() + 1 + p.len()];
         if !key.verify(signing_input, &sig) {
@@ -190,24 +198,57 @@ impl Keyring {
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).ok()?).ok()
     }
 
-    fn build(stored: Vec<StoredSigningKey>, now: UnixTime) -> anyhow::Result<Self> {
-        let mut active = HashMap::new();
-        let mut published = Vec::new();
+    fn build(stored: Vec<StoredSigningKey>, now: UnixTime, sealer: Option<&Sealer>) -> anyhow::Result<Self> {
+        let (mut active, mut published, mut retired) = (HashMap::new(), Vec::new(), Vec::new());
         // Newest first, so the first unrotated key of an algorithm is the active one.
         let mut stored = stored;
         stored.sort_by_key(|k| std::cmp::Reverse(k.created_at));
         for s in stored {
-            if s.expires_at.is_some_and(|e| e <= now) {
+            if !still_trusted(&s, now) {
                 continue;
             }
-            let key = Arc::new(SigningKey::from_pkcs8(s.kid, s.alg, &s.private_pkcs8)?);
+            let is_published = s.expires_at.is_none_or(|e| e > now);
+            let pkcs8 = open_private(sealer, &s)?;
+            let key = Arc::new(SigningKey::from_pkcs8(s.kid, s.alg, &pkcs8)?);
             if s.rotated_at.is_none() {
                 active.entry(key.alg).or_insert_with(|| key.clone());
             }
-            published.push(key);
+            if is_published {
+                published.push(key);
+            } else {
+                retired.push(key);
+            }
         }
         let jwks = json!({ "keys": published.iter().map(|k| k.public_jwk()).collect::<Vec<_>>() });
-        Ok(Self { active, published, jwks })
+        Ok(Self { active, published, retired, jwks })
+    }
+}
+
+/// Published, or retired but still verifying what it signed.
+fn still_trusted(key: &StoredSigningKey, now: UnixTime) -> bool {
+    key.expires_at.is_none_or(|e| e > now) || key.verify_until.is_some_and(|v| v > now)
+}
+
+/// How long a rotated-out key is kept, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retirement {
+    /// In the JWKS: a little longer than the ID tokens it signed live.
+    pub published_for: i64,
+    /// Still verifying our own tokens handed back to us (a logout's `id_token_hint`): as long as a
+    /// session it signed for can be alive — a browser session, or a client's refresh-token grant
+    /// (its last ID token from before the rotation is the one it sends at logout).
+    pub verifies_for: i64,
+}
+
+impl Retirement {
+    /// Leeway past a token's lifetime, for clocks and requests in flight.
+    const SLACK: i64 = 300;
+
+    pub fn for_config(config: &Config) -> Self {
+        let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
+        let published_for = secs(config.tokens.id_token_lifetime) + Self::SLACK;
+        let longest_session = secs(config.session.lifetime).max(secs(config.tokens.refresh_token_lifetime));
+        Self { published_for, verifies_for: published_for.max(longest_session + Self::SLACK) }
     }
 }
 
@@ -215,14 +256,37 @@ impl Keyring {
 pub struct KeyManager {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// Seals the private keys at rest; without it they are stored in the clear.
+    sealer: Option<Arc<Sealer>>,
     current: RwLock<Arc<Keyring>>,
 }
 
 impl KeyManager {
     /// Loads the stored keys, generating a key for any algorithm that has none (first start).
-    pub async fn load_or_init(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    /// With a keyring, keys still stored in the clear (by an older version) are sealed first.
+    pub async fn load_or_init(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        sealer: Option<Arc<Sealer>>,
+    ) -> anyhow::Result<Self> {
         let now = clock.now();
+        match sealer.as_deref() {
+            Some(sealer) => {
+                let report = reseal_signing_keys(store.as_ref(), sealer, Reseal::PlainOnly).await?;
+                if report.resealed > 0 {
+                    tracing::info!(keys = report.resealed, "sealed the signing keys stored in the clear");
+                }
+            }
+            None => tracing::warn!(
+                "{CRYPT_KEY_ENV} is not set: the ID-token signing keys are stored unsealed, so anyone with a copy \
+                 of the database can sign tokens; set it (`hubauth keys generate-crypt-key`)"
+            ),
+        }
         let stored = store.signing_keys().await?;
+        // Refuse before generating anything: new keys beside unreadable ones would hide the problem.
+        for key in stored.iter().filter(|k| still_trusted(k, now)) {
+            open_private(sealer.as_deref(), key)?;
+        }
         for alg in SigningAlgorithm::ALL {
             let has_active =
                 stored.iter().any(|k| k.alg == alg && k.rotated_at.is_none() && k.expires_at.is_none_or(|e| e > now));
@@ -231,18 +295,19 @@ impl KeyManager {
                 tracing::info!(kid = %key.kid, alg = alg.as_str(), "generated a new signing key");
                 store
                     .insert_signing_key(&StoredSigningKey {
+                        private_key: seal_private(sealer.as_deref(), &key.kid, alg, &pkcs8)?,
                         kid: key.kid.clone(),
                         alg,
-                        private_pkcs8: pkcs8,
                         created_at: now,
                         rotated_at: None,
                         expires_at: None,
+                        verify_until: None,
                     })
                     .await?;
             }
         }
-        let ring = Keyring::build(store.signing_keys().await?, now)?;
-        Ok(Self { store, clock, current: RwLock::new(Arc::new(ring)) })
+        let ring = Keyring::build(store.signing_keys().await?, now, sealer.as_deref())?;
+        Ok(Self { store, clock, sealer, current: RwLock::new(Arc::new(ring)) })
     }
 
     pub fn current(&self) -> Arc<Keyring> {
@@ -251,7 +316,8 @@ impl KeyManager {
 
     /// Re-reads the store, picking up rotations done by `hubauth keys rotate` or another replica.
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let ring = Arc::new(Keyring::build(self.store.signing_keys().await?, self.clock.now())?);
+        let ring =
+            Arc::new(Keyring::build(self.store.signing_keys().await?, self.clock.now(), self.sealer.as_deref())?);
         match self.current.write() {
             Ok(mut g) => *g = ring,
             Err(p) => *p.into_inner() = ring,
@@ -259,24 +325,34 @@ impl KeyManager {
         Ok(())
     }
 
-    /// Replaces the active key of `alg`. The old public key stays published for `keep_old_for`
-    /// seconds: the longest lifetime of anything it signed.
+    /// Replaces the active key of `alg`; the old one is kept as `retirement` says. The new key
+    /// is sealed with `sealer`; without one, only while no stored key is sealed (a key in the
+    /// clear beside sealed ones would undo them).
     pub async fn rotate(
         store: &dyn Store,
         now: UnixTime,
         alg: SigningAlgorithm,
-        keep_old_for: i64,
+        retirement: Retirement,
+        sealer: Option<&Sealer>,
     ) -> anyhow::Result<String> {
+        if sealer.is_none()
+            && store.signing_keys().await?.iter().any(|k| matches!(k.private_key, StoredPrivateKey::Sealed(_)))
+        {
+            anyhow::bail!("the stored signing keys are sealed; set {CRYPT_KEY_ENV} so that the new key is sealed too");
+        }
         let (key, pkcs8) = SigningKey::generate(alg)?;
-        store.retire_signing_keys(alg, now, now + keep_old_for).await?;
+        let private_key = seal_private(sealer, &key.kid, alg, &pkcs8)?;
+        let verify_until = now + retirement.published_for.max(retirement.verifies_for);
+        store.retire_signing_keys(alg, now, now + retirement.published_for, verify_until).await?;
         store
             .insert_signing_key(&StoredSigningKey {
                 kid: key.kid.clone(),
                 alg,
-                private_pkcs8: pkcs8,
+                private_key,
                 created_at: now,
                 rotated_at: None,
                 expires_at: None,
+                verify_until: None,
             })
             .await?;
         Ok(key.kid)
@@ -294,13 +370,14 @@ mod tests {
             .map(|(i, (k, der))| StoredSigningKey {
                 kid: k.kid.clone(),
                 alg: k.alg,
-                private_pkcs8: der.to_vec(),
+                private_key: StoredPrivateKey::Plain(der.to_vec()),
                 created_at: i as i64,
                 rotated_at: None,
                 expires_at: None,
+                verify_until: None,
             })
             .collect();
-        Keyring::build(stored, 100).unwrap()
+        Keyring::build(stored, 100, None).unwrap()
     }
 
     #[test]
@@ -322,6 +399,31 @@ mod tests {
             assert!(ring.verify_own_jwt("a.b").is_none());
             assert!(ring.verify_own_jwt("").is_none());
         }
+    }
+
+    #[test]
+    fn a_retired_key_verifies_after_leaving_the_jwks_until_its_sessions_are_over() {
+        let (old, der) = SigningKey::generate(SigningAlgorithm::ES256).unwrap();
+        let hint = old.sign_jwt(&json!({"sub": "x"})).unwrap();
+        let retired = |now| {
+            let stored = StoredSigningKey {
+                kid: old.kid.clone(),
+                alg: old.alg,
+                private_key: StoredPrivateKey::Plain(der.clone()),
+                created_at: 0,
+                rotated_at: Some(10),
+                expires_at: Some(50),
+                verify_until: Some(500),
+            };
+            Keyring::build(vec![stored], now, None).unwrap()
+        };
+        let published = retired(40);
+        assert_eq!(published.jwks()["keys"].as_array().unwrap().len(), 1);
+        assert!(published.signer(SigningAlgorithm::ES256).is_none(), "a retired key never signs");
+        let unpublished = retired(60);
+        assert_eq!(unpublished.jwks()["keys"].as_array().unwrap().len(), 0);
+        assert_eq!(unpublished.verify_own_jwt(&hint).unwrap()["sub"], "x");
+        assert!(retired(500).verify_own_jwt(&hint).is_none(), "no session it signed for is left");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Keys, secrets and random values.
 
+pub mod key_sealing;
 pub mod keys;
 pub mod password;
 pub mod random;

@@ -6,7 +6,7 @@ mod sqlite;
 
 use async_trait::async_trait;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{create_private_dir, SqliteStore};
 
 use crate::clock::UnixTime;
 use crate::crypto::SigningAlgorithm;
@@ -266,14 +266,28 @@ pub struct RefreshTokenRecord {
     pub expires_at: UnixTime,
 }
 
+/// A signing key's private half as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoredPrivateKey {
+    /// Sealed with the crypt keyring, bound to the key's kid and algorithm
+    /// (`crypto::key_sealing`).
+    Sealed(String),
+    /// PKCS#8 DER in the clear: written before keys were sealed, or with no keyring set.
+    Plain(Vec<u8>),
+}
+
 #[derive(Clone)]
 pub struct StoredSigningKey {
     pub kid: String,
     pub alg: SigningAlgorithm,
-    pub private_pkcs8: Vec<u8>,
+    pub private_key: StoredPrivateKey,
     pub created_at: UnixTime,
     pub rotated_at: Option<UnixTime>,
+    /// No longer published in the JWKS after this.
     pub expires_at: Option<UnixTime>,
+    /// A retired key still verifies our own tokens handed back to us (a logout's `id_token_hint`)
+    /// until this, which may be later than `expires_at`.
+    pub verify_until: Option<UnixTime>,
 }
 
 #[async_trait]
@@ -398,12 +412,17 @@ pub trait Store: Send + Sync + 'static {
     // --- signing keys
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
-    /// Stops the active keys of `alg` from signing; they stay published until `expires_at`.
+    /// Replaces a key's stored private half: sealing a key kept in the clear, or re-sealing it
+    /// under a newer crypt key.
+    async fn replace_signing_key_private(&self, kid: &str, private_key: &StoredPrivateKey) -> StoreResult<()>;
+    /// Stops the active keys of `alg` from signing; they stay published until `expires_at` and
+    /// verify our own tokens until `verify_until`.
     async fn retire_signing_keys(
         &self,
         alg: SigningAlgorithm,
         rotated_at: UnixTime,
         expires_at: UnixTime,
+        verify_until: UnixTime,
     ) -> StoreResult<()>;
 
     // --- invites

@@ -261,33 +261,14 @@ fn invites_are_created_listed_and_revoked_from_the_command_line() {
 
 /// Starts `hubauth serve` with `env` and returns its log lines up to "hubauth is listening".
 fn serve_until_listening(env: &[(&str, &str)]) -> Vec<String> {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let toml = config_toml(dir.path().join("hubauth.db").to_str().unwrap())
         .replace(&format!("issuer = \"{ISSUER}\""), &format!("issuer = \"http://127.0.0.1:{port}\""));
     let config = write_config(dir.path(), &toml);
-    let mut server = Command::new(env!("CARGO_BIN_EXE_hubauth"))
-        .args(["serve", "--config", &config])
-        .env_remove("HUBAUTH_LOG")
-        .env_remove("HUBAUTH_LOG_FORMAT")
-        .envs(env.iter().copied())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = Vec::new();
-    for line in BufReader::new(server.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
-        let listening = line.contains("hubauth is listening");
-        lines.push(line);
-        if listening {
-            break;
-        }
-    }
-    server.kill().unwrap();
-    server.wait().unwrap();
-    assert!(lines.last().is_some_and(|l| l.contains("hubauth is listening")), "the server did not start: {lines:?}");
-    lines
+    let mut server = Command::new(env!("CARGO_BIN_EXE_hubauth"));
+    server.args(["serve", "--config", &config]).env_remove("HUBAUTH_LOG_FORMAT").envs(env.iter().copied());
+    run_until_listening(server)
 }
 
 /// Logs go to journald, files and collectors: no terminal colour codes when stderr is not a terminal.

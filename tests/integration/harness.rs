@@ -403,3 +403,28 @@ pub async fn verify_jwt(app: &TestApp, jwt: &str, audience: &str) -> serde_json:
     validation.validate_exp = false; // the mock clock is in the future
     jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &validation).expect("ID token verifies").claims
 }
+
+/// Runs a `hubauth serve`/`demo` command until it logs "hubauth is listening", stops it, and
+/// returns its log lines.
+pub fn run_until_listening(mut command: std::process::Command) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    let mut server = command
+        .env_remove("HUBAUTH_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(server.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let listening = line.contains("hubauth is listening");
+        lines.push(line);
+        if listening {
+            break;
+        }
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(lines.last().is_some_and(|l| l.contains("hubauth is listening")), "the server did not start: {lines:?}");
+    lines
+}

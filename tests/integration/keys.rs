@@ -1,9 +1,11 @@
 //! Signing-key rotation: the new key signs, the old one stays published until its tokens expire.
 
-use hubauth::crypto::keys::KeyManager;
+use hubauth::crypto::keys::{KeyManager, Retirement};
 use hubauth::crypto::SigningAlgorithm;
 
 use crate::harness::*;
+
+const RETIREMENT: Retirement = Retirement { published_for: 900, verifies_for: 3600 };
 
 fn kid_of(jwt: &str) -> String {
     jsonwebtoken::decode_header(jwt).unwrap().kid.unwrap()
@@ -16,7 +18,15 @@ async fn rotation_switches_the_signer_and_keeps_the_old_key_published_until_expi
     let old_token = before["id_token"].as_str().unwrap().to_string();
     let old_kid = kid_of(&old_token);
 
-    KeyManager::rotate(app.store.as_ref(), app.clock.now_secs(), SigningAlgorithm::RS256, 900).await.unwrap();
+    KeyManager::rotate(
+        app.store.as_ref(),
+        app.clock.now_secs(),
+        SigningAlgorithm::RS256,
+        RETIREMENT,
+        Some(&test_sealer()),
+    )
+    .await
+    .unwrap();
     app.state.keys.reload().await.unwrap();
 
     let after = app.login_and_exchange("ada", "ada-pw").await;
@@ -41,7 +51,7 @@ async fn rotation_switches_the_signer_and_keeps_the_old_key_published_until_expi
 async fn keys_survive_a_restart() {
     let app = TestApp::new().await;
     let jwks1 = app.get("/jwks").await.json();
-    let again = KeyManager::load_or_init(app.store.clone(), app.clock.clone()).await.unwrap();
+    let again = KeyManager::load_or_init(app.store.clone(), app.clock.clone(), app.state.sealer.clone()).await.unwrap();
     assert_eq!(&jwks1, again.current().jwks());
 }
 

@@ -82,3 +82,37 @@ async fn forged_or_foreign_id_token_hints_are_refused() {
     // Still signed in after all that.
     assert!(b.get(&AuthParams::hub(&Pkce::new()).uri()).await.query().contains_key("code"));
 }
+
+/// Rotated out of the JWKS (its ID tokens have expired) and purged, the old key still vouches for
+/// the hints it signed while a session it signed for can still be alive.
+#[tokio::test]
+async fn a_hint_signed_by_a_retired_key_still_ends_the_session() {
+    use hubauth::clock::Clock;
+    let app = TestApp::new().await;
+    let (mut b, id_token) = logged_in(&app).await;
+    let old_kid = jsonwebtoken::decode_header(&id_token).unwrap().kid.unwrap();
+    // As `hubauth keys rotate` does it.
+    let retirement = hubauth::crypto::keys::Retirement::for_config(&app.state.config);
+    let alg = hubauth::crypto::SigningAlgorithm::RS256;
+    let rotate = hubauth::crypto::keys::KeyManager::rotate;
+    rotate(app.store.as_ref(), app.clock.now(), alg, retirement, Some(&test_sealer())).await.unwrap();
+    app.clock.advance(retirement.published_for + 1);
+    app.store.purge_expired(app.clock.now()).await.unwrap();
+    app.state.keys.reload().await.unwrap();
+    let jwks = app.get("/jwks").await.json();
+    assert!(!jwks.to_string().contains(&old_kid), "the retired key is no longer published");
+
+    let res = b.get(&logout_uri(&[("id_token_hint", &id_token), ("post_logout_redirect_uri", AFTER)])).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text());
+    assert!(res.location().as_str().starts_with(AFTER));
+    assert_eq!(b.get(&AuthParams::hub(&Pkce::new()).uri()).await.location().path(), "/login", "signed out");
+
+    // Not for ever: once no session it signed for can be alive, the key is gone.
+    assert!(retirement.verifies_for >= app.state.config.session.lifetime.as_secs() as i64);
+    assert!(retirement.verifies_for >= app.state.config.tokens.refresh_token_lifetime.as_secs() as i64);
+    app.clock.advance(retirement.verifies_for);
+    app.store.purge_expired(app.clock.now()).await.unwrap();
+    app.state.keys.reload().await.unwrap();
+    let res = b.get(&logout_uri(&[("id_token_hint", &id_token)])).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+}

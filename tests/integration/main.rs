@@ -4,6 +4,7 @@
 mod fakes;
 mod harness;
 
+mod at_rest;
 mod authorize;
 mod cli;
 mod config;

@@ -350,20 +350,28 @@ async fn signing_keys_rotate_and_expire(store: Arc<dyn Store>) {
     let key = |kid: &str, created: i64| StoredSigningKey {
         kid: kid.into(),
         alg: SigningAlgorithm::ES256,
-        private_pkcs8: vec![1, 2, 3],
+        private_key: StoredPrivateKey::Plain(vec![1, 2, 3]),
         created_at: created,
         rotated_at: None,
         expires_at: None,
+        verify_until: None,
     };
     store.insert_signing_key(&key("k1", 1)).await.unwrap();
-    store.retire_signing_keys(SigningAlgorithm::ES256, 5, 50).await.unwrap();
+    store.retire_signing_keys(SigningAlgorithm::ES256, 5, 50, 80).await.unwrap();
     store.insert_signing_key(&key("k2", 5)).await.unwrap();
     let keys = store.signing_keys().await.unwrap();
     let k1 = keys.iter().find(|k| k.kid == "k1").unwrap();
-    assert_eq!((k1.rotated_at, k1.expires_at), (Some(5), Some(50)));
-    assert_eq!(k1.private_pkcs8, vec![1, 2, 3]);
+    assert_eq!((k1.rotated_at, k1.expires_at, k1.verify_until), (Some(5), Some(50), Some(80)));
+    assert!(k1.private_key == StoredPrivateKey::Plain(vec![1, 2, 3]));
+    // Sealing replaces the private half in place.
+    let sealed = StoredPrivateKey::Sealed("v1.abcd.sealed".into());
+    store.replace_signing_key_private("k1", &sealed).await.unwrap();
+    let keys = store.signing_keys().await.unwrap();
+    assert!(keys.iter().find(|k| k.kid == "k1").unwrap().private_key == sealed);
     assert!(keys.iter().find(|k| k.kid == "k2").unwrap().rotated_at.is_none());
     store.purge_expired(51).await.unwrap();
+    assert_eq!(store.signing_keys().await.unwrap().len(), 2, "out of the JWKS, still verifying");
+    store.purge_expired(81).await.unwrap();
     let keys = store.signing_keys().await.unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].kid, "k2");

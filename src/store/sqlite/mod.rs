@@ -7,6 +7,7 @@
 //! never fail half-way with "database is locked"); `busy_timeout` covers other processes such as
 //! the CLI touching the same file.
 
+mod files;
 mod writer;
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use rusqlite::{named_params, params, Connection, OpenFlags, OptionalExtension, Row};
 use rusqlite_migration::{Migrations, M};
 
+pub use self::files::create_private_dir;
 use self::writer::Writer;
 use super::*;
 
@@ -46,6 +48,8 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("../../../migrations/sqlite/0001_init.sql")),
         M::up(include_str!("../../../migrations/sqlite/0002_refresh_token_chain.sql")),
+        M::up(include_str!("../../../migrations/sqlite/0003_sealed_signing_keys.sql")),
+        M::up(include_str!("../../../migrations/sqlite/0004_signing_key_trust.sql")),
     ])
 }
 
@@ -329,6 +333,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path`) and migrates it.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
         let path = path_of(url)?;
+        files::prepare_private_database(&path)?;
         let mut writer =
             Connection::open(&path).with_context(|| format!("cannot open SQLite database {}", path.display()))?;
         writer
@@ -372,6 +377,14 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         self.writer.write(f).await
+    }
+}
+
+/// A private key's two columns: in the clear, or sealed; the other one NULL.
+fn private_columns(key: &StoredPrivateKey) -> (Option<&[u8]>, Option<&str>) {
+    match key {
+        StoredPrivateKey::Plain(der) => (Some(der), None),
+        StoredPrivateKey::Sealed(sealed) => (None, Some(sealed)),
     }
 }
 
@@ -1008,26 +1021,37 @@ impl Store for SqliteStore {
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         let conn = self.reader();
         let mut stmt = conn
-            .prepare_cached("SELECT kid, alg, private_pkcs8, created_at, rotated_at, expires_at FROM signing_keys")
+            .prepare_cached(
+                "SELECT kid, alg, private_pkcs8, private_sealed, created_at, rotated_at, expires_at, verify_until \
+                 FROM signing_keys",
+            )
             .map_err(backend)?;
         let rows = stmt
             .query_map([], |r| {
                 Ok((
-                    r.get::<_, String>("kid")?,
-                    r.get::<_, String>("alg")?,
-                    r.get::<_, Vec<u8>>("private_pkcs8")?,
-                    r.get::<_, i64>("created_at")?,
-                    r.get::<_, Option<i64>>("rotated_at")?,
-                    r.get::<_, Option<i64>>("expires_at")?,
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<Vec<u8>>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
                 ))
             })
             .map_err(backend)?;
         let mut keys = Vec::new();
         for row in rows {
-            let (kid, alg, private_pkcs8, created_at, rotated_at, expires_at) = row.map_err(backend)?;
+            let (kid, alg, plain, sealed, created_at, rotated_at, expires_at, verify_until) = row.map_err(backend)?;
             let alg = SigningAlgorithm::parse(&alg)
                 .ok_or_else(|| backend(anyhow::anyhow!("stored key {kid} has unknown algorithm {alg:?}")))?;
-            keys.push(StoredSigningKey { kid, alg, private_pkcs8, created_at, rotated_at, expires_at });
+            // The table's CHECK keeps exactly one of the two.
+            let private_key = match (sealed, plain) {
+                (Some(sealed), _) => StoredPrivateKey::Sealed(sealed),
+                (None, Some(plain)) => StoredPrivateKey::Plain(plain),
+                (None, None) => return Err(backend(anyhow::anyhow!("stored key {kid} has no private half"))),
+            };
+            keys.push(StoredSigningKey { kid, alg, private_key, created_at, rotated_at, expires_at, verify_until });
         }
         Ok(keys)
     }
@@ -1035,9 +1059,25 @@ impl Store for SqliteStore {
     async fn insert_signing_key(&self, k: &StoredSigningKey) -> StoreResult<()> {
         let k = k.clone();
         self.write(move |conn| {
+            let (plain, sealed) = private_columns(&k.private_key);
             conn.execute(
-                "INSERT INTO signing_keys (kid, alg, private_pkcs8, created_at, rotated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-                params![k.kid, k.alg.as_str(), k.private_pkcs8, k.created_at, k.rotated_at, k.expires_at],
+                "INSERT INTO signing_keys (kid, alg, private_pkcs8, private_sealed, created_at, rotated_at, expires_at, \
+                 verify_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                params![k.kid, k.alg.as_str(), plain, sealed, k.created_at, k.rotated_at, k.expires_at, k.verify_until],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn replace_signing_key_private(&self, kid: &str, private_key: &StoredPrivateKey) -> StoreResult<()> {
+        let (kid, private_key) = (kid.to_owned(), private_key.clone());
+        self.write(move |conn| {
+            let (plain, sealed) = private_columns(&private_key);
+            conn.execute(
+                "UPDATE signing_keys SET private_pkcs8 = ?, private_sealed = ? WHERE kid = ?",
+                params![plain, sealed, kid],
             )
             .map_err(backend)?;
             Ok(())
@@ -1050,11 +1090,12 @@ impl Store for SqliteStore {
         alg: SigningAlgorithm,
         rotated_at: UnixTime,
         expires_at: UnixTime,
+        verify_until: UnixTime,
     ) -> StoreResult<()> {
         self.write(move |conn| {
             conn.execute(
-                "UPDATE signing_keys SET rotated_at = ?, expires_at = ? WHERE alg = ? AND rotated_at IS NULL",
-                params![rotated_at, expires_at, alg.as_str()],
+                "UPDATE signing_keys SET rotated_at = ?, expires_at = ?, verify_until = ? WHERE alg = ? AND rotated_at IS NULL",
+                params![rotated_at, expires_at, verify_until, alg.as_str()],
             )
             .map_err(backend)?;
             Ok(())
@@ -1208,7 +1249,7 @@ impl Store for SqliteStore {
             "DELETE FROM access_tokens WHERE expires_at <= ?1",
             "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
             "DELETE FROM browser_sessions WHERE expires_at <= ?1 OR ended_at IS NOT NULL",
-            "DELETE FROM signing_keys WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+            "DELETE FROM signing_keys WHERE expires_at IS NOT NULL AND max(expires_at, coalesce(verify_until, 0)) <= ?1",
         ];
         self.write(move |tx| {
             let mut removed = 0u64;
