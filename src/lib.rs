@@ -15,6 +15,7 @@ pub mod custody;
 pub mod groups;
 pub mod identity;
 pub mod metrics;
+pub mod password_login;
 pub mod policy;
 pub mod provider;
 pub mod store;

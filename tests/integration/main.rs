@@ -15,6 +15,7 @@ mod keys;
 mod live_access;
 mod logout;
 mod no_secrets_in_logs;
+mod password_login;
 mod policy;
 mod revoke_introspect;
 mod session;
