@@ -1,10 +1,10 @@
 //! The login pages: the connector chooser and the password form, and completing the pending
 //! authorization once the person is known (for every kind of connector).
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
 use std::net::IpAddr;
 
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
@@ -208,7 +208,12 @@ async fn submit(
             }
             // The allowance is taken before the check, so parallel guesses cannot overrun it.
             if let Err(refused) = state.login_throttle.attempt(connector_id, username, client) {
-                tracing::warn!(connector = connector_id, why = ?refused.why, "password login refused: too many attempts");
+                tracing::warn!(
+                    connector = connector_id,
+                    client = %client.map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
+                    why = ?refused.why,
+                    "password login refused: too many attempts"
+                );
                 let page = render_form(
                     state,
                     StatusCode::TOO_MANY_REQUESTS,
