@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use checks::{Busy, PasswordChecks};
-pub use throttle::{LoginThrottle, Refused, RefusedFor};
+pub use throttle::{Attempt, LoginThrottle, Refused, RefusedFor};
 
 /// `N attempts per window`: a burst of `attempts`, refilled evenly over `window`
 /// (so after the burst, one more attempt every `window / attempts`).

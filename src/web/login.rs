@@ -207,25 +207,32 @@ async fn submit(
                 ));
             }
             // The allowance is taken before the check, so parallel guesses cannot overrun it.
-            if let Err(refused) = state.login_throttle.attempt(connector_id, username, client) {
-                tracing::warn!(
-                    connector = connector_id,
-                    client = %client.map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
-                    why = ?refused.why,
-                    "password login refused: too many attempts"
-                );
-                let page = render_form(
-                    state,
-                    StatusCode::TOO_MANY_REQUESTS,
-                    &pending,
-                    &request,
-                    connector,
-                    username,
-                    Some(&too_many_attempts(refused)),
-                );
-                return Err(with_retry_after(page, refused.retry_after));
+            let attempt = match state.login_throttle.attempt(connector_id, username, client) {
+                Ok(attempt) => attempt,
+                Err(refused) => {
+                    tracing::warn!(
+                        connector = connector_id,
+                        client = %client.map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
+                        why = ?refused.why,
+                        "password login refused: too many attempts"
+                    );
+                    let page = render_form(
+                        state,
+                        StatusCode::TOO_MANY_REQUESTS,
+                        &pending,
+                        &request,
+                        connector,
+                        username,
+                        Some(&too_many_attempts(refused)),
+                    );
+                    return Err(with_retry_after(page, refused.retry_after));
+                }
+            };
+            let outcome = p.login(username, password).await;
+            if !matches!(outcome, Err(LoginFailure::BadCredentials)) {
+                state.login_throttle.not_a_wrong_guess(attempt);
             }
-            match p.login(username, password).await {
+            match outcome {
                 Ok(identity) => identity,
                 Err(LoginFailure::BadCredentials) => {
                     tracing::info!(connector = connector_id, "failed password login");

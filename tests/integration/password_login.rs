@@ -65,6 +65,19 @@ async fn parallel_wrong_passwords_get_no_more_checks_than_the_limit() {
 }
 
 #[tokio::test]
+async fn signing_in_with_the_right_password_costs_no_allowance() {
+    let app = TestApp::new().await;
+    for i in 0..12 {
+        let res = login_from(&app, "192.0.2.60:4000", "sam", "sam-pw").await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "sign-in {i} (several browsers, one address)");
+    }
+    for _ in 0..5 {
+        assert_eq!(login_from(&app, "192.0.2.60:4000", "sam", "guess").await.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login_from(&app, "192.0.2.60:4000", "sam", "guess").await.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
 async fn a_stranger_hammering_an_account_does_not_lock_its_owner_out() {
     let app = TestApp::new().await;
     for _ in 0..20 {
