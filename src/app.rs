@@ -18,10 +18,10 @@ use crate::connectors::http::UpstreamHttp;
 use crate::connectors::Connectors;
 use crate::crypto::keys::KeyManager;
 use crate::crypto::seal::{Sealer, CRYPT_KEY_ENV};
+use crate::password_login::{LoginThrottle, PasswordChecks};
 use crate::provider::{authorize, discovery, introspect, logout, revoke, token, userinfo};
 use crate::store::{SqliteStore, Store};
 use crate::web::pages::{templates, PageError};
-use crate::web::throttle::LoginThrottle;
 use crate::web::{login, upstream};
 
 pub struct AppState {
@@ -31,6 +31,8 @@ pub struct AppState {
     pub keys: Arc<KeyManager>,
     pub connectors: Arc<Connectors>,
     pub login_throttle: LoginThrottle,
+    /// The bound on argon2 checks running at once (shared by every password connector).
+    pub password_checks: Arc<PasswordChecks>,
     /// Seals upstream tokens and the signing keys at rest; present whenever a connector keeps
     /// tokens (without it, signing keys are stored in the clear).
     pub sealer: Option<Arc<Sealer>>,
@@ -54,7 +56,10 @@ impl AppState {
         sealer: Option<Sealer>,
     ) -> anyhow::Result<SharedState> {
         let http = UpstreamHttp::new(Default::default())?;
-        let connectors = Connectors::from_config(&config.connectors, &http)
+        let limits = &config.password_login;
+        let password_checks = Arc::new(PasswordChecks::new(limits.max_concurrent_checks, limits.check_queue_timeout));
+        let login_throttle = LoginThrottle::new(limits, clock.clone());
+        let connectors = Connectors::from_config(&config.connectors, &http, &password_checks)
             .map_err(|e| anyhow::anyhow!("connector setup failed: `{}`: {}", e.key, e.message))?;
         if connectors.keeps_tokens() && sealer.is_none() {
             anyhow::bail!(
@@ -79,7 +84,8 @@ impl AppState {
             clock,
             keys,
             connectors,
-            login_throttle: LoginThrottle::default(),
+            login_throttle,
+            password_checks,
         }))
     }
 }
@@ -225,7 +231,9 @@ pub async fn serve_with_sealer(config: Config, sealer: Option<Sealer>) -> anyhow
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(issuer = %state.config.issuer, %listen, "hubauth is listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    // Connection info gives handlers the peer address (login throttling by client address).
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
 }
 

@@ -65,6 +65,11 @@ struct RawConfig {
     /// `[[static_groups]]`: groups granted to named users, whatever their connector says.
     #[serde(default)]
     static_groups: Vec<StaticGroup>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (addresses or CIDR ranges).
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    #[serde(default)]
+    password_login: crate::password_login::PasswordLoginConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -541,6 +546,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub static_groups: Vec<StaticGroup>,
     pub jupyterhub: JupyterHubConfig,
+    /// `trusted_proxies`: whose `X-Forwarded-For` is believed (nobody's by default).
+    pub trusted_proxies: crate::web::client_address::TrustedProxies,
+    /// `[password_login]`: throttling and the bound on concurrent password checks.
+    pub password_login: crate::password_login::PasswordLoginConfig,
 }
 
 impl Config {
@@ -605,6 +614,9 @@ impl Config {
                 return Err(invalid(key, "must be at least one second".into()));
             }
         }
+        let trusted_proxies = crate::web::client_address::TrustedProxies::parse(&raw.trusted_proxies)
+            .map_err(|(i, m)| invalid(&format!("trusted_proxies[{i}]"), m))?;
+        raw.password_login.validate().map_err(|(key, m)| invalid(&format!("password_login.{key}"), m))?;
         let storage = StorageConfig {
             url: resolve_sqlite_url(&raw.storage.url, base_dir).map_err(|m| invalid("storage.url", m))?,
         };
@@ -801,7 +813,8 @@ impl Config {
         // reported here, with their key, instead of at the first login.
         let http = crate::connectors::http::UpstreamHttp::new(Default::default())
             .map_err(|e| invalid("connectors", format!("cannot set up the HTTP client: {e}")))?;
-        crate::connectors::Connectors::from_config(&connectors, &http).map_err(|e| invalid(&e.key, e.message))?;
+        crate::connectors::Connectors::from_config(&connectors, &http, &Default::default())
+            .map_err(|e| invalid(&e.key, e.message))?;
 
         Ok(Config {
             issuer: raw.issuer,
@@ -827,6 +840,8 @@ impl Config {
             },
             static_groups: raw.static_groups,
             jupyterhub: raw.jupyterhub,
+            trusted_proxies,
+            password_login: raw.password_login,
         })
     }
 

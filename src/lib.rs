@@ -16,6 +16,7 @@ pub mod groups;
 pub mod identity;
 pub mod login;
 pub mod metrics;
+pub mod password_login;
 pub mod policy;
 pub mod provider;
 pub mod store;

@@ -38,6 +38,9 @@ pub enum LoginFailure {
     BadCredentials,
     #[error("the login service failed: {0}")]
     Upstream(String),
+    /// Every password check slot is taken (see `password_login::checks`): try again shortly.
+    #[error("too many password checks are running")]
+    Busy,
 }
 
 /// A connector that checks credentials typed into hubauth's own login form.
@@ -279,7 +282,12 @@ pub struct SetupError {
 impl Connectors {
     /// Builds every connector. Nothing here touches the network: discovery documents and keys
     /// are fetched on first use, so a provider that is down does not stop hubauth starting.
-    pub fn from_config(entries: &[ConnectorEntry], http: &http::UpstreamHttp) -> Result<Self, SetupError> {
+    /// Password connectors check passwords through `password_checks` (the shared bound).
+    pub fn from_config(
+        entries: &[ConnectorEntry],
+        http: &http::UpstreamHttp,
+        password_checks: &Arc<crate::password_login::PasswordChecks>,
+    ) -> Result<Self, SetupError> {
         let mut all = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
             let err =
@@ -290,7 +298,7 @@ impl Connectors {
                 ConnectorConfig::Dev(dev) => (
                     "Demo accounts".to_string(),
                     Some("key"),
-                    ConnectorKind::Password(Arc::new(DevConnector::new(dev))),
+                    ConnectorKind::Password(Arc::new(DevConnector::new(dev, password_checks.clone()))),
                 ),
                 ConnectorConfig::Oauth2(cfg) => {
                     (cfg.id.clone(), None, redirect(Arc::new(oauth2::OAuth2Connector::new(cfg, http).map_err(err)?)))

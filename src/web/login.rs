@@ -1,9 +1,11 @@
 //! The login pages: the connector chooser and the password form, and completing the pending
 //! authorization once the person is known (for every kind of connector).
 
+use std::net::IpAddr;
+
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use minijinja::context;
@@ -15,10 +17,12 @@ use crate::app::SharedState;
 use crate::connectors::{password_memberships, Connector, ConnectorKind, LoginFailure, Membership};
 use crate::crypto::random::{random_value, value_hash};
 use crate::login::{self, Arrival, SignIn};
+use crate::password_login::{Refused, RefusedFor};
 use crate::policy::{self, Decision};
 use crate::provider::authorize::{binding_matches, issue_code, AuthorizationRequest};
 use crate::provider::params::Params;
 use crate::store::{BrowserSession, PendingAuthorization, UpstreamIdentity, UpstreamRecord};
+use crate::web::client_address::ClientAddress;
 use crate::web::invite;
 use crate::web::request_id;
 
@@ -158,16 +162,23 @@ pub async fn login_page(State(state): State<SharedState>, jar: CookieJar, RawQue
 /// `POST /login/{connector}`: check the form, log the person in, and answer the client.
 pub async fn login_submit(
     State(state): State<SharedState>,
+    ClientAddress(client): ClientAddress,
     jar: CookieJar,
     Path(connector_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    match submit(&state, jar, &connector_id, &body).await {
+    match submit(&state, jar, client, &connector_id, &body).await {
         Ok(r) | Err(r) => r,
     }
 }
 
-async fn submit(state: &SharedState, jar: CookieJar, connector_id: &str, body: &[u8]) -> Result<Response, Response> {
+async fn submit(
+    state: &SharedState,
+    jar: CookieJar,
+    client: Option<IpAddr>,
+    connector_id: &str,
+    body: &[u8],
+) -> Result<Response, Response> {
     let params = Params::parse(body).map_err(|e| PageError::bad_request("invalid_request", e.0).into_response())?;
     let (pending, request) =
         load_pending(state, &jar, params.get("request")).await.map_err(IntoResponse::into_response)?;
@@ -194,28 +205,35 @@ async fn submit(state: &SharedState, jar: CookieJar, connector_id: &str, body: &
                     Some("That username or password is too long."),
                 ));
             }
-            let now = state.clock.now();
-            if let Some(wait) = state.login_throttle.retry_after(connector_id, username, now) {
-                tracing::warn!(connector = connector_id, "password login refused: too many recent failures");
-                let message =
-                    format!("Too many wrong passwords for this account. Try again in {} minute(s).", (wait + 59) / 60);
-                return Err(render_form(
-                    state,
-                    StatusCode::TOO_MANY_REQUESTS,
-                    &pending,
-                    &request,
-                    connector,
-                    username,
-                    Some(&message),
-                ));
-            }
-            match p.login(username, password).await {
-                Ok(identity) => {
-                    state.login_throttle.succeeded(connector_id, username);
-                    identity
+            // The allowance is taken before the check, so parallel guesses cannot overrun it.
+            let attempt = match state.login_throttle.attempt(connector_id, username, client) {
+                Ok(attempt) => attempt,
+                Err(refused) => {
+                    tracing::warn!(
+                        connector = connector_id,
+                        client = %client.map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
+                        why = ?refused.why,
+                        "password login refused: too many attempts"
+                    );
+                    let page = render_form(
+                        state,
+                        StatusCode::TOO_MANY_REQUESTS,
+                        &pending,
+                        &request,
+                        connector,
+                        username,
+                        Some(&too_many_attempts(refused)),
+                    );
+                    return Err(with_retry_after(page, refused.retry_after));
                 }
+            };
+            let outcome = p.login(username, password).await;
+            if !matches!(outcome, Err(LoginFailure::BadCredentials)) {
+                state.login_throttle.not_a_wrong_guess(attempt);
+            }
+            match outcome {
+                Ok(identity) => identity,
                 Err(LoginFailure::BadCredentials) => {
-                    state.login_throttle.failed(connector_id, username, now);
                     tracing::info!(connector = connector_id, "failed password login");
                     return Err(render_form(
                         state,
@@ -238,6 +256,17 @@ async fn submit(state: &SharedState, jar: CookieJar, connector_id: &str, body: &
                     .with_hint("Try again in a few minutes, or choose another way to sign in.")
                     .into_response());
                 }
+                Err(LoginFailure::Busy) => {
+                    tracing::warn!(connector = connector_id, "password login refused: every password check is busy");
+                    let page = PageError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "busy",
+                        "Too many sign-ins at once",
+                        "hubauth is checking many passwords right now and could not check yours in time.",
+                    )
+                    .with_hint("Wait a few seconds and send the form again.");
+                    return Err(with_retry_after(page.into_response(), BUSY_RETRY_AFTER));
+                }
             }
         }
         ConnectorKind::Redirect(_) => {
@@ -247,6 +276,29 @@ async fn submit(state: &SharedState, jar: CookieJar, connector_id: &str, body: &
     };
     let (memberships, record) = password_memberships(&identity);
     finish_login(state, jar, &pending, &request, connector, identity, &memberships, &record).await
+}
+
+/// Seconds a "busy" answer asks the browser to wait.
+const BUSY_RETRY_AFTER: u64 = 5;
+
+fn with_retry_after(mut page: Response, seconds: u64) -> Response {
+    page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    page
+}
+
+/// The refusal as the person reads it: which limit, and when to come back.
+fn too_many_attempts(refused: Refused) -> String {
+    let whose = match refused.why {
+        RefusedFor::Address => "from your network",
+        RefusedFor::AccountFromAddress => "for this account from your network",
+        RefusedFor::Account => "for this account",
+        RefusedFor::Saturated => "on this server right now",
+    };
+    let wait = match refused.retry_after {
+        s if s < 120 => format!("{s} second{}", if s == 1 { "" } else { "s" }),
+        s => format!("{} minutes", s.div_ceil(60)),
+    };
+    format!("Too many sign-in attempts {whose}. Try again in {wait}.")
 }
 
 /// The person is known: admit them (see [`crate::login`]), end the pending request (once), start

@@ -203,7 +203,7 @@ async fn repeated_wrong_passwords_throttle_the_account_for_a_while() {
     // Even the right password is refused now, with a clear message…
     let res = app.browser().submit_login(&AuthParams::hub(&Pkce::new()), "ada", "ada-pw").await;
     assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(res.text().contains("Too many wrong passwords"));
+    assert!(res.text().contains("Too many sign-in attempts"));
     // …other accounts are unaffected…
     let res = app.browser().submit_login(&AuthParams::hub(&Pkce::new()), "sam", "sam-pw").await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);

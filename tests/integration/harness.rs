@@ -172,7 +172,12 @@ impl TestApp {
     }
 
     pub fn browser(&self) -> Browser<'_> {
-        Browser { app: self, cookies: HashMap::new() }
+        Browser { app: self, cookies: HashMap::new(), peer: None, headers: Vec::new() }
+    }
+
+    /// A browser whose requests arrive from `peer` (the TCP peer address `serve` would see).
+    pub fn browser_from(&self, peer: &str) -> Browser<'_> {
+        Browser { peer: Some(peer.parse().expect("an ip:port")), ..self.browser() }
     }
 
     /// The hub client's code exchange, as OAuthenticator sends it.
@@ -280,9 +285,29 @@ impl AuthParams {
 pub struct Browser<'a> {
     pub app: &'a TestApp,
     pub cookies: HashMap<String, String>,
+    /// The TCP peer its requests come from (`ConnectInfo`), if the test says.
+    pub peer: Option<std::net::SocketAddr>,
+    /// Headers sent with every request (e.g. a proxy's `X-Forwarded-For`).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Browser<'_> {
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    async fn send(&self, mut req: axum::http::request::Builder, body: Body) -> TestResponse {
+        req = req.header(header::COOKIE, self.cookie_header());
+        for (name, value) in &self.headers {
+            req = req.header(name.as_str(), value.as_str());
+        }
+        if let Some(peer) = self.peer {
+            req = req.extension(axum::extract::ConnectInfo(peer));
+        }
+        self.app.send(req.body(body).unwrap()).await
+    }
+
     fn cookie_header(&self) -> String {
         self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
     }
@@ -301,19 +326,14 @@ impl Browser<'_> {
     }
 
     pub async fn get(&mut self, uri: &str) -> TestResponse {
-        let req = Request::get(uri).header(header::COOKIE, self.cookie_header()).body(Body::empty()).unwrap();
-        let res = self.app.send(req).await;
+        let res = self.send(Request::get(uri), Body::empty()).await;
         self.remember(&res);
         res
     }
 
     pub async fn post(&mut self, uri: &str, pairs: &[(&str, &str)]) -> TestResponse {
-        let req = Request::post(uri)
-            .header(header::COOKIE, self.cookie_header())
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(form(pairs)))
-            .unwrap();
-        let res = self.app.send(req).await;
+        let req = Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        let res = self.send(req, Body::from(form(pairs))).await;
         self.remember(&res);
         res
     }

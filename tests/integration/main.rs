@@ -18,6 +18,7 @@ mod linked_accounts;
 mod live_access;
 mod logout;
 mod no_secrets_in_logs;
+mod password_login;
 mod policy;
 mod revoke_introspect;
 mod session;
