@@ -15,6 +15,7 @@ mod dev;
 mod github;
 mod google;
 pub mod http;
+mod jwks;
 mod oauth2;
 mod oidc;
 pub mod sealing;

@@ -26,4 +26,5 @@ mod upstream_canvas;
 mod upstream_github;
 mod upstream_oauth2;
 mod upstream_oidc;
+mod upstream_oidc_keys;
 mod userinfo;

@@ -60,6 +60,12 @@ struct FakeState {
     refresh_grants: usize,
     /// Answer token requests with this status (an outage).
     token_outage: Option<StatusCode>,
+    /// Signs ID tokens with this key instead of the first published one (a withdrawn key).
+    signer_override: Option<Arc<SigningKey>>,
+    /// Fields merged into every published JWK (`alg`, `use`).
+    jwk_extra: Value,
+    /// The JWKS answer's `Cache-Control` header.
+    jwks_cache_control: Option<String>,
 }
 
 #[derive(Clone)]
@@ -136,6 +142,23 @@ scope = ["openid", "profile", "email", "offline_access"]
         s.keys.truncate(1);
     }
 
+    /// The provider stops publishing the key it signs with (it was compromised, say), but an
+    /// attacker holding it keeps signing: the published set gets a new key only.
+    pub fn withdraw_signing_key(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.signer_override = Some(s.keys[0].clone());
+        s.keys = vec![key(SigningAlgorithm::RS256)];
+    }
+
+    /// Every published JWK gets these fields too (e.g. `{"alg": "RS384"}`, `{"use": "enc"}`).
+    pub fn set_jwk_extra(&self, extra: Value) {
+        self.state.lock().unwrap().jwk_extra = extra;
+    }
+
+    pub fn set_jwks_cache_control(&self, value: &str) {
+        self.state.lock().unwrap().jwks_cache_control = Some(value.into());
+    }
+
     pub fn jwks_fetches(&self) -> usize {
         self.state.lock().unwrap().jwks_fetches
     }
@@ -187,10 +210,28 @@ async fn discovery(State(s): State<Arc<Mutex<FakeState>>>) -> Json<Value> {
     }))
 }
 
-async fn jwks(State(s): State<Arc<Mutex<FakeState>>>) -> Json<Value> {
+async fn jwks(State(s): State<Arc<Mutex<FakeState>>>) -> Response {
     let mut s = s.lock().unwrap();
     s.jwks_fetches += 1;
-    Json(json!({ "keys": s.keys.iter().map(|k| k.public_jwk()).collect::<Vec<_>>() }))
+    let keys: Vec<Value> = s
+        .keys
+        .iter()
+        .map(|k| {
+            let mut jwk = k.public_jwk();
+            for (name, value) in s.jwk_extra.as_object().into_iter().flatten() {
+                match value {
+                    Value::Null => drop(jwk.as_object_mut().unwrap().remove(name)),
+                    _ => jwk[name] = value.clone(),
+                }
+            }
+            jwk
+        })
+        .collect();
+    let mut res = Json(json!({ "keys": keys })).into_response();
+    if let Some(cc) = &s.jwks_cache_control {
+        res.headers_mut().insert("cache-control", cc.parse().unwrap());
+    }
+    res
 }
 
 fn oauth_error(status: StatusCode, error: &str) -> Response {
@@ -214,7 +255,11 @@ fn id_token(s: &FakeState, claims: &Value, nonce: Option<&str>, twist: &Twist) -
             body[k] = v.clone();
         }
     }
-    let signer = if twist.unpublished_key { key(SigningAlgorithm::RS256) } else { s.keys[0].clone() };
+    let signer = match (&s.signer_override, twist.unpublished_key) {
+        (_, true) => key(SigningAlgorithm::RS256),
+        (Some(withdrawn), false) => withdrawn.clone(),
+        (None, false) => s.keys[0].clone(),
+    };
     let jwt = signer.sign_jwt(&body).unwrap();
     match twist.alg {
         None => jwt,
@@ -311,7 +356,7 @@ pub fn alice() -> Value {
     })
 }
 
-async fn setup(extra: &str) -> (TestApp, FakeOidc) {
+pub async fn setup(extra: &str) -> (TestApp, FakeOidc) {
     let fake = FakeOidc::start().await;
     let app = TestApp::with_extra_toml(&fake.connector_toml("uni", extra)).await;
     (app, fake)
@@ -320,7 +365,7 @@ async fn setup(extra: &str) -> (TestApp, FakeOidc) {
 const KEYCLOAK_GROUPS: &str = r#"groups_claim = "realm_access.roles""#;
 
 /// Logs in through the provider with `claims`/`twist`; the callback's response.
-async fn upstream_login(app: &TestApp, fake: &FakeOidc, claims: Value, twist: Twist) -> (TestResponse, Pkce) {
+pub async fn upstream_login(app: &TestApp, fake: &FakeOidc, claims: Value, twist: Twist) -> (TestResponse, Pkce) {
     let pkce = Pkce::new();
     let mut browser = app.browser();
     let up = browser.start_upstream(&AuthParams::hub(&pkce), "uni").await;
