@@ -428,6 +428,7 @@ impl TokenAnswer {
             expires_at: self.expires_in.filter(|s| *s > 0).map(|s| now + s),
             id_token: self.id_token,
             scope: self.scope,
+            obtained_at: Some(now),
         }
     }
 }

@@ -60,6 +60,10 @@ struct FakeState {
     refresh_grants: usize,
     /// Answer token requests with this status (an outage).
     token_outage: Option<StatusCode>,
+    /// Every request to the token endpoint, answered or not.
+    token_calls: usize,
+    /// The token endpoint answers only after this long.
+    token_delay: Option<std::time::Duration>,
     /// Signs ID tokens with this key instead of the first published one (a withdrawn key).
     signer_override: Option<Arc<SigningKey>>,
     /// Fields merged into every published JWK (`alg`, `use`).
@@ -181,6 +185,14 @@ scope = ["openid", "profile", "email", "offline_access"]
         self.state.lock().unwrap().refresh_grants
     }
 
+    pub fn set_token_delay(&self, delay: std::time::Duration) {
+        self.state.lock().unwrap().token_delay = Some(delay);
+    }
+
+    pub fn token_calls(&self) -> usize {
+        self.state.lock().unwrap().token_calls
+    }
+
     pub fn outage(&self, status: Option<StatusCode>) {
         self.state.lock().unwrap().token_outage = status;
     }
@@ -293,6 +305,14 @@ async fn token(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
+    let delay = {
+        let mut s = s.lock().unwrap();
+        s.token_calls += 1;
+        s.token_delay
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut s = s.lock().unwrap();
     if let Some(status) = s.token_outage {
         return (status, "upstream is down").into_response();
