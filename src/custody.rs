@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use crate::app::AppState;
 use crate::clock::UnixTime;
 use crate::connectors::sealing::{open_tokens, seal_tokens};
+use crate::connectors::untrusted::printable;
 use crate::connectors::{Connector, ConnectorError, ConnectorKind, RedirectConnector, UpstreamTokens};
 use crate::crypto::Secret;
 use crate::store::{AuditEvent, StoreError, User};
@@ -175,7 +176,8 @@ async fn refresh(
             })
         }
         Err(ConnectorError::SessionEnded(reason)) | Err(ConnectorError::Denied(reason)) => {
-            tracing::info!(connector = connector_id, user = %user.username, %reason, "upstream session ended");
+            let quoted = printable(&reason, 400);
+            tracing::info!(connector = connector_id, user = %user.username, reason = ?quoted, "upstream session ended");
             state.store.update_upstream_tokens(connector_id, subject, None, None).await?;
             let grants = state.store.revoke_user(&user.id, "upstream session ended", now).await?;
             state.metrics.revoked("upstream_session_ended");

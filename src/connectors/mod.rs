@@ -19,6 +19,7 @@ mod jwks;
 mod oauth2;
 mod oidc;
 pub mod sealing;
+pub mod untrusted;
 
 use std::sync::Arc;
 

@@ -14,6 +14,7 @@ mod identity;
 mod invites;
 mod keys;
 mod live_access;
+mod log_injection;
 mod logout;
 mod no_secrets_in_logs;
 mod policy;

@@ -62,6 +62,8 @@ struct FakeState {
     token_outage: Option<StatusCode>,
     /// Every request to the token endpoint, answered or not.
     token_calls: usize,
+    /// The token endpoint answers every request with this OAuth error (400).
+    token_error: Option<Value>,
     /// The token endpoint answers only after this long.
     token_delay: Option<std::time::Duration>,
     /// Signs ID tokens with this key instead of the first published one (a withdrawn key).
@@ -183,6 +185,11 @@ scope = ["openid", "profile", "email", "offline_access"]
 
     pub fn refresh_grants(&self) -> usize {
         self.state.lock().unwrap().refresh_grants
+    }
+
+    /// The token endpoint refuses everything with this error body (`{"error": …}`).
+    pub fn set_token_error(&self, body: Value) {
+        self.state.lock().unwrap().token_error = Some(body);
     }
 
     pub fn set_token_delay(&self, delay: std::time::Duration) {
@@ -316,6 +323,9 @@ async fn token(
     let mut s = s.lock().unwrap();
     if let Some(status) = s.token_outage {
         return (status, "upstream is down").into_response();
+    }
+    if let Some(error) = &s.token_error {
+        return (StatusCode::BAD_REQUEST, Json(error.clone())).into_response();
     }
     let basic = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
     s.token_requests.push(form.clone());
