@@ -55,7 +55,7 @@ async fn callers_that_waited_for_a_failed_refresh_take_its_failure_instead_of_as
     app.clock.advance(31);
     fake.outage(Some(StatusCode::SERVICE_UNAVAILABLE));
     // A slow answer, so that every caller is waiting while the one refresh runs.
-    fake.set_token_delay(std::time::Duration::from_millis(500));
+    fake.set_token_delay(std::time::Duration::from_secs(1));
     let before = fake.token_calls();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
