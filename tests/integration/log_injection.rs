@@ -85,3 +85,14 @@ async fn an_api_error_message_cannot_forge_a_log_line() {
     assert_eq!(res.status, StatusCode::BAD_GATEWAY, "{}", res.text());
     assert_not_forged("marker-api");
 }
+
+#[tokio::test]
+async fn a_url_in_the_discovery_document_cannot_forge_a_log_line() {
+    capture();
+    let (app, fake) = setup("").await;
+    // A valid URL once parsed (parsing drops line breaks), on plain http: hubauth warns about it.
+    fake.set_discovery_field("authorization_endpoint", "http://idp.example/\n2026-12-01T22:00:00Z INFO marker-disc");
+    let pkce = Pkce::new();
+    app.browser().start_upstream(&AuthParams::hub(&pkce), "uni").await;
+    assert_not_forged("marker-disc");
+}

@@ -62,6 +62,8 @@ struct FakeState {
     token_outage: Option<StatusCode>,
     /// Every request to the token endpoint, answered or not.
     token_calls: usize,
+    /// Fields of the discovery document replaced by these.
+    discovery_overrides: Value,
     /// The token endpoint answers every request with this OAuth error (400).
     token_error: Option<Value>,
     /// The token endpoint answers only after this long.
@@ -173,6 +175,15 @@ scope = ["openid", "profile", "email", "offline_access"]
         self.state.lock().unwrap().userinfo_sub = Some(sub.into());
     }
 
+    /// The discovery document says `value` for `field`.
+    pub fn set_discovery_field(&self, field: &str, value: &str) {
+        let mut s = self.state.lock().unwrap();
+        if s.discovery_overrides.is_null() {
+            s.discovery_overrides = json!({});
+        }
+        s.discovery_overrides[field] = json!(value);
+    }
+
     pub fn set_discovery_issuer(&self, issuer: &str) {
         self.state.lock().unwrap().discovery_issuer = Some(issuer.into());
     }
@@ -217,7 +228,7 @@ scope = ["openid", "profile", "email", "offline_access"]
 async fn discovery(State(s): State<Arc<Mutex<FakeState>>>) -> Json<Value> {
     let s = s.lock().unwrap();
     let i = &s.issuer;
-    Json(json!({
+    let mut doc = json!({
         "issuer": s.discovery_issuer.clone().unwrap_or_else(|| i.clone()),
         "authorization_endpoint": format!("{i}/authorize"),
         "token_endpoint": format!("{i}/token"),
@@ -226,7 +237,11 @@ async fn discovery(State(s): State<Arc<Mutex<FakeState>>>) -> Json<Value> {
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
-    }))
+    });
+    for (field, value) in s.discovery_overrides.as_object().into_iter().flatten() {
+        doc[field] = value.clone();
+    }
+    Json(doc)
 }
 
 async fn jwks(State(s): State<Arc<Mutex<FakeState>>>) -> Response {
