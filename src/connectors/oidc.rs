@@ -24,8 +24,12 @@ use crate::crypto::Secret;
 const SKEW: i64 = 120;
 /// Discovery is re-read this often (providers change endpoints rarely; keys are handled apart).
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
-/// Key ids the cached JWKS lacks trigger a fetch at most this often (seconds), whatever the id.
-const JWKS_REFETCH_MIN: i64 = 10;
+/// A key id the cached JWKS lacks triggers a fetch at most this often (seconds), so a provider
+/// that signs with a key it does not publish is not asked again at every login…
+const JWKS_REFETCH_SAME_KID: i64 = 10;
+/// …and unknown key ids, whichever they are, at most this often (a new one at the next second:
+/// rotations, even two in a row, are followed on the next sign-in).
+const JWKS_REFETCH_ANY_KID: i64 = 1;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,8 +105,8 @@ pub struct OidcConnector {
     http: UpstreamHttp,
     discovery: tokio::sync::Mutex<Option<Cached<Discovery>>>,
     jwks: tokio::sync::Mutex<Option<ProviderKeys>>,
-    /// When the keys were last fetched again for a key id they lacked.
-    last_refetch: Mutex<Option<UnixTime>>,
+    /// The key id the keys were last fetched again for (they lacked it), and when.
+    last_refetch: Mutex<Option<(Option<String>, UnixTime)>>,
 }
 
 impl OidcConnector {
@@ -200,9 +204,8 @@ impl OidcConnector {
 
     /// The key that verifies a token with this header. The cached keys are used while current;
     /// after that they are fetched again (never used stale: a key the provider withdrew must stop
-    /// working). A key id they lack triggers a refetch (the provider rotated), at most once per
-    /// [`JWKS_REFETCH_MIN`] whatever the key id, so a provider signing with keys it does not
-    /// publish is not asked at every login.
+    /// working). A key id they lack triggers a refetch (the provider rotated), rate-limited per
+    /// key id and overall ([`JWKS_REFETCH_SAME_KID`], [`JWKS_REFETCH_ANY_KID`]).
     async fn key_for(&self, d: &Discovery, header: &Header, now: UnixTime) -> Result<DecodingKey, ConnectorError> {
         let mut cached = self.jwks.lock().await;
         let mut fetched_now = false;
@@ -225,10 +228,15 @@ impl OidcConnector {
         }
         {
             let mut last = self.last_refetch.lock().unwrap_or_else(|p| p.into_inner());
-            if last.is_some_and(|t| (0..JWKS_REFETCH_MIN).contains(&(now - t))) {
+            let kid = header.kid.clone();
+            let too_soon = last.as_ref().is_some_and(|(last_kid, t)| {
+                let limit = if *last_kid == kid { JWKS_REFETCH_SAME_KID } else { JWKS_REFETCH_ANY_KID };
+                (0..limit).contains(&(now - t))
+            });
+            if too_soon {
                 return Err(unknown());
             }
-            *last = Some(now);
+            *last = Some((kid, now));
         }
         *keys = self.fetch_keys(d, now).await?;
         match keys.pick(header) {

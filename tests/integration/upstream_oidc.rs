@@ -27,8 +27,10 @@ pub const UPSTREAM_SECRET: &str = "upstream-secret-0123456789";
 #[derive(Clone, Default)]
 pub struct Twist {
     pub claims: Value,
-    /// Sign with a key the provider does not publish.
+    /// Sign with a key the provider does not publish (a new one each time).
     pub unpublished_key: bool,
+    /// Sign with the provider's one stray key: unpublished, and the same every time.
+    pub stray_key: bool,
     /// Replace the signature algorithm (e.g. "none", "HS256").
     pub alg: Option<&'static str>,
 }
@@ -68,6 +70,8 @@ struct FakeState {
     token_error: Option<Value>,
     /// The token endpoint answers only after this long.
     token_delay: Option<std::time::Duration>,
+    /// An unpublished key the provider signs with when told (`Twist::stray_key`).
+    stray_key: Option<Arc<SigningKey>>,
     /// Signs ID tokens with this key instead of the first published one (a withdrawn key).
     signer_override: Option<Arc<SigningKey>>,
     /// Fields merged into every published JWK (`alg`, `use`).
@@ -93,6 +97,7 @@ impl FakeOidc {
         let state = Arc::new(Mutex::new(FakeState {
             issuer: issuer.clone(),
             keys: vec![key(SigningAlgorithm::RS256)],
+            stray_key: Some(key(SigningAlgorithm::RS256)),
             ..Default::default()
         }));
         let app = Router::new()
@@ -289,10 +294,11 @@ fn id_token(s: &FakeState, claims: &Value, nonce: Option<&str>, twist: &Twist) -
             body[k] = v.clone();
         }
     }
-    let signer = match (&s.signer_override, twist.unpublished_key) {
-        (_, true) => key(SigningAlgorithm::RS256),
-        (Some(withdrawn), false) => withdrawn.clone(),
-        (None, false) => s.keys[0].clone(),
+    let signer = match (&s.signer_override, twist.unpublished_key, &s.stray_key) {
+        (_, true, _) => key(SigningAlgorithm::RS256),
+        (_, false, Some(stray)) if twist.stray_key => stray.clone(),
+        (Some(withdrawn), false, _) => withdrawn.clone(),
+        _ => s.keys[0].clone(),
     };
     let jwt = signer.sign_jwt(&body).unwrap();
     match twist.alg {
