@@ -1,10 +1,11 @@
 // Token custody end to end: hubauth keeps each person's upstream tokens and hands out fresh upstream
 // access tokens by RFC 8693 token exchange; service accounts use client_credentials.
 //
-//  1. With a real upstream (oidc-provider v9, e2e/upstream/server.mjs) issuing 60-second access
-//     tokens and ROTATING refresh tokens, and hubauth's `upstream_refresh_skew = "58s"`: alice signs
-//     in (openid-client as RP, headless Chromium as alice); once her upstream token is within the
-//     skew, 100 concurrent exchanges by the confidential client `spawner` cause exactly ONE
+//  1. With a real upstream (oidc-provider v9, e2e/upstream/server.mjs) issuing 10-second access
+//     tokens and ROTATING refresh tokens, and hubauth's `upstream_refresh_skew = "58s"` (longer than
+//     the tokens live, like a Keycloak realm with 1-minute tokens and the default skew; hubauth caps
+//     it at half their lifetime): alice signs in (openid-client as RP, headless Chromium as alice);
+//     once her upstream token is due, 100 concurrent exchanges by the confidential client `spawner` cause exactly ONE
 //     refresh_token grant at the upstream and all get the same fresh token, which the upstream's
 //     userinfo accepts. Then the upstream ends alice's sign-in (POST /__e2e/accounts/alice/end-session)
 //     and the next exchange answers 400 login_required naming the provider; alice's hubauth tokens
@@ -49,8 +50,10 @@ const PYTHON = path.join(VENV_BIN, 'python');
 
 const CONNECTOR = 'upstream';
 const UPSTREAM_NAME = 'University login';
-const UPSTREAM_TTL = 60; // s: the upstream's access tokens
-const SKEW = 58; // s: hubauth's [tokens] upstream_refresh_skew
+const UPSTREAM_TTL = 10; // s: the upstream's access tokens
+const SKEW = 58; // s: hubauth's [tokens] upstream_refresh_skew, longer than the tokens live
+// hubauth caps the skew at half a token's lifetime: a token is due for a refresh this long after issue.
+const DUE_AFTER = UPSTREAM_TTL - Math.min(SKEW, Math.floor(UPSTREAM_TTL / 2));
 const CONCURRENCY = 100;
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const AT_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -494,8 +497,9 @@ c.JupyterHub.services.append({
     assert.equal(codeGrant.length, 1, 'hubauth redeemed one upstream code');
     assert.equal(codeGrant[0].status, 200);
 
-    // The stored upstream token (60 s) is within the 58 s skew from 2 s after sign-in on.
-    await waitUntilSecondAfter(loggedInAt, (UPSTREAM_TTL - SKEW) * 1000 + 1000);
+    // The stored upstream token (10 s) is due for a refresh from 5 s after sign-in on (the 58 s
+    // skew capped at half its lifetime).
+    await waitUntilSecondAfter(loggedInAt, DUE_AFTER * 1000 + 1000);
     await upstream.clearRequests();
     const started = Date.now();
     const answers = await Promise.all(Array.from({ length: CONCURRENCY }, () => spawnerExchange(tokens.access_token)));
@@ -508,7 +512,7 @@ c.JupyterHub.services.append({
     const upstreamReqs = await upstream.requests();
     writeFileSync(artifactPath(`${PREFIX}-upstream-requests-exchange.json`), JSON.stringify(upstreamReqs, null, 2));
     const refreshes = refreshGrants(upstreamReqs);
-    assert.equal(refreshes.length, 1, `exactly one refresh_token grant at the upstream for ${CONCURRENCY} callers (got ${refreshes.length}: ${JSON.stringify(refreshes.map((r) => r.status))}; the ${CONCURRENCY} took ${finished - started} ms, and a refreshed token is within the ${SKEW} s skew again after < 2 s)`);
+    assert.equal(refreshes.length, 1, `exactly one refresh_token grant at the upstream for ${CONCURRENCY} callers (got ${refreshes.length}: ${JSON.stringify(refreshes.map((r) => r.status))}; the ${CONCURRENCY} took ${finished - started} ms; callers that waited take the refresh's result)`);
     assert.equal(refreshes[0].status, 200, 'the upstream granted the refresh');
     assert.equal(refreshes[0].rotatedRefreshToken, true, 'the upstream rotated the refresh token (the old one is now spent)');
     assert.equal(refreshes[0].authorization?.scheme, 'Basic', 'hubauth authenticated with client_secret_basic');
@@ -518,7 +522,7 @@ c.JupyterHub.services.append({
     const fresh = answers[0].json;
     assert.equal(fresh.issued_token_type, AT_TYPE, 'issued_token_type is an access token');
     assert.equal(fresh.token_type, 'Bearer');
-    assert.ok(fresh.expires_in > SKEW - 5 && fresh.expires_in <= UPSTREAM_TTL, `a freshly refreshed token: expires_in ${fresh.expires_in}`);
+    assert.ok(fresh.expires_in > DUE_AFTER - 1 && fresh.expires_in <= UPSTREAM_TTL, `a freshly refreshed token: expires_in ${fresh.expires_in}`);
     assert.equal(fresh.refresh_token, undefined, 'the upstream refresh token never leaves hubauth');
     assert.equal(fresh.id_token, undefined);
     assert.match(answers[0].headers.get('cache-control') ?? '', /no-store/, 'token responses are not cached');
@@ -534,8 +538,8 @@ c.JupyterHub.services.append({
     assert.ok(endedBody.grants >= 1, `the upstream destroyed alice's grant(s): ${JSON.stringify(endedBody)}`);
     assert.equal((await upstreamUserinfo(fresh.access_token)).status, 401, 'the upstream no longer accepts the handed-out token');
 
-    // Past the skew again, the next exchange needs a refresh, which the upstream refuses.
-    await waitUntilSecondAfter(Math.max(finished, started + 1000), (UPSTREAM_TTL - SKEW) * 1000 + 1000);
+    // Due again, the next exchange needs a refresh, which the upstream refuses.
+    await waitUntilSecondAfter(Math.max(finished, started + 1000), DUE_AFTER * 1000 + 1000);
     await upstream.clearRequests();
     const refused = await spawnerExchange(tokens.access_token);
     writeFileSync(artifactPath(`${PREFIX}-exchange-after-end-session.json`), JSON.stringify({ status: refused.status, body: refused.json ?? refused.text }, null, 2));

@@ -41,6 +41,8 @@ pub struct AppState {
     pub http: UpstreamHttp,
     /// Per-user re-checks of upstream memberships (one at a time per user).
     pub live: crate::policy::live::LiveChecks,
+    /// Upstream token refreshes that ended, for callers that waited on them (token custody).
+    pub refresh_flights: crate::custody::RefreshFlights,
     /// When this server started: users last checked before it are re-checked (the config may
     /// have changed).
     pub started_at: crate::clock::UnixTime,
@@ -75,6 +77,7 @@ impl AppState {
         let started_at = clock.now();
         Ok(Arc::new(Self {
             live: Default::default(),
+            refresh_flights: Default::default(),
             metrics: Default::default(),
             http: http.clone(),
             started_at,

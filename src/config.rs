@@ -162,7 +162,8 @@ pub struct TokenConfig {
     /// Service-account (client_credentials) access tokens.
     #[serde(with = "humantime_serde")]
     pub service_token_lifetime: Duration,
-    /// An upstream access token this close to expiry is refreshed before it is handed out.
+    /// An upstream access token this close to expiry (at most half its lifetime) is refreshed
+    /// before it is handed out.
     #[serde(with = "humantime_serde")]
     pub upstream_refresh_skew: Duration,
     /// How long the refresh token just rotated away may come back (a retry whose answer was

@@ -1,16 +1,21 @@
 //! Token custody: hubauth holds each person's upstream tokens (sealed) and hands out a fresh
 //! upstream access token on request — refreshed first when it is within the configured skew of
-//! expiry, one refresh at a time per person and connector (callers meanwhile wait for that
-//! refresh's result: no stampede, and no refresh-token reuse at providers that rotate them).
+//! expiry (at most half its lifetime), one refresh at a time per person and connector (callers
+//! meanwhile wait for that refresh and take its result: no stampede, and no refresh-token reuse
+//! at providers that rotate them).
 //!
 //! When the provider refuses the refresh (its session is over, the refresh token revoked), the
 //! upstream session is marked ended: the stored tokens are dropped and the person's hubauth
 //! grants revoked, so their next hub request leads to a new sign-in.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use crate::app::AppState;
 use crate::clock::UnixTime;
 use crate::connectors::sealing::{open_tokens, seal_tokens};
-use crate::connectors::{ConnectorError, ConnectorKind};
+use crate::connectors::untrusted::printable;
+use crate::connectors::{Connector, ConnectorError, ConnectorKind, RedirectConnector, UpstreamTokens};
 use crate::crypto::Secret;
 use crate::store::{AuditEvent, StoreError, User};
 
@@ -37,6 +42,58 @@ pub enum CustodyError {
     Store(#[from] StoreError),
 }
 
+/// Per person and connector: how many upstream refreshes have ended, and why the last one failed
+/// (if it did). A caller that waited while a refresh ran takes that refresh's outcome instead of
+/// judging the token again and running another — with tokens that live no longer than the skew,
+/// every waiter would otherwise refresh in turn.
+#[derive(Default)]
+pub struct RefreshFlights {
+    flights: Mutex<HashMap<(String, String), Arc<Flight>>>,
+}
+
+#[derive(Default)]
+struct Flight {
+    landed: Mutex<Landed>,
+}
+
+#[derive(Default, Clone)]
+struct Landed {
+    count: u64,
+    failure: Option<String>,
+}
+
+impl RefreshFlights {
+    fn flight(&self, user_id: &str, connector_id: &str) -> Arc<Flight> {
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        // Drop flights nobody waits on so the map does not grow with every user ever seen.
+        if flights.len() > 1024 {
+            flights.retain(|_, f| Arc::strong_count(f) > 1);
+        }
+        flights.entry((user_id.to_string(), connector_id.to_string())).or_default().clone()
+    }
+}
+
+impl Flight {
+    fn landed(&self) -> Landed {
+        self.landed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn land(&self, failure: Option<String>) {
+        let mut landed = self.landed.lock().unwrap_or_else(|p| p.into_inner());
+        landed.count += 1;
+        landed.failure = failure;
+    }
+}
+
+/// The skew applied to `tokens`: the configured one, but at most half their lifetime, so a token
+/// that lives no longer than the skew (1-minute tokens, 60 s skew) is not due again on arrival.
+fn refresh_skew(configured: i64, tokens: &UpstreamTokens) -> i64 {
+    match (tokens.obtained_at, tokens.expires_at) {
+        (Some(obtained), Some(expires)) if expires > obtained => configured.min((expires - obtained) / 2),
+        _ => configured,
+    }
+}
+
 /// A current upstream access token of `user` at `connector_id`.
 pub async fn fresh_upstream_token(
     state: &AppState,
@@ -47,12 +104,17 @@ pub async fn fresh_upstream_token(
     let ConnectorKind::Redirect(upstream) = &connector.kind else {
         return Err(CustodyError::NotRedirect(connector_id.into()));
     };
-    let skew = state.config.tokens.upstream_refresh_skew.as_secs() as i64;
-    let usable = |expires_at: Option<UnixTime>, now: UnixTime| expires_at.is_none_or(|e| e - skew > now);
+    let flight = state.refresh_flights.flight(&user.id, connector_id);
+    let seen = flight.landed().count;
 
     // One refresh at a time per person (and so per person and connector).
     let lock = state.live.lock_for(&user.id);
     let _guard = lock.lock().await;
+    let landed = flight.landed();
+    let waited_for_refresh = landed.count != seen;
+    if let (true, Some(failure)) = (waited_for_refresh, landed.failure) {
+        return Err(CustodyError::Unavailable(failure));
+    }
     let stored = state
         .store
         .identity_of_user(&user.id, connector_id)
@@ -68,21 +130,44 @@ pub async fn fresh_upstream_token(
             reason: "no upstream sign-in is on record".into(),
         })?;
     let now = state.clock.now();
-    if usable(tokens.expires_at, now) {
+    // What a refresh we waited for brought is handed out as long as it has not expired.
+    let skew = if waited_for_refresh {
+        0
+    } else {
+        refresh_skew(state.config.tokens.upstream_refresh_skew.as_secs() as i64, &tokens)
+    };
+    if tokens.expires_at.is_none_or(|e| e - skew > now) {
         return Ok(FreshToken {
             access_token: tokens.access_token,
             expires_at: tokens.expires_at,
             scope: tokens.scope,
         });
     }
-    match upstream.refresh(&tokens, &stored.subject, now).await {
+    let outcome = refresh(state, upstream.as_ref(), connector, &stored.subject, user, &tokens, now).await;
+    flight.land(match &outcome {
+        Err(CustodyError::Unavailable(why)) => Some(why.clone()),
+        // Waiters find the tokens (new, or dropped when the session ended) in the store.
+        _ => None,
+    });
+    outcome
+}
+
+/// Refreshes `tokens` at the provider and stores the outcome.
+async fn refresh(
+    state: &AppState,
+    upstream: &dyn RedirectConnector,
+    connector: &Connector,
+    subject: &str,
+    user: &User,
+    tokens: &UpstreamTokens,
+    now: UnixTime,
+) -> Result<FreshToken, CustodyError> {
+    let connector_id = connector.id.as_str();
+    match upstream.refresh(tokens, subject, now).await {
         Ok(login) => {
-            let sealed = seal_tokens(state.sealer.as_deref(), connector_id, &stored.subject, &login.tokens)
+            let sealed = seal_tokens(state.sealer.as_deref(), connector_id, subject, &login.tokens)
                 .map_err(|e| CustodyError::Unavailable(e.to_string()))?;
-            state
-                .store
-                .update_upstream_tokens(connector_id, &stored.subject, Some(&sealed), login.tokens.expires_at)
-                .await?;
+            state.store.update_upstream_tokens(connector_id, subject, Some(&sealed), login.tokens.expires_at).await?;
             tracing::debug!(connector = connector_id, user = %user.username, "upstream token refreshed");
             Ok(FreshToken {
                 access_token: login.tokens.access_token,
@@ -91,8 +176,9 @@ pub async fn fresh_upstream_token(
             })
         }
         Err(ConnectorError::SessionEnded(reason)) | Err(ConnectorError::Denied(reason)) => {
-            tracing::info!(connector = connector_id, user = %user.username, %reason, "upstream session ended");
-            state.store.update_upstream_tokens(connector_id, &stored.subject, None, None).await?;
+            let quoted = printable(&reason, 400);
+            tracing::info!(connector = connector_id, user = %user.username, reason = ?quoted, "upstream session ended");
+            state.store.update_upstream_tokens(connector_id, subject, None, None).await?;
             let grants = state.store.revoke_user(&user.id, "upstream session ended", now).await?;
             state.metrics.revoked("upstream_session_ended");
             let event = AuditEvent {

@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod custody;
 pub mod groups;
 pub mod identity;
+pub mod logging;
 pub mod login;
 pub mod metrics;
 pub mod password_login;

@@ -37,7 +37,11 @@ fn init_logging() -> Result<(), String> {
     match std::env::var("HUBAUTH_LOG_FORMAT").as_deref() {
         Ok("json") => logs.json().with_current_span(false).with_span_list(true).init(),
         // Colour only for a person at a terminal: journald, files and log collectors get plain text.
-        Ok("text") | Err(_) => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Line breaks in field values are escaped: a value cannot forge a log line.
+        Ok("text") | Err(_) => logs
+            .fmt_fields(hubauth::logging::LineSafeFields::default())
+            .with_ansi(std::io::stderr().is_terminal())
+            .init(),
         Ok(other) => return Err(format!("HUBAUTH_LOG_FORMAT must be `text` or `json`, not {other:?}")),
     }
     Ok(())

@@ -457,7 +457,7 @@ fn str_field(v: &Value, key: &str, what: &str) -> Result<String, ConnectorError>
 fn message_of(answer: &Answer) -> String {
     serde_json::from_slice::<Value>(&answer.body)
         .ok()
-        .and_then(|v| v.get("message").and_then(Value::as_str).map(|m| m.chars().take(160).collect::<String>()))
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(|m| super::untrusted::printable(m, 160)))
         .map(|m| format!(": {m}"))
         .unwrap_or_default()
 }

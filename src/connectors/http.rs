@@ -9,6 +9,7 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
+use super::untrusted::printable;
 use super::{ConnectorError, UpstreamTokens};
 use crate::crypto::Secret;
 
@@ -343,9 +344,7 @@ impl UpstreamHttp {
         })?;
         if let Some(error) = parsed.get("error").and_then(|e| e.as_str()) {
             let description = parsed.get("error_description").and_then(|d| d.as_str()).unwrap_or("");
-            return Err(
-                TokenError { error: error.to_string(), description: description.chars().take(200).collect() }.into()
-            );
+            return Err(TokenError { error: printable(error, 64), description: printable(description, 200) }.into());
         }
         if !answer.status.is_success() {
             return Err(ConnectorError::failed(format!(
@@ -428,6 +427,7 @@ impl TokenAnswer {
             expires_at: self.expires_in.filter(|s| *s > 0).map(|s| now + s),
             id_token: self.id_token,
             scope: self.scope,
+            obtained_at: Some(now),
         }
     }
 }
@@ -505,7 +505,7 @@ fn error_detail(body: &[u8]) -> String {
         .or_else(|| v.get("errors").and_then(|e| e.get(0)).and_then(|e| e.get("message")))
         .and_then(|m| m.as_str());
     match msg {
-        Some(m) => format!(": {}", m.chars().take(160).collect::<String>()),
+        Some(m) => format!(": {}", printable(m, 160)),
         None => String::new(),
     }
 }

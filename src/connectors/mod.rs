@@ -15,9 +15,11 @@ mod dev;
 mod github;
 mod google;
 pub mod http;
+mod jwks;
 mod oauth2;
 mod oidc;
 pub mod sealing;
+pub mod untrusted;
 
 use std::sync::Arc;
 
@@ -75,6 +77,9 @@ pub struct UpstreamTokens {
     pub expires_at: Option<UnixTime>,
     pub id_token: Option<Secret>,
     pub scope: Option<String>,
+    /// When hubauth received them (unknown for tokens stored by older versions): with
+    /// `expires_at`, the token's lifetime, which bounds the refresh skew.
+    pub obtained_at: Option<UnixTime>,
 }
 
 /// The plaintext inside a sealed token record. Only ever handed to the sealer.
@@ -89,6 +94,8 @@ struct TokenPayload {
     id_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    obtained_at: Option<UnixTime>,
 }
 
 impl UpstreamTokens {
@@ -100,6 +107,7 @@ impl UpstreamTokens {
             expires_at: self.expires_at,
             id_token: self.id_token.as_ref().map(|s| s.expose().to_string()),
             scope: self.scope.clone(),
+            obtained_at: self.obtained_at,
         };
         serde_json::to_string(&p).unwrap_or_default()
     }
@@ -113,6 +121,7 @@ impl UpstreamTokens {
             expires_at: p.expires_at,
             id_token: p.id_token.map(Secret::new),
             scope: p.scope,
+            obtained_at: p.obtained_at,
         })
     }
 }
@@ -123,6 +132,7 @@ impl std::fmt::Debug for UpstreamTokens {
             .field("refresh_token", &self.refresh_token.is_some())
             .field("expires_at", &self.expires_at)
             .field("scope", &self.scope)
+            .field("obtained_at", &self.obtained_at)
             .finish_non_exhaustive()
     }
 }

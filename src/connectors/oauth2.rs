@@ -83,7 +83,9 @@ pub fn parse_url(field: &'static str, value: &str) -> Result<url::Url, (&'static
         "https" => Ok(url),
         "http" => {
             if !is_loopback(&url) {
-                tracing::warn!(field, url = %value, "upstream URL uses plain http: tokens cross the network unencrypted");
+                // The parsed URL, not `value`: discovery documents are upstream text, and parsing
+                // drops the line breaks a raw value could carry into the log.
+                tracing::warn!(field, %url, "upstream URL uses plain http: tokens cross the network unencrypted");
             }
             Ok(url)
         }

@@ -1,6 +1,7 @@
 //! `oidc`: any OpenID Connect provider (Keycloak, Google, Azure AD, another hubauth), configured
 //! from its `issuer` by discovery. The ID token is verified in full — signature against the
-//! provider's JWKS (fetched again when a token names a key we have not seen: the provider rotated),
+//! provider's JWKS (cached as its `Cache-Control` says within bounds, fetched again when a token
+//! names a key we have not seen: the provider rotated; see `jwks`),
 //! `iss`, `aud`/`azp`, `exp`/`iat` with a small skew, and our `nonce` — and userinfo is merged in.
 
 use std::collections::BTreeMap;
@@ -8,11 +9,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::Deserialize;
 
 use super::http::{Auth, ClientAuthMethod, ClientCredentials, UpstreamHttp};
+use super::jwks::{Pick, ProviderKeys};
 use super::oauth2::{identity_from_claims, parse_url, resolve_secret, OAuthClient};
 use super::{ConnectorError, LoginAttempt, RedirectConnector, UpstreamLogin, UpstreamTokens};
 use crate::clock::UnixTime;
@@ -23,9 +24,12 @@ use crate::crypto::Secret;
 const SKEW: i64 = 120;
 /// Discovery is re-read this often (providers change endpoints rarely; keys are handled apart).
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
-/// The same unknown key id triggers a JWKS fetch at most this often, so a provider that signs
-/// with a key it does not publish is not asked again at every login. A new key id always is.
-const JWKS_REFETCH_MIN: Duration = Duration::from_secs(10);
+/// A key id the cached JWKS lacks triggers a fetch at most this often (seconds), so a provider
+/// that signs with a key it does not publish is not asked again at every login…
+const JWKS_REFETCH_SAME_KID: i64 = 10;
+/// …and unknown key ids, whichever they are, at most this often (a new one at the next second:
+/// rotations, even two in a row, are followed on the next sign-in).
+const JWKS_REFETCH_ANY_KID: i64 = 1;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,9 +104,9 @@ pub struct OidcConnector {
     settings: OidcSettings,
     http: UpstreamHttp,
     discovery: tokio::sync::Mutex<Option<Cached<Discovery>>>,
-    jwks: tokio::sync::Mutex<Option<Cached<JwkSet>>>,
-    /// The last key id that was not in the cached JWKS, and when we fetched for it.
-    last_miss: Mutex<Option<(Option<String>, Instant)>>,
+    jwks: tokio::sync::Mutex<Option<ProviderKeys>>,
+    /// The key id the keys were last fetched again for (they lacked it), and when.
+    last_refetch: Mutex<Option<(Option<String>, UnixTime)>>,
 }
 
 impl OidcConnector {
@@ -133,7 +137,7 @@ impl OidcConnector {
             http: http.clone(),
             discovery: tokio::sync::Mutex::new(None),
             jwks: tokio::sync::Mutex::new(None),
-            last_miss: Mutex::new(None),
+            last_refetch: Mutex::new(None),
         })
     }
 
@@ -182,48 +186,64 @@ impl OidcConnector {
         })
     }
 
-    /// Fetches the provider's keys if none are cached yet (failures surface later, in `key_for`).
-    async fn warm_keys(&self, d: &Discovery) {
+    /// Fetches the provider's keys if none are cached yet (failures surface later, in `key_for`,
+    /// which also fetches expired ones again).
+    async fn warm_keys(&self, d: &Discovery, now: UnixTime) {
         let mut cached = self.jwks.lock().await;
         if cached.is_none() {
-            if let Ok(answer) = self.http.get(&d.jwks_uri, Auth::None, &[]).await {
-                if let Ok(set) = answer.json::<JwkSet>("the provider's JWKS") {
-                    *cached = Some(Cached { value: set, fetched: Instant::now() });
-                }
+            if let Ok(fresh) = self.fetch_keys(d, now).await {
+                *cached = Some(fresh);
             }
         }
     }
 
-    /// The provider's keys; fetched again when `need_kid` is not among them (key rotation).
-    async fn key_for(&self, d: &Discovery, kid: Option<&str>) -> Result<DecodingKey, ConnectorError> {
+    async fn fetch_keys(&self, d: &Discovery, now: UnixTime) -> Result<ProviderKeys, ConnectorError> {
+        let answer = self.http.get(&d.jwks_uri, Auth::None, &[]).await?;
+        ProviderKeys::from_answer(&answer, now)
+    }
+
+    /// The key that verifies a token with this header. The cached keys are used while current;
+    /// after that they are fetched again (never used stale: a key the provider withdrew must stop
+    /// working). A key id they lack triggers a refetch (the provider rotated), rate-limited per
+    /// key id and overall ([`JWKS_REFETCH_SAME_KID`], [`JWKS_REFETCH_ANY_KID`]).
+    async fn key_for(&self, d: &Discovery, header: &Header, now: UnixTime) -> Result<DecodingKey, ConnectorError> {
         let mut cached = self.jwks.lock().await;
-        let find = |set: &JwkSet| -> Option<DecodingKey> {
-            let jwk = match kid {
-                Some(kid) => set.find(kid)?,
-                // No kid: acceptable only when the provider publishes a single key.
-                None if set.keys.len() == 1 => &set.keys[0],
-                None => return None,
-            };
-            DecodingKey::from_jwk(jwk).ok()
+        let mut fetched_now = false;
+        let keys = match cached.take().filter(|c| c.is_current(now)) {
+            Some(keys) => keys,
+            None => {
+                fetched_now = true;
+                self.fetch_keys(d, now).await?
+            }
         };
-        if let Some(key) = cached.as_ref().and_then(|c| find(&c.value)) {
-            return Ok(key);
+        let keys = cached.insert(keys);
+        match keys.pick(header) {
+            Pick::Found(key) => return Ok(key),
+            Pick::Unusable(why) => return Err(id_token_invalid(&why)),
+            Pick::Missing => {}
+        }
+        let unknown = || ConnectorError::failed("the ID token is signed with a key the provider does not publish");
+        if fetched_now {
+            return Err(unknown());
         }
         {
-            let mut last = self.last_miss.lock().unwrap_or_else(|p| p.into_inner());
-            let kid = kid.map(str::to_string);
-            let same_miss = last.as_ref().is_some_and(|(k, t)| *k == kid && t.elapsed() < JWKS_REFETCH_MIN);
-            if cached.is_some() && same_miss {
-                return Err(ConnectorError::failed("the ID token is signed with a key the provider does not publish"));
+            let mut last = self.last_refetch.lock().unwrap_or_else(|p| p.into_inner());
+            let kid = header.kid.clone();
+            let too_soon = last.as_ref().is_some_and(|(last_kid, t)| {
+                let limit = if *last_kid == kid { JWKS_REFETCH_SAME_KID } else { JWKS_REFETCH_ANY_KID };
+                (0..limit).contains(&(now - t))
+            });
+            if too_soon {
+                return Err(unknown());
             }
-            if cached.is_some() {
-                *last = Some((kid, Instant::now()));
-            }
+            *last = Some((kid, now));
         }
-        let set: JwkSet = self.http.get(&d.jwks_uri, Auth::None, &[]).await?.json("the provider's JWKS")?;
-        let key = find(&set);
-        *cached = Some(Cached { value: set, fetched: Instant::now() });
-        key.ok_or_else(|| ConnectorError::failed("the ID token is signed with a key the provider does not publish"))
+        *keys = self.fetch_keys(d, now).await?;
+        match keys.pick(header) {
+            Pick::Found(key) => Ok(key),
+            Pick::Unusable(why) => Err(id_token_invalid(&why)),
+            Pick::Missing => Err(unknown()),
+        }
     }
 
     /// Verifies an ID token and returns its claims.
@@ -234,7 +254,7 @@ impl OidcConnector {
         nonce: Option<&str>,
         now: UnixTime,
     ) -> Result<serde_json::Value, ConnectorError> {
-        let bad = |why: &str| ConnectorError::failed(format!("the provider's ID token is not valid: {why}"));
+        let bad = id_token_invalid;
         let header = jsonwebtoken::decode_header(id_token).map_err(|_| bad("it is not a signed JWT"))?;
         let allowed = [
             Algorithm::RS256,
@@ -250,7 +270,7 @@ impl OidcConnector {
         if !allowed.contains(&header.alg) {
             return Err(bad(&format!("algorithm {:?} is not accepted", header.alg)));
         }
-        let key = self.key_for(d, header.kid.as_deref()).await?;
+        let key = self.key_for(d, &header, now).await?;
         // Time and audience are checked below against hubauth's clock, with clear reasons.
         let mut validation = Validation::new(header.alg);
         validation.validate_exp = false;
@@ -272,12 +292,16 @@ impl OidcConnector {
         if !audiences.contains(&self.settings.client_id.as_str()) {
             return Err(bad("it was issued to another client (aud)"));
         }
-        if audiences.len() > 1 {
-            if let Some(azp) = claims.get("azp").and_then(|v| v.as_str()) {
-                if azp != self.settings.client_id {
-                    return Err(bad("it was issued to another client (azp)"));
-                }
+        // OIDC Core §3.1.3.7 items 4–5: a token for several audiences must name us as the party
+        // it was issued to, and an `azp` that names another client is refused whatever `aud` says.
+        match claims.get("azp").and_then(|v| v.as_str()) {
+            Some(azp) if azp != self.settings.client_id => {
+                return Err(bad("it was issued to another client (azp)"));
             }
+            None if audiences.len() > 1 => {
+                return Err(bad("it is for several audiences but names no authorized party (azp)"));
+            }
+            _ => {}
         }
         let exp = claims.get("exp").and_then(|v| v.as_i64()).ok_or_else(|| bad("no exp"))?;
         if exp + SKEW < now {
@@ -345,7 +369,7 @@ impl OidcConnector {
         let d = self.discovery().await?;
         // On a cold cache, fetch the provider's keys while the code is exchanged, not after.
         let oauth = self.oauth(&d)?;
-        let (answer, ()) = tokio::join!(oauth.exchange_code(attempt, code, now), self.warm_keys(&d));
+        let (answer, ()) = tokio::join!(oauth.exchange_code(attempt, code, now), self.warm_keys(&d, now));
         let tokens = answer?;
         let claims = self.claims(&d, &tokens, Some(&attempt.nonce), None, now).await?;
         Ok((claims, tokens))
@@ -416,4 +440,8 @@ impl RedirectConnector for OidcConnector {
         let (claims, fresh) = self.refresh_claims(tokens, subject, now).await?;
         self.login_from(&claims, fresh)
     }
+}
+
+fn id_token_invalid(why: &str) -> ConnectorError {
+    ConnectorError::failed(format!("the provider's ID token is not valid: {why}"))
 }

@@ -14,9 +14,10 @@ use axum_extra::extract::CookieJar;
 use super::login::{expired, finish_login, load_pending};
 use super::pages::{no_store, PageError};
 use crate::app::SharedState;
+use crate::connectors::untrusted::printable;
 use crate::connectors::{Connector, ConnectorError, ConnectorKind, LoginAttempt, RedirectConnector, UpstreamLogin};
 use crate::crypto::random::{random_value, value_hash};
-use crate::provider::params::{truncate, Params};
+use crate::provider::params::Params;
 use crate::store::{PendingAuthorization, UpstreamAttempt, UpstreamRecord};
 
 /// How long the person has at the provider before the attempt lapses.
@@ -131,13 +132,14 @@ async fn handle_callback(
     })?;
 
     if let Some(error) = params.get("error") {
-        let description = params.get("error_description").unwrap_or("");
-        tracing::info!(connector = connector_id, error = truncate(error, 64), "the provider refused the sign-in");
-        let reason = if description.is_empty() { error.to_string() } else { format!("{error}: {description}") };
+        // Whoever sent the browser here wrote these: made printable and short before any use.
+        let (code, description) = (printable(error, 64), printable(params.get("error_description").unwrap_or(""), 200));
+        tracing::info!(connector = connector_id, error = ?code, "the provider refused the sign-in");
+        let reason = if description.is_empty() { code.clone() } else { format!("{code}: {description}") };
         let e = if error == "access_denied" {
-            ConnectorError::Denied(truncate(&reason, 200).to_string())
+            ConnectorError::Denied(reason)
         } else {
-            ConnectorError::Failed(format!("the provider answered {}", truncate(&reason, 200)))
+            ConnectorError::Failed(format!("the provider answered {reason}"))
         };
         return Err(upstream_error_page(state, connector, &pending.id, &e).into_response());
     }
@@ -177,7 +179,8 @@ pub fn upstream_error_page(
     e: &ConnectorError,
 ) -> PageError {
     let provider = connector.display_name.as_str();
-    tracing::warn!(connector = %connector.id, reason = %e, "upstream sign-in failed");
+    // Quoted and bounded: the reason carries the provider's own words.
+    tracing::warn!(connector = %connector.id, reason = ?printable(&e.to_string(), 400), "upstream sign-in failed");
     let retry = chooser_url(state, pending_id);
     match e {
         ConnectorError::Denied(reason) => PageError::new(

@@ -12,7 +12,7 @@ use crate::harness::*;
 use crate::upstream_oidc::{alice, FakeOidc, Twist, UPSTREAM_SECRET};
 
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -27,7 +27,7 @@ impl Write for Captured {
 /// The process-wide log sink. A global subscriber (not a thread-local default) is used because
 /// tracing caches per call site whether anyone listens, across threads: with other tests
 /// running, a thread-local subscriber can miss events.
-fn capture() -> Captured {
+pub fn capture() -> Captured {
     static SINK: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
     SINK.get_or_init(|| {
         let captured = Captured::default();

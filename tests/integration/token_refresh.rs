@@ -182,18 +182,18 @@ async fn the_refresh_token_is_spent_only_after_the_re_check_at_the_provider() {
 
     let app = Arc::new(app);
     let held = fake.hold_token_endpoint().await;
-    let arrived = fake.token_arrivals();
+    let arrived = fake.token_calls();
     let waiting = tokio::spawn({
         let (app, old) = (app.clone(), old.clone());
         async move { refresh(&app, &old).await.status }
     });
     for _ in 0..500 {
-        if fake.token_arrivals() > arrived {
+        if fake.token_calls() > arrived {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert!(fake.token_arrivals() > arrived, "the refresh re-checks at the provider");
+    assert!(fake.token_calls() > arrived, "the refresh re-checks at the provider");
     let seen = app.post_form("/introspect", &[("token", &old)], Some(("hub", HUB_SECRET))).await.json();
     assert_eq!(seen["active"], true, "not spent while the re-check waits");
 

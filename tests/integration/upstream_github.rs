@@ -37,12 +37,12 @@ api_url = "{}"
     )
 }
 
-async fn app_for(fake: &GithubFake, extra: &str) -> TestApp {
+pub async fn app_for(fake: &GithubFake, extra: &str) -> TestApp {
     TestApp::with_extra_toml(&connector_toml(fake, extra)).await
 }
 
 /// hubauth → GitHub (where `login` approves) → hubauth's callback; hubauth's answer.
-async fn login(app: &TestApp, fake: &GithubFake, login: &str) -> TestResponse {
+pub async fn login(app: &TestApp, fake: &GithubFake, login: &str) -> TestResponse {
     let pkce = Pkce::new();
     let mut browser = app.browser();
     round_trip(&mut browser, &AuthParams::hub(&pkce), "github", |url| fake.approve(url, login)).await
@@ -86,7 +86,7 @@ fn groups(info: &Value) -> Vec<String> {
     names.map(|g| g.strip_prefix("github:").unwrap_or_else(|| panic!("{g:?} lacks github:")).to_string()).collect()
 }
 
-fn octocat() -> User {
+pub fn octocat() -> User {
     User::new(1001, "octocat").name("Mona Lisa Octocat").email("mona@old.example", false, true).email(
         "mona@example.org",
         true,

@@ -27,8 +27,10 @@ pub const UPSTREAM_SECRET: &str = "upstream-secret-0123456789";
 #[derive(Clone, Default)]
 pub struct Twist {
     pub claims: Value,
-    /// Sign with a key the provider does not publish.
+    /// Sign with a key the provider does not publish (a new one each time).
     pub unpublished_key: bool,
+    /// Sign with the provider's one stray key: unpublished, and the same every time.
+    pub stray_key: bool,
     /// Replace the signature algorithm (e.g. "none", "HS256").
     pub alg: Option<&'static str>,
 }
@@ -62,8 +64,22 @@ struct FakeState {
     token_outage: Option<StatusCode>,
     /// Token requests wait for a read guard: a test holding the write guard stalls them.
     token_gate: Arc<tokio::sync::RwLock<()>>,
-    /// Token requests received, stalled or not.
-    token_arrivals: usize,
+    /// Every request to the token endpoint, answered or not.
+    token_calls: usize,
+    /// Fields of the discovery document replaced by these.
+    discovery_overrides: Value,
+    /// The token endpoint answers every request with this OAuth error (400).
+    token_error: Option<Value>,
+    /// The token endpoint answers only after this long.
+    token_delay: Option<std::time::Duration>,
+    /// An unpublished key the provider signs with when told (`Twist::stray_key`).
+    stray_key: Option<Arc<SigningKey>>,
+    /// Signs ID tokens with this key instead of the first published one (a withdrawn key).
+    signer_override: Option<Arc<SigningKey>>,
+    /// Fields merged into every published JWK (`alg`, `use`).
+    jwk_extra: Value,
+    /// The JWKS answer's `Cache-Control` header.
+    jwks_cache_control: Option<String>,
 }
 
 #[derive(Clone)]
@@ -83,6 +99,7 @@ impl FakeOidc {
         let state = Arc::new(Mutex::new(FakeState {
             issuer: issuer.clone(),
             keys: vec![key(SigningAlgorithm::RS256)],
+            stray_key: Some(key(SigningAlgorithm::RS256)),
             ..Default::default()
         }));
         let app = Router::new()
@@ -140,12 +157,38 @@ scope = ["openid", "profile", "email", "offline_access"]
         s.keys.truncate(1);
     }
 
+    /// The provider stops publishing the key it signs with (it was compromised, say), but an
+    /// attacker holding it keeps signing: the published set gets a new key only.
+    pub fn withdraw_signing_key(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.signer_override = Some(s.keys[0].clone());
+        s.keys = vec![key(SigningAlgorithm::RS256)];
+    }
+
+    /// Every published JWK gets these fields too (e.g. `{"alg": "RS384"}`, `{"use": "enc"}`).
+    pub fn set_jwk_extra(&self, extra: Value) {
+        self.state.lock().unwrap().jwk_extra = extra;
+    }
+
+    pub fn set_jwks_cache_control(&self, value: &str) {
+        self.state.lock().unwrap().jwks_cache_control = Some(value.into());
+    }
+
     pub fn jwks_fetches(&self) -> usize {
         self.state.lock().unwrap().jwks_fetches
     }
 
     pub fn set_userinfo_sub(&self, sub: &str) {
         self.state.lock().unwrap().userinfo_sub = Some(sub.into());
+    }
+
+    /// The discovery document says `value` for `field`.
+    pub fn set_discovery_field(&self, field: &str, value: &str) {
+        let mut s = self.state.lock().unwrap();
+        if s.discovery_overrides.is_null() {
+            s.discovery_overrides = json!({});
+        }
+        s.discovery_overrides[field] = json!(value);
     }
 
     pub fn set_discovery_issuer(&self, issuer: &str) {
@@ -162,6 +205,19 @@ scope = ["openid", "profile", "email", "offline_access"]
         self.state.lock().unwrap().refresh_grants
     }
 
+    /// The token endpoint refuses everything with this error body (`{"error": …}`).
+    pub fn set_token_error(&self, body: Value) {
+        self.state.lock().unwrap().token_error = Some(body);
+    }
+
+    pub fn set_token_delay(&self, delay: std::time::Duration) {
+        self.state.lock().unwrap().token_delay = Some(delay);
+    }
+
+    pub fn token_calls(&self) -> usize {
+        self.state.lock().unwrap().token_calls
+    }
+
     pub fn outage(&self, status: Option<StatusCode>) {
         self.state.lock().unwrap().token_outage = status;
     }
@@ -170,10 +226,6 @@ scope = ["openid", "profile", "email", "offline_access"]
     pub async fn hold_token_endpoint(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
         let gate = self.state.lock().unwrap().token_gate.clone();
         gate.write_owned().await
-    }
-
-    pub fn token_arrivals(&self) -> usize {
-        self.state.lock().unwrap().token_arrivals
     }
 
     pub fn revoke_refresh_tokens(&self) {
@@ -189,7 +241,7 @@ scope = ["openid", "profile", "email", "offline_access"]
 async fn discovery(State(s): State<Arc<Mutex<FakeState>>>) -> Json<Value> {
     let s = s.lock().unwrap();
     let i = &s.issuer;
-    Json(json!({
+    let mut doc = json!({
         "issuer": s.discovery_issuer.clone().unwrap_or_else(|| i.clone()),
         "authorization_endpoint": format!("{i}/authorize"),
         "token_endpoint": format!("{i}/token"),
@@ -198,13 +250,35 @@ async fn discovery(State(s): State<Arc<Mutex<FakeState>>>) -> Json<Value> {
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
-    }))
+    });
+    for (field, value) in s.discovery_overrides.as_object().into_iter().flatten() {
+        doc[field] = value.clone();
+    }
+    Json(doc)
 }
 
-async fn jwks(State(s): State<Arc<Mutex<FakeState>>>) -> Json<Value> {
+async fn jwks(State(s): State<Arc<Mutex<FakeState>>>) -> Response {
     let mut s = s.lock().unwrap();
     s.jwks_fetches += 1;
-    Json(json!({ "keys": s.keys.iter().map(|k| k.public_jwk()).collect::<Vec<_>>() }))
+    let keys: Vec<Value> = s
+        .keys
+        .iter()
+        .map(|k| {
+            let mut jwk = k.public_jwk();
+            for (name, value) in s.jwk_extra.as_object().into_iter().flatten() {
+                match value {
+                    Value::Null => drop(jwk.as_object_mut().unwrap().remove(name)),
+                    _ => jwk[name] = value.clone(),
+                }
+            }
+            jwk
+        })
+        .collect();
+    let mut res = Json(json!({ "keys": keys })).into_response();
+    if let Some(cc) = &s.jwks_cache_control {
+        res.headers_mut().insert("cache-control", cc.parse().unwrap());
+    }
+    res
 }
 
 fn oauth_error(status: StatusCode, error: &str) -> Response {
@@ -228,7 +302,12 @@ fn id_token(s: &FakeState, claims: &Value, nonce: Option<&str>, twist: &Twist) -
             body[k] = v.clone();
         }
     }
-    let signer = if twist.unpublished_key { key(SigningAlgorithm::RS256) } else { s.keys[0].clone() };
+    let signer = match (&s.signer_override, twist.unpublished_key, &s.stray_key) {
+        (_, true, _) => key(SigningAlgorithm::RS256),
+        (_, false, Some(stray)) if twist.stray_key => stray.clone(),
+        (Some(withdrawn), false, _) => withdrawn.clone(),
+        _ => s.keys[0].clone(),
+    };
     let jwt = signer.sign_jwt(&body).unwrap();
     match twist.alg {
         None => jwt,
@@ -262,15 +341,21 @@ async fn token(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let gate = {
+    let (gate, delay) = {
         let mut s = s.lock().unwrap();
-        s.token_arrivals += 1;
-        s.token_gate.clone()
+        s.token_calls += 1;
+        (s.token_gate.clone(), s.token_delay)
     };
     let _pass = gate.read().await;
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut s = s.lock().unwrap();
     if let Some(status) = s.token_outage {
         return (status, "upstream is down").into_response();
+    }
+    if let Some(error) = &s.token_error {
+        return (StatusCode::BAD_REQUEST, Json(error.clone())).into_response();
     }
     let basic = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
     s.token_requests.push(form.clone());
