@@ -315,6 +315,9 @@ pub trait Store: Send + Sync + 'static {
 
     // --- trips to upstream providers
     async fn create_upstream_attempt(&self, attempt: &UpstreamAttempt) -> StoreResult<()>;
+    /// A live attempt, left in place: the callback checks it belongs to this browser and
+    /// connector before spending it, so a leaked `state` cannot cancel someone else's login.
+    async fn upstream_attempt(&self, state_hash: &str, now: UnixTime) -> StoreResult<Option<UpstreamAttempt>>;
     /// Removes and returns a live attempt: the `state` works once.
     async fn take_upstream_attempt(&self, state_hash: &str, now: UnixTime) -> StoreResult<Option<UpstreamAttempt>>;
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;

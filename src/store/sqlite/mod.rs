@@ -284,6 +284,20 @@ impl SqliteStore {
     }
 }
 
+const ATTEMPT_COLUMNS: &str = "state_hash, pending_id, connector_id, pkce_verifier, nonce, created_at, expires_at";
+
+fn attempt_from_row(r: &Row<'_>) -> rusqlite::Result<UpstreamAttempt> {
+    Ok(UpstreamAttempt {
+        state_hash: r.get(0)?,
+        pending_id: r.get(1)?,
+        connector_id: r.get(2)?,
+        pkce_verifier: r.get(3)?,
+        nonce: r.get(4)?,
+        created_at: r.get(5)?,
+        expires_at: r.get(6)?,
+    })
+}
+
 const INVITE_COLUMNS: &str =
     "id, token_hash, note, groups_json, connector_id, max_uses, uses, created_at, expires_at, revoked_at";
 
@@ -634,27 +648,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn upstream_attempt(&self, state_hash: &str, now: UnixTime) -> StoreResult<Option<UpstreamAttempt>> {
+        self.reader()
+            .prepare_cached(&format!("SELECT {ATTEMPT_COLUMNS} FROM upstream_attempts WHERE state_hash = ?"))
+            .and_then(|mut s| s.query_row([state_hash], attempt_from_row).optional())
+            .map(|a| a.filter(|a| a.expires_at > now))
+            .map_err(backend)
+    }
+
     async fn take_upstream_attempt(&self, state_hash: &str, now: UnixTime) -> StoreResult<Option<UpstreamAttempt>> {
         let state_hash = state_hash.to_owned();
         self.write(move |conn| {
-            conn.prepare_cached(
-                "DELETE FROM upstream_attempts WHERE state_hash = ? \
-                 RETURNING state_hash, pending_id, connector_id, pkce_verifier, nonce, created_at, expires_at",
-            )
-            .and_then(|mut s| {
-                s.query_row([state_hash], |r| {
-                    Ok(UpstreamAttempt {
-                        state_hash: r.get(0)?,
-                        pending_id: r.get(1)?,
-                        connector_id: r.get(2)?,
-                        pkce_verifier: r.get(3)?,
-                        nonce: r.get(4)?,
-                        created_at: r.get(5)?,
-                        expires_at: r.get(6)?,
-                    })
-                })
-                .optional()
-            })
+            conn.prepare_cached(&format!(
+                "DELETE FROM upstream_attempts WHERE state_hash = ? RETURNING {ATTEMPT_COLUMNS}"
+            ))
+            .and_then(|mut s| s.query_row([state_hash], attempt_from_row).optional())
             .map(|a| a.filter(|a| a.expires_at > now))
             .map_err(backend)
         })
