@@ -216,6 +216,10 @@ struct RawClient {
     token_exchange: Option<TokenExchangeConfig>,
     #[serde(default)]
     service_account: Option<ServiceAccountConfig>,
+    /// Accept plain-http redirect URIs on hosts other than loopback (codes would cross the
+    /// network readable by anyone on the path); off by default.
+    #[serde(default)]
+    allow_insecure_redirect: bool,
 }
 
 /// `[clients.token_exchange]`: which upstream tokens this client may obtain (RFC 8693), for
@@ -630,11 +634,14 @@ impl Config {
             if c.redirect_uris.is_empty() && grant_types.contains(&GrantType::AuthorizationCode) {
                 return Err(invalid(&key("redirect_uris"), "must list at least one URI".into()));
             }
+            let insecure_ok = c.allow_insecure_redirect;
             for (j, uri) in c.redirect_uris.iter().enumerate() {
-                validate_redirect_uri(uri).map_err(|m| invalid(&key(&format!("redirect_uris[{j}]")), m))?;
+                validate_redirect_uri(uri, insecure_ok)
+                    .map_err(|m| invalid(&key(&format!("redirect_uris[{j}]")), m))?;
             }
             for (j, uri) in c.post_logout_redirect_uris.iter().enumerate() {
-                validate_redirect_uri(uri).map_err(|m| invalid(&key(&format!("post_logout_redirect_uris[{j}]")), m))?;
+                validate_redirect_uri(uri, insecure_ok)
+                    .map_err(|m| invalid(&key(&format!("post_logout_redirect_uris[{j}]")), m))?;
             }
             let id_token_alg = match c.id_token_signed_response_alg.as_deref() {
                 None => SigningAlgorithm::RS256,
@@ -780,7 +787,8 @@ impl Config {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// `localhost` or a loopback address: where plain http is acceptable.
+pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -817,13 +825,27 @@ fn default_listen(issuer: &Url) -> Result<SocketAddr, String> {
     }
 }
 
-pub fn validate_redirect_uri(uri: &str) -> Result<(), String> {
+/// A registered redirect URI: absolute, no fragment, no wildcard (matching is exact, RFC 9700
+/// §4.1.3, so a `*` would only ever match itself and hints at a misunderstanding), and https
+/// unless on loopback or `allow_insecure` (the client's `allow_insecure_redirect`).
+pub fn validate_redirect_uri(uri: &str, allow_insecure: bool) -> Result<(), String> {
+    if uri.contains('*') {
+        return Err(format!(
+            "{uri:?} contains a wildcard `*`; redirect URIs are matched exactly (RFC 9700 §4.1.3): list each one in full"
+        ));
+    }
     let url = Url::parse(uri).map_err(|e| format!("{uri:?} is not an absolute URL ({e})"))?;
     if url.fragment().is_some() {
         return Err(format!("{uri:?} must not contain a fragment (RFC 6749 §3.1.2)"));
     }
     if url.scheme() == "http" && !is_loopback(&url) {
-        tracing::warn!(uri, "redirect URI uses plain http on a non-loopback host");
+        if !allow_insecure {
+            return Err(format!(
+                "{uri:?} uses plain http on a host other than loopback, so codes and tokens would cross the \
+                 network readable; use https, or set `allow_insecure_redirect = true` on this client to accept it"
+            ));
+        }
+        tracing::warn!(uri, "redirect URI uses plain http on a non-loopback host (allow_insecure_redirect)");
     }
     Ok(())
 }
