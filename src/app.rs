@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::clock::{Clock, SystemClock};
@@ -161,8 +162,12 @@ pub fn router(state: SharedState) -> Router {
         .fallback(not_found);
     let prefix = state.config.path_prefix();
     let app = if prefix.is_empty() { routes } else { Router::new().nest(&prefix, routes).fallback(not_found) };
+    let request_timeout = state.config.server.request_timeout;
     app.with_state(state)
         .layer(axum::middleware::from_fn(crate::web::request_id::middleware))
+        // Every request ends: a handler stuck on a slow upstream answers 503 after `[server]
+        // request_timeout` instead of holding its connection forever.
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
         .layer(RequestBodyLimitLayer::new(64 * 1024))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -214,7 +219,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(issuer = %state.config.issuer, %listen, "hubauth is listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    let limits = state.config.server.clone();
+    crate::server::serve(listener, router(state), limits, shutdown_signal()).await;
     Ok(())
 }
 

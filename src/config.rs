@@ -46,6 +46,8 @@ struct RawConfig {
     #[serde(default)]
     session: SessionConfig,
     #[serde(default)]
+    server: ServerConfig,
+    #[serde(default)]
     clients: Vec<RawClient>,
     /// Read as tables and typed one by one (see [`parse_connector`]) so errors name the exact key.
     #[serde(default)]
@@ -189,6 +191,40 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> Self {
         Self { lifetime: Duration::from_secs(12 * 3600), login_timeout: Duration::from_secs(15 * 60) }
+    }
+}
+
+/// `[server]`: how long a connection may take and how many may be open, so that idle and
+/// half-sent connections cannot pile up (every limit applies to HTTP/1.1 and HTTP/2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// A request's head (request line and headers) must arrive within this, counted from its
+    /// first byte.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight and no byte moving is closed after this. Longer
+    /// than the usual 60 s keep-alive of reverse proxies and load balancers, so that they, not
+    /// hubauth, close idle connections (a close racing a proxy's request would be a 502).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A request is answered within this or gets 503. Long enough for a sign-in that calls the
+    /// provider several times (each call may take up to 15 s) or waits for a membership re-check.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Connections open at once; more wait in the listen backlog until one closes. Keep it
+    /// below the process's open-file limit (`ulimit -n`).
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            request_timeout: Duration::from_secs(90),
+            max_connections: 10_000,
+        }
     }
 }
 
@@ -475,6 +511,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub tokens: TokenConfig,
     pub session: SessionConfig,
+    pub server: ServerConfig,
     pub clients: Vec<ClientConfig>,
     pub connectors: Vec<ConnectorEntry>,
     /// `[access]`: the access policy for every connector.
@@ -542,6 +579,18 @@ impl Config {
             if d.as_secs() == 0 {
                 return Err(invalid(key, "must be at least one second".into()));
             }
+        }
+        for (key, d) in [
+            ("server.header_read_timeout", raw.server.header_read_timeout),
+            ("server.idle_timeout", raw.server.idle_timeout),
+            ("server.request_timeout", raw.server.request_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be more than zero".into()));
+            }
+        }
+        if !(1..=1_000_000).contains(&raw.server.max_connections) {
+            return Err(invalid("server.max_connections", "must be between 1 and 1000000".into()));
         }
         let storage = StorageConfig {
             url: resolve_sqlite_url(&raw.storage.url, base_dir).map_err(|m| invalid("storage.url", m))?,
@@ -747,6 +796,7 @@ impl Config {
             storage,
             tokens: raw.tokens,
             session: raw.session,
+            server: raw.server,
             clients,
             connectors,
             access: raw.access,

@@ -17,5 +17,6 @@ pub mod identity;
 pub mod metrics;
 pub mod policy;
 pub mod provider;
+pub mod server;
 pub mod store;
 pub mod web;

@@ -7,6 +7,7 @@ mod harness;
 mod authorize;
 mod cli;
 mod config;
+mod connections;
 mod discovery;
 mod hostile_input;
 mod identity;
