@@ -186,11 +186,35 @@ pub struct SessionConfig {
     /// How long a person has to finish logging in once a client sent them.
     #[serde(with = "humantime_serde")]
     pub login_timeout: Duration,
+    /// Sign-ins one browser may have waiting; starting another drops its oldest.
+    pub max_pending_per_browser: u32,
+    /// Sign-ins waiting from one address (an IPv6 /64); more are refused (429) until some finish
+    /// or lapse. Behind a reverse proxy everyone shares its address: size this for a busy
+    /// `login_timeout` at the whole hub.
+    pub max_pending_per_address: u32,
+    /// Sign-ins waiting in all; more are refused (503). Bounds the database whatever the sources.
+    pub max_pending: u32,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self { lifetime: Duration::from_secs(12 * 3600), login_timeout: Duration::from_secs(15 * 60) }
+        Self {
+            lifetime: Duration::from_secs(12 * 3600),
+            login_timeout: Duration::from_secs(15 * 60),
+            max_pending_per_browser: 10,
+            max_pending_per_address: 1000,
+            max_pending: 50_000,
+        }
+    }
+}
+
+impl SessionConfig {
+    pub fn pending_limits(&self) -> crate::store::PendingLimits {
+        crate::store::PendingLimits {
+            per_browser: self.max_pending_per_browser,
+            per_address: self.max_pending_per_address,
+            total: self.max_pending,
+        }
     }
 }
 
@@ -587,6 +611,15 @@ impl Config {
         ] {
             if d.is_zero() {
                 return Err(invalid(key, "must be more than zero".into()));
+            }
+        }
+        for (key, n) in [
+            ("session.max_pending_per_browser", raw.session.max_pending_per_browser),
+            ("session.max_pending_per_address", raw.session.max_pending_per_address),
+            ("session.max_pending", raw.session.max_pending),
+        ] {
+            if n == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
             }
         }
         if !(1..=1_000_000).contains(&raw.server.max_connections) {

@@ -16,6 +16,7 @@ mod keys;
 mod live_access;
 mod logout;
 mod no_secrets_in_logs;
+mod pending_limits;
 mod policy;
 mod revoke_introspect;
 mod session;
