@@ -81,3 +81,47 @@ async fn idle_and_half_sent_connections_are_cut_and_a_request_gets_through_at_th
     stop_tx.send(()).unwrap();
     tokio::time::timeout(STOP, server).await.expect("the server stopped").unwrap();
 }
+
+/// A request stuck on a slow upstream (here the hub's API, asked during a token exchange) is
+/// answered 503 at `request_timeout` instead of holding its connection.
+#[tokio::test]
+async fn a_request_stuck_on_a_slow_upstream_ends_at_the_request_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hub_api = format!("http://{}/hub/api", listener.local_addr().unwrap());
+    let slow = axum::Router::new().route(
+        "/hub/api/user",
+        axum::routing::get(|| async {
+            tokio::time::sleep(STOP).await;
+            axum::Json(serde_json::json!({"kind": "user", "name": "alice"}))
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, slow).await });
+    let fake = crate::upstream_oidc::FakeOidc::start().await;
+    let app = TestApp::with_extra_toml(&format!(
+        r#"
+[server]
+request_timeout = "300ms"
+[jupyterhub]
+api_url = "{hub_api}"
+[[clients]]
+id = "notebooks"
+public = true
+grant_types = ["token_exchange"]
+redirect_uris = []
+[clients.token_exchange]
+audiences = ["uni"]
+subject_token_types = ["jupyterhub"]
+{}"#,
+        fake.connector_toml("uni", "")
+    ))
+    .await;
+    let form = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        ("client_id", "notebooks"),
+        ("subject_token", "alice-server-token"),
+        ("subject_token_type", "urn:hubauth:params:oauth:token-type:jupyterhub-api-token"),
+        ("audience", "uni"),
+    ];
+    let res = tokio::time::timeout(STOP, app.post_form("/token", &form, None)).await.expect("answered");
+    assert_eq!(res.status, axum::http::StatusCode::SERVICE_UNAVAILABLE, "{}", res.text());
+}
