@@ -402,15 +402,19 @@ async fn sqlite_reopens_with_its_data() {
 async fn sqlite_hands_purged_space_back() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch("CREATE TABLE old_style (x); DROP TABLE old_style;")
-        .unwrap();
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch("CREATE TABLE made_before (x); INSERT INTO made_before VALUES (1);").unwrap();
+    assert_eq!(old.query_row("PRAGMA auto_vacuum", [], |r| r.get::<_, i64>(0)).unwrap(), 0, "off, as before");
+    drop(old);
     let url = format!("sqlite://{}", path.display());
     let store = SqliteStore::open(&url).await.unwrap();
     let raw = rusqlite::Connection::open(&path).unwrap();
     let pragma = |name: &str| raw.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0)).unwrap();
-    assert_eq!(pragma("auto_vacuum"), 2, "incremental");
+    assert_eq!(pragma("auto_vacuum"), 2, "switched to incremental");
+    let fresh = dir.path().join("fresh.db");
+    let _fresh_store = SqliteStore::open(&format!("sqlite://{}", fresh.display())).await.unwrap();
+    let fresh = rusqlite::Connection::open(&fresh).unwrap();
+    assert_eq!(fresh.query_row("PRAGMA auto_vacuum", [], |r| r.get::<_, i64>(0)).unwrap(), 2, "new files too");
 
     let limits = PendingLimits { per_browser: 1, per_address: u32::MAX, total: u32::MAX };
     for i in 0..2000 {
