@@ -101,3 +101,19 @@ async fn reloading_the_trip_to_the_provider_keeps_only_the_newest_few() {
     let res = browser.upstream_callback("uni", &[("code", &code), ("state", &state)]).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text());
 }
+
+/// A browser starting sign-in after sign-in (each with a trip to the provider) leaves only its
+/// newest pending ones and their trips behind.
+#[tokio::test]
+async fn dropped_sign_ins_take_their_trips_to_the_provider_with_them() {
+    let fake = crate::upstream_oidc::FakeOidc::start().await;
+    let app = TestApp::with_extra_toml(&format!("{LIMITS}\n{}", fake.connector_toml("uni", ""))).await;
+    let pkce = Pkce::new();
+    let mut browser = app.browser();
+    for _ in 0..20 {
+        browser.start_upstream(&AuthParams::hub(&pkce), "uni").await;
+        app.clock.advance(1);
+    }
+    assert_eq!(rows_in(&app, "pending_authorizations"), 3);
+    assert_eq!(rows_in(&app, "upstream_attempts"), 3, "one trip for each kept sign-in");
+}

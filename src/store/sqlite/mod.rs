@@ -750,13 +750,18 @@ impl Store for SqliteStore {
                     return Ok(PendingAdmission::AddressFull);
                 }
             }
-            // Make room for the new one among the browser's newest.
-            conn.prepare_cached(
-                "DELETE FROM pending_authorizations WHERE id IN (SELECT id FROM pending_authorizations \
-                 WHERE browser_binding_hash = ? ORDER BY created_at DESC, id LIMIT -1 OFFSET ?)",
-            )
-            .and_then(|mut s| s.execute(params![p.browser_binding_hash, limits.per_browser.saturating_sub(1)]))
-            .map_err(backend)?;
+            // Make room for the new one among the browser's newest, with the trips to providers
+            // the dropped ones started.
+            let beyond_cap = "SELECT id FROM pending_authorizations \
+                 WHERE browser_binding_hash = ?1 ORDER BY created_at DESC, id LIMIT -1 OFFSET ?2";
+            for sql in [
+                format!("DELETE FROM upstream_attempts WHERE pending_id IN ({beyond_cap})"),
+                format!("DELETE FROM pending_authorizations WHERE id IN ({beyond_cap})"),
+            ] {
+                conn.prepare_cached(&sql)
+                    .and_then(|mut s| s.execute(params![p.browser_binding_hash, limits.per_browser.saturating_sub(1)]))
+                    .map_err(backend)?;
+            }
             conn.execute(
                 "INSERT INTO pending_authorizations (id, request_json, browser_binding_hash, csrf_token, client_address, created_at, expires_at) \
                  VALUES (?, ?, ?, ?, ?, ?, ?)",
