@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::clock::{Clock, SystemClock};
@@ -172,8 +173,12 @@ pub fn router(state: SharedState) -> Router {
         .fallback(not_found);
     let prefix = state.config.path_prefix();
     let app = if prefix.is_empty() { routes } else { Router::new().nest(&prefix, routes).fallback(not_found) };
+    let request_timeout = state.config.server.request_timeout;
     app.with_state(state)
         .layer(axum::middleware::from_fn(crate::web::request_id::middleware))
+        // Every request ends: a handler stuck on a slow upstream answers 503 after `[server]
+        // request_timeout` instead of holding its connection forever.
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
         .layer(RequestBodyLimitLayer::new(64 * 1024))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -234,9 +239,8 @@ pub async fn serve_with_sealer(config: Config, sealer: Option<Sealer>) -> anyhow
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(issuer = %state.config.issuer, %listen, "hubauth is listening");
-    // Connection info gives handlers the peer address (login throttling by client address).
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let limits = state.config.server.clone();
+    crate::server::serve(listener, router(state), limits, shutdown_signal()).await;
     Ok(())
 }
 

@@ -46,6 +46,8 @@ struct RawConfig {
     #[serde(default)]
     session: SessionConfig,
     #[serde(default)]
+    server: ServerConfig,
+    #[serde(default)]
     clients: Vec<RawClient>,
     /// Read as tables and typed one by one (see [`parse_connector`]) so errors name the exact key.
     #[serde(default)]
@@ -199,11 +201,69 @@ pub struct SessionConfig {
     /// How long a person has to finish logging in once a client sent them.
     #[serde(with = "humantime_serde")]
     pub login_timeout: Duration,
+    /// Sign-ins one browser may have waiting; starting another drops its oldest.
+    pub max_pending_per_browser: u32,
+    /// Sign-ins waiting from one address (an IPv6 /64); more are refused (429) until some finish
+    /// or lapse. Behind a reverse proxy everyone shares its address: size this for a busy
+    /// `login_timeout` at the whole hub.
+    pub max_pending_per_address: u32,
+    /// Sign-ins waiting in all; more are refused (503). Bounds the database whatever the sources.
+    pub max_pending: u32,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self { lifetime: Duration::from_secs(12 * 3600), login_timeout: Duration::from_secs(15 * 60) }
+        Self {
+            lifetime: Duration::from_secs(12 * 3600),
+            login_timeout: Duration::from_secs(15 * 60),
+            max_pending_per_browser: 10,
+            max_pending_per_address: 1000,
+            max_pending: 50_000,
+        }
+    }
+}
+
+impl SessionConfig {
+    pub fn pending_limits(&self) -> crate::store::PendingLimits {
+        crate::store::PendingLimits {
+            per_browser: self.max_pending_per_browser,
+            per_address: self.max_pending_per_address,
+            total: self.max_pending,
+        }
+    }
+}
+
+/// `[server]`: how long a connection may take and how many may be open, so that idle and
+/// half-sent connections cannot pile up (every limit applies to HTTP/1.1 and HTTP/2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// A request's head (request line and headers) must arrive within this, counted from its
+    /// first byte.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight and no byte moving is closed after this. Longer
+    /// than the usual 60 s keep-alive of reverse proxies and load balancers, so that they, not
+    /// hubauth, close idle connections (a close racing a proxy's request would be a 502).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A request is answered within this or gets 503. Long enough for a sign-in that calls the
+    /// provider several times (each call may take up to 15 s) or waits for a membership re-check.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Connections open at once; more wait in the listen backlog until one closes. Keep it
+    /// below the process's open-file limit (`ulimit -n`).
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            request_timeout: Duration::from_secs(90),
+            max_connections: 10_000,
+        }
     }
 }
 
@@ -231,6 +291,10 @@ struct RawClient {
     token_exchange: Option<TokenExchangeConfig>,
     #[serde(default)]
     service_account: Option<ServiceAccountConfig>,
+    /// Accept plain-http redirect URIs on hosts other than loopback (codes would cross the
+    /// network readable by anyone on the path); off by default.
+    #[serde(default)]
+    allow_insecure_redirect: bool,
 }
 
 /// `[clients.token_exchange]`: which upstream tokens this client may obtain (RFC 8693), for
@@ -537,6 +601,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub tokens: TokenConfig,
     pub session: SessionConfig,
+    pub server: ServerConfig,
     pub clients: Vec<ClientConfig>,
     pub connectors: Vec<ConnectorEntry>,
     /// `[access]`: the access policy for every connector.
@@ -618,6 +683,27 @@ impl Config {
         let trusted_proxies = crate::web::client_address::TrustedProxies::parse(&raw.trusted_proxies)
             .map_err(|(i, m)| invalid(&format!("trusted_proxies[{i}]"), m))?;
         raw.password_login.validate().map_err(|(key, m)| invalid(&format!("password_login.{key}"), m))?;
+        for (key, d) in [
+            ("server.header_read_timeout", raw.server.header_read_timeout),
+            ("server.idle_timeout", raw.server.idle_timeout),
+            ("server.request_timeout", raw.server.request_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be more than zero".into()));
+            }
+        }
+        for (key, n) in [
+            ("session.max_pending_per_browser", raw.session.max_pending_per_browser),
+            ("session.max_pending_per_address", raw.session.max_pending_per_address),
+            ("session.max_pending", raw.session.max_pending),
+        ] {
+            if n == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        if !(1..=1_000_000).contains(&raw.server.max_connections) {
+            return Err(invalid("server.max_connections", "must be between 1 and 1000000".into()));
+        }
         let storage = StorageConfig {
             url: resolve_sqlite_url(&raw.storage.url, base_dir).map_err(|m| invalid("storage.url", m))?,
         };
@@ -702,11 +788,14 @@ impl Config {
             if c.redirect_uris.is_empty() && grant_types.contains(&GrantType::AuthorizationCode) {
                 return Err(invalid(&key("redirect_uris"), "must list at least one URI".into()));
             }
+            let insecure_ok = c.allow_insecure_redirect;
             for (j, uri) in c.redirect_uris.iter().enumerate() {
-                validate_redirect_uri(uri).map_err(|m| invalid(&key(&format!("redirect_uris[{j}]")), m))?;
+                validate_redirect_uri(uri, insecure_ok)
+                    .map_err(|m| invalid(&key(&format!("redirect_uris[{j}]")), m))?;
             }
             for (j, uri) in c.post_logout_redirect_uris.iter().enumerate() {
-                validate_redirect_uri(uri).map_err(|m| invalid(&key(&format!("post_logout_redirect_uris[{j}]")), m))?;
+                validate_redirect_uri(uri, insecure_ok)
+                    .map_err(|m| invalid(&key(&format!("post_logout_redirect_uris[{j}]")), m))?;
             }
             let id_token_alg = match c.id_token_signed_response_alg.as_deref() {
                 None => SigningAlgorithm::RS256,
@@ -824,6 +913,7 @@ impl Config {
             storage,
             tokens: raw.tokens,
             session: raw.session,
+            server: raw.server,
             clients,
             connectors,
             access: raw.access,
@@ -922,7 +1012,8 @@ fn validate_subject_clients(x: &TokenExchangeConfig, clients: &[ClientConfig]) -
     Ok(())
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// `localhost` or a loopback address: where plain http is acceptable.
+pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -959,13 +1050,27 @@ fn default_listen(issuer: &Url) -> Result<SocketAddr, String> {
     }
 }
 
-pub fn validate_redirect_uri(uri: &str) -> Result<(), String> {
+/// A registered redirect URI: absolute, no fragment, no wildcard (matching is exact, RFC 9700
+/// §4.1.3, so a `*` would only ever match itself and hints at a misunderstanding), and https
+/// unless on loopback or `allow_insecure` (the client's `allow_insecure_redirect`).
+pub fn validate_redirect_uri(uri: &str, allow_insecure: bool) -> Result<(), String> {
+    if uri.contains('*') {
+        return Err(format!(
+            "{uri:?} contains a wildcard `*`; redirect URIs are matched exactly (RFC 9700 §4.1.3): list each one in full"
+        ));
+    }
     let url = Url::parse(uri).map_err(|e| format!("{uri:?} is not an absolute URL ({e})"))?;
     if url.fragment().is_some() {
         return Err(format!("{uri:?} must not contain a fragment (RFC 6749 §3.1.2)"));
     }
     if url.scheme() == "http" && !is_loopback(&url) {
-        tracing::warn!(uri, "redirect URI uses plain http on a non-loopback host");
+        if !allow_insecure {
+            return Err(format!(
+                "{uri:?} uses plain http on a host other than loopback, so codes and tokens would cross the \
+                 network readable; use https, or set `allow_insecure_redirect = true` on this client to accept it"
+            ));
+        }
+        tracing::warn!(uri, "redirect URI uses plain http on a non-loopback host (allow_insecure_redirect)");
     }
     Ok(())
 }

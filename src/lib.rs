@@ -20,5 +20,6 @@ pub mod metrics;
 pub mod password_login;
 pub mod policy;
 pub mod provider;
+pub mod server;
 pub mod store;
 pub mod web;

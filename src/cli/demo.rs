@@ -86,6 +86,10 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<PathBuf> {
         toml_str(&format!("{hub}/hub/")),
         toml_str(&format!("{hub}/hub/login"))
     ));
+    if hub.starts_with("http://") && !url::Url::parse(hub).is_ok_and(|u| crate::config::is_loopback(&u)) {
+        // A demo hub on the LAN over plain http: say so, the way an operator would have to.
+        toml.push_str("allow_insecure_redirect = true\n");
+    }
     toml.push_str("[clients.hub]\nallowed_groups = [\"students\", \"admins\"]\nadmin_groups = [\"admins\"]\n\n");
     toml.push_str("[[connectors]]\ntype = \"dev\"\nid = \"dev\"\nname = \"Demo accounts\"\n\n");
     for (username, password, name, email, groups) in DEMO_USERS {

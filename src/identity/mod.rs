@@ -29,7 +29,8 @@ pub struct UsernameRule {
     /// it is trimmed from both ends.
     #[serde(default = "dash")]
     pub replacement: String,
-    /// Longest allowed result; longer names are cut (default none).
+    /// Longest allowed result in characters; longer names are cut (default none). Whatever
+    /// this says, a name over 255 bytes is refused.
     #[serde(default)]
     pub max_length: Option<usize>,
     /// A final check the result must pass, e.g. `^[a-z][a-z0-9-]{0,31}$`.
@@ -85,6 +86,27 @@ impl Allowed {
     }
 }
 
+/// Longest hub username: what Linux (`useradd`), most filesystems and JupyterHub's database take.
+pub const MAX_USERNAME_BYTES: usize = 255;
+/// Upstream usernames longer than this are not even looked at (unless `max_length` cuts them).
+const MAX_RAW_BYTES: usize = 4 * MAX_USERNAME_BYTES;
+
+/// Unicode control characters (Cc) and the bidi controls that reorder how text is displayed.
+fn misleads(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// An upstream name fit for an error message: quoted, escaped, and cut.
+fn shown(raw: &str) -> String {
+    let cut = &raw[..raw.floor_char_boundary(64)];
+    if cut.len() < raw.len() {
+        format!("{cut:?}… ({} bytes)", raw.len())
+    } else {
+        format!("{cut:?}")
+    }
+}
+
 /// A compiled rule.
 #[derive(Debug, Clone)]
 pub struct Normalizer {
@@ -112,6 +134,16 @@ impl Normalizer {
     /// The hub username for an upstream username, or why there is none.
     pub fn normalize(&self, raw: &str) -> Result<String, String> {
         let r = &self.rule;
+        // Refused, not cleaned: such a name is an attempt to look like someone else in logs and
+        // admin pages, never a real account name.
+        if raw.chars().any(misleads) {
+            return Err(format!("{} contains control or bidi characters", shown(raw)));
+        }
+        // A cheap bound before the work below; the result is checked against MAX_USERNAME_BYTES.
+        if raw.len() > MAX_RAW_BYTES && r.max_length.is_none() {
+            return Err(format!("{} is longer than {MAX_USERNAME_BYTES} bytes", shown(raw)));
+        }
+        let raw = &raw[..raw.floor_char_boundary(MAX_RAW_BYTES)];
         let mut name = raw.trim().to_string();
         if r.lowercase {
             name = name.to_lowercase();
@@ -154,12 +186,16 @@ impl Normalizer {
             }
         }
         if name.is_empty() {
-            return Err(format!("nothing usable is left of {raw:?}"));
+            return Err(format!("nothing usable is left of {}", shown(raw)));
+        }
+        if name.len() > MAX_USERNAME_BYTES {
+            return Err(format!("{} is longer than {MAX_USERNAME_BYTES} bytes", shown(raw)));
         }
         if let Some(p) = &self.pattern {
             if !p.is_match(&name) {
                 return Err(format!(
-                    "{name:?} (from {raw:?}) does not match the hub's username pattern {}",
+                    "{name:?} (from {}) does not match the hub's username pattern {}",
+                    shown(raw),
                     p.as_str()
                 ));
             }
@@ -213,6 +249,32 @@ mod tests {
                 _ => panic!("{config} / {raw}: got {got:?}, want {want:?}"),
             }
         }
+    }
+
+    /// Names that would mislead whoever reads them (`ada` + U+202E + `nimda` displays as
+    /// "adaadmin"), or that no account system takes, are refused rather than cleaned.
+    #[test]
+    fn control_and_bidi_characters_and_overlong_names_are_refused() {
+        for config in ["", "allowed = \"posix\"", "allowed = \"kubernetes\""] {
+            for raw in [
+                "ada\u{202E}nimda",
+                "ada\u{2066}x",
+                "ada\u{200F}",
+                "ada\u{061C}",
+                "ad\u{0007}a",
+                "ada\nadmin",
+                "\u{0000}ada",
+            ] {
+                let got = rule(config).normalize(raw);
+                assert!(got.as_ref().is_err_and(|e| e.contains("control or bidi")), "{config} / {raw:?}: {got:?}");
+            }
+        }
+        let long = "a".repeat(20_000);
+        assert!(rule("").normalize(&long).unwrap_err().contains("255 bytes"));
+        assert!(rule("").normalize(&"é".repeat(128)).unwrap_err().contains("255 bytes"), "bytes, not characters");
+        assert_eq!(rule("").normalize(&"a".repeat(255)).unwrap().len(), 255);
+        // A rule that cuts names still works on long input.
+        assert_eq!(rule("max_length = 8").normalize(&long).unwrap(), "aaaaaaaa");
     }
 
     #[test]

@@ -17,7 +17,8 @@ use crate::app::SharedState;
 use crate::config::ClientConfig;
 use crate::crypto::random::{bearer_value, random_value, token_key, value_hash};
 use crate::policy::live::{ensure_current, Current};
-use crate::store::{AuthorizationCode, PendingAuthorization, User};
+use crate::store::{AuthorizationCode, PendingAdmission, PendingAuthorization, User};
+use crate::web::client_address::ClientAddress;
 use crate::web::pages::{no_store, PageError};
 use crate::web::session;
 
@@ -172,15 +173,25 @@ fn validate(
     })
 }
 
-pub async fn authorize_get(State(state): State<SharedState>, jar: CookieJar, RawQuery(query): RawQuery) -> Response {
-    authorize(state, jar, query.unwrap_or_default().as_bytes()).await
+pub async fn authorize_get(
+    State(state): State<SharedState>,
+    jar: CookieJar,
+    from: ClientAddress,
+    RawQuery(query): RawQuery,
+) -> Response {
+    authorize(state, jar, from, query.unwrap_or_default().as_bytes()).await
 }
 
-pub async fn authorize_post(State(state): State<SharedState>, jar: CookieJar, body: Bytes) -> Response {
-    authorize(state, jar, &body).await
+pub async fn authorize_post(
+    State(state): State<SharedState>,
+    jar: CookieJar,
+    from: ClientAddress,
+    body: Bytes,
+) -> Response {
+    authorize(state, jar, from, &body).await
 }
 
-async fn authorize(state: SharedState, jar: CookieJar, raw: &[u8]) -> Response {
+async fn authorize(state: SharedState, jar: CookieJar, from: ClientAddress, raw: &[u8]) -> Response {
     let params = match Params::parse(raw) {
         Ok(p) => p,
         Err(e) => return PageError::bad_request("invalid_request", e.0).into_response(),
@@ -257,33 +268,67 @@ async fn authorize(state: SharedState, jar: CookieJar, raw: &[u8]) -> Response {
     if request.prompt_none {
         return back.send(ErrorCode::LoginRequired, "the user is not signed in to hubauth");
     }
-    start_login(&state, jar, &request).await.unwrap_or_else(IntoResponse::into_response)
+    start_login(&state, jar, from, &request).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Parks the request and sends the browser to the login page, bound to this browser by a cookie.
 async fn start_login(
     state: &SharedState,
     jar: CookieJar,
+    from: ClientAddress,
     request: &AuthorizationRequest,
 ) -> Result<Response, PageError> {
     let now = state.clock.now();
-    let binding = random_value();
+    // One binding per browser (kept while it has sign-ins waiting): its pending sign-ins can be
+    // counted, and two tabs signing in at once both work.
+    let binding = match jar.get(session::LOGIN_COOKIE).map(|c| c.value()) {
+        Some(v) if is_binding_value(v) => v.to_string(),
+        _ => random_value(),
+    };
     let pending = PendingAuthorization {
         id: random_value(),
         request_json: serde_json::to_string(request).map_err(|_| PageError::internal())?,
         browser_binding_hash: value_hash(&binding),
         csrf_token: random_value(),
+        client_address: from.key(),
         created_at: now,
         expires_at: now + state.config.session.login_timeout.as_secs() as i64,
     };
-    state.store.create_pending_authorization(&pending).await.map_err(|e| {
-        tracing::error!(error = %e, "could not store a pending authorization");
-        PageError::internal()
-    })?;
+    let limits = state.config.session.pending_limits();
+    match state.store.create_pending_authorization(&pending, limits).await {
+        Ok(PendingAdmission::Stored) => {}
+        Ok(PendingAdmission::AddressFull) => {
+            tracing::warn!(address = %pending.client_address, "sign-in refused: too many pending from one address");
+            return Err(too_many_pending(StatusCode::TOO_MANY_REQUESTS, "from your network"));
+        }
+        Ok(PendingAdmission::Full) => {
+            tracing::warn!("sign-in refused: the pending sign-ins are at [session] max_pending");
+            return Err(too_many_pending(StatusCode::SERVICE_UNAVAILABLE, "at hubauth"));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not store a pending authorization");
+            return Err(PageError::internal());
+        }
+    }
     let max_age = state.config.session.login_timeout.as_secs() as i64;
     let jar = jar.add(session::cookie(state, session::LOGIN_COOKIE, binding, max_age));
     let location = format!("{}?request={}", state.config.endpoint("/login"), pending.id);
     Ok((StatusCode::SEE_OTHER, jar, no_store(), [(header::LOCATION, location)]).into_response())
+}
+
+/// A binding cookie as [`random_value`] makes them (anything else is replaced).
+fn is_binding_value(v: &str) -> bool {
+    v.len() == 43 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn too_many_pending(status: StatusCode, place: &str) -> PageError {
+    PageError::new(
+        status,
+        "too_many_pending_logins",
+        "Too many sign-ins are in progress",
+        format!("There are too many unfinished sign-ins {place} right now, so this one was not started."),
+    )
+    .with_hint("Finish or close sign-in pages you already have open, or try again in a few minutes.")
 }
 
 /// True when this browser's binding cookie matches the pending request (constant time).

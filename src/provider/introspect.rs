@@ -54,9 +54,9 @@ async fn handle(state: &SharedState, headers: &HeaderMap, body: &[u8]) -> Result
             }));
         }
     } else if let Some(st) = state.store.service_token(&hash, now).await? {
-        // A service account's token: its own client may look, and so may any client allowed to
-        // exchange tokens (a resource server checking who calls it).
-        if st.client_id == client.id || client.token_exchange.is_some() || client.service_account.is_some() {
+        // A service account's token: only its own client may look (RFC 7662 §4 lets the server
+        // decide; nobody else needs to learn which scopes another service holds).
+        if st.client_id == client.id {
             return Ok(json!({
                 "active": true, "token_type": "Bearer", "scope": st.scope, "client_id": st.client_id,
                 "sub": st.client_id, "iss": issuer, "iat": st.created_at, "exp": st.expires_at,

@@ -6,7 +6,7 @@ mod sqlite;
 
 use async_trait::async_trait;
 
-pub use sqlite::{create_private_dir, SqliteStore};
+pub use sqlite::{create_private_dir, SqliteStore, PURGE_BATCH};
 
 use crate::clock::UnixTime;
 use crate::crypto::SigningAlgorithm;
@@ -171,8 +171,32 @@ pub struct PendingAuthorization {
     pub request_json: String,
     pub browser_binding_hash: String,
     pub csrf_token: String,
+    /// Where the request came from, as [`crate::web::client_address`] keys it; empty when unknown
+    /// (then only the per-browser and total caps apply).
+    pub client_address: String,
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
+}
+
+/// How many pending sign-ins may wait at once (`[session] max_pending_*`): anyone can start
+/// one, so each source is capped and so is the whole table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingLimits {
+    /// A browser's oldest pending sign-ins beyond this are dropped (it is one person).
+    pub per_browser: u32,
+    /// New ones from an address that has this many live are refused.
+    pub per_address: u32,
+    /// New ones are refused while this many are live.
+    pub total: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingAdmission {
+    Stored,
+    /// The address has `per_address` pending sign-ins already.
+    AddressFull,
+    /// `total` pending sign-ins are waiting.
+    Full,
 }
 
 #[derive(Debug, Clone)]
@@ -353,6 +377,9 @@ pub trait Store: Send + Sync + 'static {
 
     // --- trips to upstream providers
     async fn create_upstream_attempt(&self, attempt: &UpstreamAttempt) -> StoreResult<()>;
+    /// A live attempt, left in place: the callback checks it belongs to this browser and
+    /// connector before spending it, so a leaked `state` cannot cancel someone else's login.
+    async fn upstream_attempt(&self, state_hash: &str, now: UnixTime) -> StoreResult<Option<UpstreamAttempt>>;
     /// Removes and returns a live attempt: the `state` works once.
     async fn take_upstream_attempt(&self, state_hash: &str, now: UnixTime) -> StoreResult<Option<UpstreamAttempt>>;
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
@@ -365,7 +392,13 @@ pub trait Store: Send + Sync + 'static {
     async fn end_browser_session(&self, id: &str, now: UnixTime) -> StoreResult<()>;
 
     // --- pending authorization requests
-    async fn create_pending_authorization(&self, pending: &PendingAuthorization) -> StoreResult<()>;
+    /// Stores it within `limits`, atomically with the counts: drops the browser's oldest beyond
+    /// its cap, or stores nothing and says which cap is reached.
+    async fn create_pending_authorization(
+        &self,
+        pending: &PendingAuthorization,
+        limits: PendingLimits,
+    ) -> StoreResult<PendingAdmission>;
     async fn pending_authorization(&self, id: &str, now: UnixTime) -> StoreResult<Option<PendingAuthorization>>;
     /// Removes it; true if it was there. Used to make completion single-use.
     async fn delete_pending_authorization(&self, id: &str) -> StoreResult<bool>;
@@ -447,6 +480,7 @@ pub trait Store: Send + Sync + 'static {
     /// (which writes nothing).
     async fn health(&self) -> StoreResult<()>;
 
-    /// Deletes what can no longer be used; returns how many rows went.
+    /// Deletes what can no longer be used, in small batches so other writes go on in between,
+    /// and hands freed space back; returns how many rows went.
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64>;
 }

@@ -70,7 +70,23 @@ pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &TrustedPro
 
 /// Extracts the client address (`None` when the server was not started with connection info,
 /// as in in-process tests).
+#[derive(Debug, Clone, Copy)]
 pub struct ClientAddress(pub Option<IpAddr>);
+
+impl ClientAddress {
+    /// What limits count by: an IPv4 address, or the /64 of an IPv6 one (one subscriber gets a
+    /// whole /64, so single addresses would be free for the taking). Empty when unknown.
+    pub fn key(&self) -> String {
+        match self.0.map(canonical) {
+            None => String::new(),
+            Some(IpAddr::V4(v4)) => v4.to_string(),
+            Some(IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        }
+    }
+}
 
 impl FromRequestParts<SharedState> for ClientAddress {
     type Rejection = Infallible;
@@ -119,6 +135,15 @@ mod tests {
         let h = with_xff(&["198.51.100.9, not-an-address"]);
         assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("10.0.0.1"), "garbage names nobody");
         assert_eq!(client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64() {
+        let key = |s: &str| ClientAddress(Some(s.parse().unwrap())).key();
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(ClientAddress(None).key(), "");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //!
 //! The `state` is stored (hashed) with the pending authorization it belongs to, and taken — once —
 //! when the browser comes back; the callback must also come from the browser that started the
-//! login (the same binding cookie as the password form). Any mismatch is a clear page, never a
-//! login.
+//! login (the same binding cookie as the password form) and reach the connector that sent it,
+//! both checked before the attempt is spent. Any mismatch is a clear page, never a login.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
@@ -107,9 +107,12 @@ async fn handle_callback(
         stale_callback().into_response()
     })?;
     let now = state.clock.now();
+    let state_hash = value_hash(sent_state);
+    // Checked before it is spent: a leaked `state` presented by another browser, or at another
+    // connector's callback, is refused and the real browser's login carries on.
     let attempt = state
         .store
-        .take_upstream_attempt(&value_hash(sent_state), now)
+        .upstream_attempt(&state_hash, now)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "could not read an upstream login attempt");
@@ -130,6 +133,15 @@ async fn handle_callback(
             e.into_response()
         }
     })?;
+    // Now spend it; a concurrent callback with the same state loses here.
+    let attempt = match state.store.take_upstream_attempt(&state_hash, now).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return Err(stale_callback().into_response()),
+        Err(e) => {
+            tracing::error!(error = %e, "could not spend an upstream login attempt");
+            return Err(PageError::internal().into_response());
+        }
+    };
 
     if let Some(error) = params.get("error") {
         // Whoever sent the browser here wrote these: made printable and short before any use.

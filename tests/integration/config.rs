@@ -19,6 +19,21 @@ fn the_test_config_is_valid() {
     Config::parse(&base(), Path::new("/tmp/hubauth.toml")).unwrap();
 }
 
+/// Plain http on loopback stays allowed (a hub on the same machine, the e2e setups); elsewhere only
+/// with the client's explicit `allow_insecure_redirect`.
+#[test]
+fn plain_http_redirects_are_for_loopback_or_an_explicit_opt_in() {
+    let ok = |toml: String| Config::parse(&toml, Path::new("/tmp/hubauth.toml")).unwrap();
+    for uri in ["http://localhost/cb", "http://127.0.0.1:8000/hub/oauth_callback", "http://[::1]:9/cb"] {
+        ok(base().replace("\"https://es.example.org/cb\"", &format!("{uri:?}")));
+    }
+    let opted_in = base().replace(
+        "redirect_uris = [\"https://es.example.org/cb\"]",
+        "redirect_uris = [\"http://hub.lan:8000/hub/oauth_callback\"]\nallow_insecure_redirect = true",
+    );
+    assert_eq!(ok(opted_in).client("es").unwrap().redirect_uris, ["http://hub.lan:8000/hub/oauth_callback"]);
+}
+
 #[test]
 fn errors_name_the_key_and_the_reason() {
     let cases: Vec<(String, &str, &str)> = vec![
@@ -57,6 +72,26 @@ fn errors_name_the_key_and_the_reason() {
             base().replace("\"https://es.example.org/cb\"", "\"/relative\""),
             "clients[1].redirect_uris[0]",
             "absolute URL",
+        ),
+        (
+            base().replace("\"https://es.example.org/cb\"", "\"https://*.example.org/cb\""),
+            "clients[1].redirect_uris[0]",
+            "wildcard",
+        ),
+        (
+            base().replace("\"https://es.example.org/cb\"", "\"https://es.example.org/*\""),
+            "clients[1].redirect_uris[0]",
+            "wildcard",
+        ),
+        (
+            base().replace("\"https://es.example.org/cb\"", "\"http://es.example.org/cb\""),
+            "clients[1].redirect_uris[0]",
+            "allow_insecure_redirect",
+        ),
+        (
+            base().replace("\"http://127.0.0.1:8000/hub/\"", "\"http://hub.example.org/hub/\""),
+            "clients[0].post_logout_redirect_uris[0]",
+            "plain http",
         ),
         (base().replace("id = \"es\"", "id = \"hub\""), "clients[1].id", "used twice"),
         (

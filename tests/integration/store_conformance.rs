@@ -336,14 +336,76 @@ async fn sessions_and_pending_requests(store: Arc<dyn Store>) {
         request_json: "{\"a\":1}".into(),
         browser_binding_hash: "b".into(),
         csrf_token: "c".into(),
+        client_address: String::new(),
         created_at: 1,
         expires_at: 10,
     };
-    store.create_pending_authorization(&p).await.unwrap();
+    let roomy = PendingLimits { per_browser: 10, per_address: 10, total: 10 };
+    assert_eq!(store.create_pending_authorization(&p, roomy).await.unwrap(), PendingAdmission::Stored);
     assert_eq!(store.pending_authorization("p1", 5).await.unwrap().unwrap().request_json, "{\"a\":1}");
     assert!(store.pending_authorization("p1", 10).await.unwrap().is_none());
     assert!(store.delete_pending_authorization("p1").await.unwrap());
     assert!(!store.delete_pending_authorization("p1").await.unwrap(), "single use");
+}
+
+fn pending(id: &str, browser: &str, address: &str, created_at: i64) -> PendingAuthorization {
+    PendingAuthorization {
+        id: id.into(),
+        request_json: "{}".into(),
+        browser_binding_hash: browser.into(),
+        csrf_token: "c".into(),
+        client_address: address.into(),
+        created_at,
+        expires_at: created_at + 100,
+    }
+}
+
+async fn pending_requests_are_capped(store: Arc<dyn Store>) {
+    let limits = PendingLimits { per_browser: 3, per_address: 4, total: 7 };
+    let live = |id: &'static str| {
+        let store = store.clone();
+        async move { store.pending_authorization(id, 10).await.unwrap().is_some() }
+    };
+    // One browser: its oldest beyond 3 are dropped, the new one always lands.
+    for (i, id) in ["b1", "b2", "b3", "b4", "b5"].into_iter().enumerate() {
+        let admitted = store.create_pending_authorization(&pending(id, "browser", "", i as i64), limits).await.unwrap();
+        assert_eq!(admitted, PendingAdmission::Stored);
+    }
+    assert_eq!(
+        [live("b1").await, live("b2").await, live("b3").await, live("b4").await, live("b5").await],
+        [false, false, true, true, true]
+    );
+    // One address, many browsers: the fifth is refused and nothing is stored for it.
+    for id in ["a1", "a2", "a3", "a4"] {
+        let p = pending(id, id, "192.0.2.7", 5);
+        assert_eq!(store.create_pending_authorization(&p, limits).await.unwrap(), PendingAdmission::Stored);
+    }
+    // 7 live now: the total is reached first, then (with room in all) the address's cap.
+    let p = pending("a5", "a5", "192.0.2.7", 5);
+    assert_eq!(store.create_pending_authorization(&p, limits).await.unwrap(), PendingAdmission::Full);
+    let roomier = PendingLimits { total: 100, ..limits };
+    assert_eq!(store.create_pending_authorization(&p, roomier).await.unwrap(), PendingAdmission::AddressFull);
+    assert!(!live("a5").await);
+    // Lapsed ones do not count.
+    let later = pending("a6", "a6", "192.0.2.7", 200);
+    assert_eq!(store.create_pending_authorization(&later, roomier).await.unwrap(), PendingAdmission::Stored);
+}
+
+/// More expired rows than one purge batch: all go, over several short transactions.
+async fn purge_goes_through_every_batch(store: Arc<dyn Store>) {
+    let many = PURGE_BATCH as usize * 2 + 7;
+    let limits = PendingLimits { per_browser: 1, per_address: u32::MAX, total: u32::MAX };
+    let writes = (0..many).map(|i| {
+        let store = store.clone();
+        async move {
+            let p = pending(&format!("p{i}"), &format!("b{i}"), "", 1);
+            store.create_pending_authorization(&p, limits).await.unwrap()
+        }
+    });
+    futures_util::future::join_all(writes).await;
+    assert_eq!(store.purge_expired(1000).await.unwrap(), many as u64);
+    assert!(store.pending_authorization("p0", 50).await.unwrap().is_none());
+    assert_eq!(store.purge_expired(1000).await.unwrap(), 0);
 }
 
 async fn signing_keys_rotate_and_expire(store: Arc<dyn Store>) {
@@ -419,6 +481,8 @@ macro_rules! backends {
                 case!(sessions_and_pending_requests);
                 case!(signing_keys_rotate_and_expire);
                 case!(purge_keeps_what_is_still_usable);
+                case!(pending_requests_are_capped);
+                case!(purge_goes_through_every_batch);
             }
         )*
     };
@@ -436,6 +500,38 @@ async fn sqlite_reopens_with_its_data() {
     };
     let store = SqliteStore::open(&url).await.unwrap();
     assert_eq!(store.user_by_id(&id).await.unwrap().unwrap().username, "ada");
+}
+
+/// Space freed by a purge goes back to the file system: new files use incremental vacuum, and
+/// a file made before that (auto_vacuum off) is switched over when opened.
+#[tokio::test]
+async fn sqlite_hands_purged_space_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch("CREATE TABLE made_before (x); INSERT INTO made_before VALUES (1);").unwrap();
+    assert_eq!(old.query_row("PRAGMA auto_vacuum", [], |r| r.get::<_, i64>(0)).unwrap(), 0, "off, as before");
+    drop(old);
+    let url = format!("sqlite://{}", path.display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let pragma = |name: &str| raw.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(pragma("auto_vacuum"), 2, "switched to incremental");
+    let fresh = dir.path().join("fresh.db");
+    let _fresh_store = SqliteStore::open(&format!("sqlite://{}", fresh.display())).await.unwrap();
+    let fresh = rusqlite::Connection::open(&fresh).unwrap();
+    assert_eq!(fresh.query_row("PRAGMA auto_vacuum", [], |r| r.get::<_, i64>(0)).unwrap(), 2, "new files too");
+
+    let limits = PendingLimits { per_browser: 1, per_address: u32::MAX, total: u32::MAX };
+    for i in 0..2000 {
+        let mut p = pending(&format!("p{i}"), &format!("b{i}"), "", 1);
+        p.request_json = "x".repeat(2000);
+        store.create_pending_authorization(&p, limits).await.unwrap();
+    }
+    let full = pragma("page_count");
+    store.purge_expired(1000).await.unwrap();
+    assert_eq!(pragma("freelist_count"), 0, "no free pages left behind");
+    assert!(pragma("page_count") < full / 4, "the file shrank: {} of {full} pages", pragma("page_count"));
 }
 
 /// Under steady writes with reads alongside, the write-ahead log must be checkpointed and

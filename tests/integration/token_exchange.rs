@@ -397,6 +397,12 @@ async fn service_accounts_get_short_lived_tokens_that_introspection_shows_and_us
     let token = body["access_token"].as_str().unwrap();
     let intro = app.post_form("/introspect", &[("token", token)], jobs).await.json();
     assert_eq!((intro["active"].as_bool(), intro["sub"].as_str()), (Some(true), Some("jobs")));
+    // Only the client it was issued to may look: another confidential client (one that may
+    // exchange tokens, or the hub) learns nothing.
+    for other in [("spawner", "spawner-secret-0123456789"), ("hub", HUB_SECRET)] {
+        let res = app.post_form("/introspect", &[("token", token)], Some(other)).await;
+        assert_eq!(res.json(), json!({"active": false}), "introspected by {}", other.0);
+    }
     assert_eq!(app.userinfo(token).await.status, StatusCode::UNAUTHORIZED, "no person behind it");
     // It cannot impersonate a user through token exchange either.
     assert_eq!(exchange(&app, token, AT, "uni").await.error(), "invalid_grant");

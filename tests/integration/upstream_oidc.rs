@@ -526,21 +526,29 @@ async fn a_provider_key_rotation_is_followed_by_fetching_its_keys_again() {
 
 #[tokio::test]
 async fn the_provider_state_works_once_and_only_in_the_browser_that_started_it() {
-    let (app, fake) = setup("").await;
+    let fake = FakeOidc::start().await;
+    let two = format!("{}{}", fake.connector_toml("uni", ""), fake.connector_toml("other", ""));
+    let app = TestApp::with_extra_toml(&two).await;
     let pkce = Pkce::new();
     let mut browser = app.browser();
     let up = browser.start_upstream(&AuthParams::hub(&pkce), "uni").await;
     let state = up.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
     assert_eq!(up.query_pairs().find(|(k, _)| k == "redirect_uri").unwrap().1, format!("{ISSUER}/callback/uni"));
 
-    // Another browser (no binding cookie) cannot finish this login, and the attempt is spent.
+    // Another browser (no binding cookie) holding a leaked state cannot finish this login, nor
+    // cancel it: the attempt is checked before it is spent.
     let code = fake.approve(&up, alice(), Twist::default());
     let mut other = app.browser();
     let res = other.upstream_callback("uni", &[("code", &code), ("state", &state)]).await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
     assert!(res.text().contains("another browser"), "{}", res.text());
+    // Nor through another connector's callback.
+    let res = browser.upstream_callback("other", &[("code", &code), ("state", &state)]).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.text());
     let res = browser.upstream_callback("uni", &[("code", &code), ("state", &state)]).await;
-    assert_eq!(res.status, StatusCode::BAD_REQUEST, "single use even after a refused attempt");
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "the real browser still signs in: {}", res.text());
+    let res = browser.upstream_callback("uni", &[("code", &code), ("state", &state)]).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "the state works once");
 
     // Unknown, missing and replayed states are refused with a clear page.
     let res = browser.upstream_callback("uni", &[("code", "x"), ("state", "made-up")]).await;

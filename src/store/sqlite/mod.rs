@@ -50,6 +50,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../../migrations/sqlite/0002_refresh_token_chain.sql")),
         M::up(include_str!("../../../migrations/sqlite/0003_sealed_signing_keys.sql")),
         M::up(include_str!("../../../migrations/sqlite/0004_signing_key_trust.sql")),
+        M::up(include_str!("../../../migrations/sqlite/0005_pending_limits.sql")),
     ])
 }
 
@@ -340,6 +341,7 @@ impl SqliteStore {
             .pragma_update(None, "journal_mode", "WAL")
             .with_context(|| format!("cannot switch {} to WAL mode", path.display()))?;
         configure(&writer)?;
+        enable_incremental_vacuum(&writer)?;
         migrations()
             .to_latest(&mut writer)
             .with_context(|| format!("database migration of {} failed", path.display()))?;
@@ -386,6 +388,20 @@ fn private_columns(key: &StoredPrivateKey) -> (Option<&[u8]>, Option<&str>) {
         StoredPrivateKey::Plain(der) => (Some(der), None),
         StoredPrivateKey::Sealed(sealed) => (None, Some(sealed)),
     }
+}
+
+const ATTEMPT_COLUMNS: &str = "state_hash, pending_id, connector_id, pkce_verifier, nonce, created_at, expires_at";
+
+fn attempt_from_row(r: &Row<'_>) -> rusqlite::Result<UpstreamAttempt> {
+    Ok(UpstreamAttempt {
+        state_hash: r.get(0)?,
+        pending_id: r.get(1)?,
+        connector_id: r.get(2)?,
+        pkce_verifier: r.get(3)?,
+        nonce: r.get(4)?,
+        created_at: r.get(5)?,
+        expires_at: r.get(6)?,
+    })
 }
 
 const INVITE_COLUMNS: &str =
@@ -769,32 +785,33 @@ impl Store for SqliteStore {
                 params![a.state_hash, a.pending_id, a.connector_id, a.pkce_verifier, a.nonce, a.created_at, a.expires_at],
             )
             .map_err(backend)?;
+            // Reloading the login page starts a new trip each time: keep only the newest few.
+            conn.prepare_cached(
+                "DELETE FROM upstream_attempts WHERE state_hash IN (SELECT state_hash FROM upstream_attempts \
+                 WHERE pending_id = ? ORDER BY created_at DESC, state_hash LIMIT -1 OFFSET ?)",
+            )
+            .and_then(|mut s| s.execute(params![a.pending_id, ATTEMPTS_PER_PENDING]))
+            .map_err(backend)?;
             Ok(())
         })
         .await
     }
 
+    async fn upstream_attempt(&self, state_hash: &str, now: UnixTime) -> StoreResult<Option<UpstreamAttempt>> {
+        self.reader()
+            .prepare_cached(&format!("SELECT {ATTEMPT_COLUMNS} FROM upstream_attempts WHERE state_hash = ?"))
+            .and_then(|mut s| s.query_row([state_hash], attempt_from_row).optional())
+            .map(|a| a.filter(|a| a.expires_at > now))
+            .map_err(backend)
+    }
+
     async fn take_upstream_attempt(&self, state_hash: &str, now: UnixTime) -> StoreResult<Option<UpstreamAttempt>> {
         let state_hash = state_hash.to_owned();
         self.write(move |conn| {
-            conn.prepare_cached(
-                "DELETE FROM upstream_attempts WHERE state_hash = ? \
-                 RETURNING state_hash, pending_id, connector_id, pkce_verifier, nonce, created_at, expires_at",
-            )
-            .and_then(|mut s| {
-                s.query_row([state_hash], |r| {
-                    Ok(UpstreamAttempt {
-                        state_hash: r.get(0)?,
-                        pending_id: r.get(1)?,
-                        connector_id: r.get(2)?,
-                        pkce_verifier: r.get(3)?,
-                        nonce: r.get(4)?,
-                        created_at: r.get(5)?,
-                        expires_at: r.get(6)?,
-                    })
-                })
-                .optional()
-            })
+            conn.prepare_cached(&format!(
+                "DELETE FROM upstream_attempts WHERE state_hash = ? RETURNING {ATTEMPT_COLUMNS}"
+            ))
+            .and_then(|mut s| s.query_row([state_hash], attempt_from_row).optional())
             .map(|a| a.filter(|a| a.expires_at > now))
             .map_err(backend)
         })
@@ -846,16 +863,50 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_pending_authorization(&self, p: &PendingAuthorization) -> StoreResult<()> {
+    async fn create_pending_authorization(
+        &self,
+        p: &PendingAuthorization,
+        limits: PendingLimits,
+    ) -> StoreResult<PendingAdmission> {
         let p = p.clone();
         self.write(move |conn| {
+            let total: u32 = conn
+                .prepare_cached("SELECT count(*) FROM pending_authorizations WHERE expires_at > ?")
+                .and_then(|mut s| s.query_row([p.created_at], |r| r.get(0)))
+                .map_err(backend)?;
+            if total >= limits.total {
+                return Ok(PendingAdmission::Full);
+            }
+            if !p.client_address.is_empty() {
+                let from_address: u32 = conn
+                    .prepare_cached(
+                        "SELECT count(*) FROM pending_authorizations WHERE client_address = ? AND expires_at > ?",
+                    )
+                    .and_then(|mut s| s.query_row(params![p.client_address, p.created_at], |r| r.get(0)))
+                    .map_err(backend)?;
+                if from_address >= limits.per_address {
+                    return Ok(PendingAdmission::AddressFull);
+                }
+            }
+            // Make room for the new one among the browser's newest, with the trips to providers
+            // the dropped ones started.
+            let beyond_cap = "SELECT id FROM pending_authorizations \
+                 WHERE browser_binding_hash = ?1 ORDER BY created_at DESC, id LIMIT -1 OFFSET ?2";
+            for sql in [
+                format!("DELETE FROM upstream_attempts WHERE pending_id IN ({beyond_cap})"),
+                format!("DELETE FROM pending_authorizations WHERE id IN ({beyond_cap})"),
+            ] {
+                conn.prepare_cached(&sql)
+                    .and_then(|mut s| s.execute(params![p.browser_binding_hash, limits.per_browser.saturating_sub(1)]))
+                    .map_err(backend)?;
+            }
             conn.execute(
-                "INSERT INTO pending_authorizations (id, request_json, browser_binding_hash, csrf_token, created_at, expires_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-                params![p.id, p.request_json, p.browser_binding_hash, p.csrf_token, p.created_at, p.expires_at],
+                "INSERT INTO pending_authorizations (id, request_json, browser_binding_hash, csrf_token, client_address, created_at, expires_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                params![p.id, p.request_json, p.browser_binding_hash, p.csrf_token, p.client_address, p.created_at, p.expires_at],
             )
             .map_err(backend)?;
-            Ok(())
+            Ok(PendingAdmission::Stored)
         })
         .await
     }
@@ -863,8 +914,8 @@ impl Store for SqliteStore {
     async fn pending_authorization(&self, id: &str, now: UnixTime) -> StoreResult<Option<PendingAuthorization>> {
         self.reader()
             .prepare_cached(
-                "SELECT id, request_json, browser_binding_hash, csrf_token, created_at, expires_at FROM pending_authorizations \
-                 WHERE id = ? AND expires_at > ?",
+                "SELECT id, request_json, browser_binding_hash, csrf_token, client_address, created_at, expires_at \
+                 FROM pending_authorizations WHERE id = ? AND expires_at > ?",
             )
             .and_then(|mut s| {
                 s.query_row(params![id, now], |r| {
@@ -873,6 +924,7 @@ impl Store for SqliteStore {
                         request_json: r.get("request_json")?,
                         browser_binding_hash: r.get("browser_binding_hash")?,
                         csrf_token: r.get("csrf_token")?,
+                        client_address: r.get("client_address")?,
                         created_at: r.get("created_at")?,
                         expires_at: r.get("expires_at")?,
                     })
@@ -1241,25 +1293,80 @@ impl Store for SqliteStore {
 
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64> {
         // Spent codes are kept a day past expiry so a late replay still revokes what they issued.
-        let statements = [
-            "DELETE FROM pending_authorizations WHERE expires_at <= ?1",
-            "DELETE FROM upstream_attempts WHERE expires_at <= ?1",
-            "DELETE FROM service_tokens WHERE expires_at <= ?1",
-            "DELETE FROM authorization_codes WHERE expires_at <= ?1 - 86400",
-            "DELETE FROM access_tokens WHERE expires_at <= ?1",
-            "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
-            "DELETE FROM browser_sessions WHERE expires_at <= ?1 OR ended_at IS NOT NULL",
-            "DELETE FROM signing_keys WHERE expires_at IS NOT NULL AND max(expires_at, coalesce(verify_until, 0)) <= ?1",
+        // (table, key column, what is purged)
+        let tables = [
+            ("pending_authorizations", "id", "expires_at <= ?1"),
+            ("upstream_attempts", "state_hash", "expires_at <= ?1"),
+            ("service_tokens", "token_hash", "expires_at <= ?1"),
+            ("authorization_codes", "code_hash", "expires_at <= ?1 - 86400"),
+            ("access_tokens", "token_hash", "expires_at <= ?1"),
+            ("refresh_tokens", "token_hash", "expires_at <= ?1"),
+            ("browser_sessions", "id", "expires_at <= ?1 OR ended_at IS NOT NULL"),
+            ("signing_keys", "kid", "expires_at IS NOT NULL AND max(expires_at, coalesce(verify_until, 0)) <= ?1"),
         ];
-        self.write(move |tx| {
-            let mut removed = 0u64;
-            for sql in statements {
-                removed += tx.execute(sql, [now]).map_err(backend)? as u64;
+        let mut removed = 0u64;
+        for (table, key, condition) in tables {
+            let sql = format!(
+                "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {condition} LIMIT {PURGE_BATCH})"
+            );
+            // One short transaction per batch: logins and token requests queue behind a batch,
+            // never behind the whole purge.
+            loop {
+                let sql = sql.clone();
+                let n = self.write(move |tx| tx.execute(&sql, [now]).map_err(backend)).await? as u64;
+                removed += n;
+                if n < PURGE_BATCH {
+                    break;
+                }
             }
-            Ok(removed)
-        })
-        .await
+        }
+        self.reclaim_free_pages().await?;
+        Ok(removed)
     }
+}
+
+impl SqliteStore {
+    /// Hands pages freed by deletes back to the file system, a batch per transaction.
+    async fn reclaim_free_pages(&self) -> StoreResult<()> {
+        let mut before = i64::MAX;
+        loop {
+            let free = self
+                .write(|conn| {
+                    conn.execute_batch(&format!("PRAGMA incremental_vacuum({VACUUM_BATCH_PAGES})")).map_err(backend)?;
+                    conn.query_row("PRAGMA freelist_count", [], |r| r.get::<_, i64>(0)).map_err(backend)
+                })
+                .await?;
+            // Done, or nothing more comes back (another process holds the file's mode back).
+            if free == 0 || free >= before {
+                return Ok(());
+            }
+            before = free;
+        }
+    }
+}
+
+/// Rows deleted per purge transaction.
+pub const PURGE_BATCH: u64 = 500;
+/// Free pages (4 KiB each) returned per transaction.
+const VACUUM_BATCH_PAGES: u32 = 2000;
+/// Upstream trips kept per pending sign-in.
+const ATTEMPTS_PER_PENDING: u32 = 4;
+
+/// Lets SQLite return freed pages (`PRAGMA incremental_vacuum`). A new file takes the setting at
+/// once; an older one needs a single full VACUUM, done here at start-up. (Not a migration:
+/// migrations run inside a transaction, where VACUUM cannot.)
+fn enable_incremental_vacuum(conn: &Connection) -> anyhow::Result<()> {
+    const INCREMENTAL: i64 = 2;
+    let mode = |conn: &Connection| conn.query_row("PRAGMA auto_vacuum", [], |r| r.get::<_, i64>(0));
+    if mode(conn)? == INCREMENTAL {
+        return Ok(());
+    }
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    if mode(conn)? != INCREMENTAL {
+        tracing::info!("switching the database to incremental vacuum (once; may take a while on a large file)");
+        conn.execute_batch("VACUUM").context("VACUUM to enable incremental vacuum")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
