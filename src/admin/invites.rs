@@ -64,7 +64,9 @@ pub async fn create(
     validate(config, new).map_err(|m| anyhow::anyhow!(m))?;
     let token = random_value();
     let invite = Invite {
-        id: random_value()[..10].to_string(),
+        // Letters and digits only: the id is typed back on command lines, where a leading `-`
+        // reads as an option. Not a secret (the token is), just unique.
+        id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
         token_hash: value_hash(&token),
         note: new.note.clone(),
         groups: new.groups.clone(),

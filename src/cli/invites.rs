@@ -40,6 +40,8 @@ pub enum InvitesCommand {
     Revoke {
         #[arg(long, short, env = "HUBAUTH_CONFIG")]
         config: PathBuf,
+        /// The invite's id (from `invites list`); ids made by older versions may start with `-`.
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
 }

@@ -259,6 +259,39 @@ fn invites_are_created_listed_and_revoked_from_the_command_line() {
     assert!(!ok && err.contains("no connector"), "{err}");
 }
 
+/// An invite id is typed back on the command line, so one that starts with `-` (ids made
+/// before this fix could) must still be taken as the id, not as an option.
+#[tokio::test]
+async fn an_invite_id_starting_with_a_dash_can_be_revoked() {
+    use hubauth::store::{Invite, SqliteStore, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &config_toml("hubauth.db"));
+    let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("hubauth.db").display())).await.unwrap();
+    let invite = Invite {
+        id: "-Ab3_x9".into(),
+        token_hash: "h".into(),
+        note: None,
+        groups: vec![],
+        connector_id: None,
+        max_uses: None,
+        uses: 0,
+        created_at: START,
+        expires_at: i64::MAX / 2,
+        revoked_at: None,
+    };
+    store.create_invite(&invite).await.unwrap();
+    drop(store);
+    let (ok, _, err) = hubauth(&["invites", "revoke", "--config", &config, "-Ab3_x9"]);
+    assert!(ok, "{err}");
+    // New ids never start with a dash: they are letters and digits.
+    for _ in 0..50 {
+        let (ok, out, err) = hubauth(&["invites", "create", "--config", &config, "--expires-in", "1d"]);
+        assert!(ok, "{err}");
+        let id = out.split_whitespace().nth(1).unwrap();
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
+    }
+}
+
 /// Starts `hubauth serve` with `env` and returns its log lines up to "hubauth is listening".
 fn serve_until_listening(env: &[(&str, &str)]) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
