@@ -79,8 +79,14 @@ const SECRETS = {
 
 /** Every token and secret this file sees, by label; checked against the logs at the end. */
 const seen = new Map();
+// Every label given, also when two scenarios see the same value (an upstream token handed out
+// twice, from the cache, is one value with two labels).
+const labelsSeen = new Set();
 function saw(label, value) {
-  if (typeof value === 'string' && value.length >= 8) seen.set(value, label);
+  if (typeof value === 'string' && value.length >= 8) {
+    seen.set(value, label);
+    labelsSeen.add(label);
+  }
 }
 for (const [k, v] of Object.entries(SECRETS)) saw(`secret ${k}`, v);
 const basic = (id, secret) => Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64');
@@ -709,7 +715,7 @@ c.JupyterHub.services.append({
     if (existsSync(proxyPidFile)) killPidFile(proxyPidFile);
     await hubauth.stop();
     const logs = [hubauth.proc.logFile, hub.logFile];
-    const labels = new Set(seen.values());
+    const labels = labelsSeen;
     for (const must of ['hubauth access token (RP)', 'hubauth refresh token (RP)', 'hubauth ID token (RP)',
       'upstream access token (exchange)', 'upstream access token (notebook)', 'JUPYTERHUB_API_TOKEN of alice\'s server',
       'service account token (Authlib)', 'secret cryptKey', 'secret spawner', 'secret jobs', 'upstream client secret']) {
