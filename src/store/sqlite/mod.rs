@@ -8,6 +8,10 @@
 //! the CLI touching the same file.
 
 mod files;
+mod identities;
+mod rows;
+mod tokens;
+mod vacuum;
 mod writer;
 
 use std::path::PathBuf;
@@ -21,6 +25,10 @@ use rusqlite::{named_params, params, Connection, OpenFlags, OptionalExtension, R
 use rusqlite_migration::{Migrations, M};
 
 pub use self::files::create_private_dir;
+use self::identities::*;
+use self::rows::*;
+use self::tokens::*;
+use self::vacuum::*;
 use self::writer::Writer;
 use super::*;
 
@@ -54,70 +62,6 @@ fn migrations() -> Migrations<'static> {
     ])
 }
 
-// Rows are read by position (looking columns up by name costs a string scan per value on the
-// hottest paths). Joined queries select GRANT_COLUMNS, then USER_COLUMNS, then their own.
-const USER_COLUMNS: &str =
-    "u.id, u.username, u.name, u.email, u.email_verified, u.groups_json, u.created_at, u.updated_at, u.last_login_at";
-const USER_WIDTH: usize = 9;
-const GRANT_COLUMNS: &str = "g.id, g.client_id, g.user_id, g.session_id, g.scope, g.auth_time, g.created_at";
-const GRANT_WIDTH: usize = 7;
-/// The first column after a grant and a user in a joined row.
-const AFTER_GRANT_USER: usize = GRANT_WIDTH + USER_WIDTH;
-
-fn user_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
-    let groups_json: String = row.get(at + 5)?;
-    Ok(User {
-        id: row.get(at)?,
-        username: row.get(at + 1)?,
-        name: row.get(at + 2)?,
-        email: row.get(at + 3)?,
-        email_verified: row.get::<_, i64>(at + 4)? != 0,
-        groups: serde_json::from_str(&groups_json)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(at + 5, rusqlite::types::Type::Text, Box::new(e)))?,
-        created_at: row.get(at + 6)?,
-        updated_at: row.get(at + 7)?,
-        last_login_at: row.get(at + 8)?,
-    })
-}
-
-fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<Grant> {
-    Ok(Grant {
-        id: row.get(0)?,
-        client_id: row.get(1)?,
-        user_id: row.get(2)?,
-        session_id: row.get(3)?,
-        scope: row.get(4)?,
-        auth_time: row.get(5)?,
-        created_at: row.get(6)?,
-    })
-}
-
-fn session_from_row(r: &Row<'_>) -> rusqlite::Result<BrowserSession> {
-    Ok(BrowserSession {
-        id: r.get("id")?,
-        token_hash: r.get("token_hash")?,
-        user_id: r.get("user_id")?,
-        connector_id: r.get("connector_id")?,
-        csrf_token: r.get("csrf_token")?,
-        auth_time: r.get("auth_time")?,
-        created_at: r.get("created_at")?,
-        expires_at: r.get("expires_at")?,
-    })
-}
-
-fn code_from_row(r: &Row<'_>) -> rusqlite::Result<AuthorizationCode> {
-    Ok(AuthorizationCode {
-        code_hash: r.get(0)?,
-        client_id: r.get(1)?,
-        user_id: r.get(2)?,
-        session_id: r.get(3)?,
-        request_json: r.get(4)?,
-        auth_time: r.get(5)?,
-        created_at: r.get(6)?,
-        expires_at: r.get(7)?,
-    })
-}
-
 /// `sqlite://path/to/file.db` (optionally with a `?…` that is ignored) → the file path.
 fn path_of(url: &str) -> anyhow::Result<PathBuf> {
     let rest = url.strip_prefix("sqlite://").with_context(|| format!("{url:?} is not a sqlite:// URL"))?;
@@ -134,200 +78,6 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
-}
-
-fn insert_tokens(conn: &Connection, grant_id: &str, tokens: &IssuedTokens) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO access_tokens (token_hash, grant_id, scope, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-    )?
-    .execute(params![
-        tokens.access_hash,
-        grant_id,
-        tokens.access_scope,
-        tokens.created_at,
-        tokens.access_expires_at
-    ])?;
-    if let Some((hash, expires_at)) = &tokens.refresh {
-        conn.prepare_cached(
-            "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, access_hash) VALUES (?, ?, ?, ?, ?)",
-        )?
-        .execute(params![hash, grant_id, tokens.created_at, expires_at, tokens.access_hash])?;
-    }
-    Ok(())
-}
-
-fn revoke_grant_in(conn: &Connection, grant_id: &str, reason: &str, now: UnixTime) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE grants SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL")?
-        .execute(params![now, reason, grant_id])?;
-    Ok(())
-}
-
-fn user_by(conn: &Connection, column: &str, value: &str) -> rusqlite::Result<Option<User>> {
-    conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.{column} = ?"))?
-        .query_row([value], |r| user_from_row(r, 0))
-        .optional()
-}
-
-fn insert_grant(conn: &Connection, grant: &Grant) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO grants (id, client_id, user_id, session_id, scope, auth_time, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )?
-    .execute(params![
-        grant.id,
-        grant.client_id,
-        grant.user_id,
-        grant.session_id,
-        grant.scope,
-        grant.auth_time,
-        grant.created_at
-    ])?;
-    Ok(())
-}
-
-/// Spends a code and records what it is exchanged for, or revokes that on a replay. The
-/// conditional UPDATE is the single-use guarantee (of racing redemptions one wins), and the code
-/// names its grant in the same transaction, so every loser finds the grant to revoke.
-fn redeem_code(
-    conn: &Connection,
-    code_hash: &str,
-    grant: &Grant,
-    tokens: &IssuedTokens,
-    now: UnixTime,
-) -> StoreResult<CodeRedemption> {
-    let won = conn
-        .prepare_cached(
-            "UPDATE authorization_codes SET used_at = ?1, grant_id = ?2 \
-             WHERE code_hash = ?3 AND client_id = ?4 AND user_id = ?5 AND used_at IS NULL AND expires_at > ?1 \
-             RETURNING user_id",
-        )
-        .and_then(|mut s| {
-            s.query_row(params![now, grant.id, code_hash, grant.client_id, grant.user_id], |r| r.get::<_, String>(0))
-                .optional()
-        })
-        .map_err(backend)?;
-    if let Some(user_id) = won {
-        // Read on the writer: its page cache is warm, a reader's was just invalidated.
-        let Some(user) = user_by(conn, "id", &user_id).map_err(backend)? else {
-            return Ok(CodeRedemption::Unknown);
-        };
-        insert_grant(conn, grant).map_err(backend)?;
-        insert_tokens(conn, &grant.id, tokens).map_err(backend)?;
-        return Ok(CodeRedemption::Redeemed { user: Box::new(user) });
-    }
-    let spent: Option<Option<String>> = conn
-        .prepare_cached(
-            "SELECT grant_id FROM authorization_codes WHERE code_hash = ? AND client_id = ? AND used_at IS NOT NULL",
-        )
-        .and_then(|mut s| s.query_row(params![code_hash, grant.client_id], |r| r.get(0)).optional())
-        .map_err(backend)?;
-    let Some(grant_id) = spent else {
-        return Ok(CodeRedemption::Unknown);
-    };
-    if let Some(id) = &grant_id {
-        revoke_grant_in(conn, id, "authorization code replayed", now).map_err(backend)?;
-    }
-    Ok(CodeRedemption::Replayed { grant_id })
-}
-
-/// A refresh token as the rotation sees it.
-struct Presented {
-    grant: Grant,
-    user: User,
-    used_at: Option<UnixTime>,
-    expires_at: UnixTime,
-    grant_revoked: bool,
-    /// The token this one was rotated into, if it was.
-    replaced_by: Option<String>,
-}
-
-fn presented_refresh(conn: &Connection, hash: &str) -> rusqlite::Result<Option<Presented>> {
-    conn.prepare_cached(&format!(
-        "SELECT {GRANT_COLUMNS}, {USER_COLUMNS}, r.used_at, r.expires_at, g.revoked_at IS NOT NULL, r.replaced_by \
-         FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
-         WHERE r.token_hash = ?"
-    ))?
-    .query_row([hash], |r| {
-        Ok(Presented {
-            grant: grant_from_row(r)?,
-            user: user_from_row(r, GRANT_WIDTH)?,
-            used_at: r.get(AFTER_GRANT_USER)?,
-            expires_at: r.get(AFTER_GRANT_USER + 1)?,
-            grant_revoked: r.get(AFTER_GRANT_USER + 2)?,
-            replaced_by: r.get(AFTER_GRANT_USER + 3)?,
-        })
-    })
-    .optional()
-}
-
-fn is_unused(conn: &Connection, hash: &str) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM refresh_tokens WHERE token_hash = ? AND used_at IS NULL")?
-        .query_row([hash], |_| Ok(()))
-        .optional()
-        .map(|found| found.is_some())
-}
-
-/// Withdraws the refresh token `hash` and the access token issued with it. Spent, it counts as
-/// reuse if it ever turns up.
-fn withdraw(conn: &Connection, hash: &str, now: UnixTime) -> rusqlite::Result<()> {
-    let access: Option<Option<String>> = conn
-        .prepare_cached("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? RETURNING access_hash")?
-        .query_row(params![now, hash], |r| r.get(0))
-        .optional()?;
-    if let Some(Some(access)) = access {
-        conn.prepare_cached("UPDATE access_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL")?
-            .execute(params![now, access])?;
-    }
-    Ok(())
-}
-
-fn rotate_refresh(
-    tx: &Connection,
-    old_hash: &str,
-    client_id: &str,
-    now: UnixTime,
-    reuse_grace: UnixTime,
-    issue: IssueOnRotation,
-) -> StoreResult<RefreshRotation> {
-    let Some(found) = presented_refresh(tx, old_hash).map_err(backend)? else {
-        return Ok(RefreshRotation::Invalid);
-    };
-    let Presented { grant, user, used_at, expires_at, grant_revoked, replaced_by } = found;
-    // A token presented by another client is not "reuse" by its owner: refuse, change nothing.
-    if grant.client_id != client_id || grant_revoked || expires_at <= now {
-        return Ok(RefreshRotation::Invalid);
-    }
-    // The token just rotated away, back within the grace while its successor is unused: the
-    // client most likely never got the answer, so the successor is withdrawn and replaced.
-    // Anything else spent means two parties hold this login.
-    let lost_successor = match (used_at, replaced_by) {
-        (None, _) => None,
-        (Some(spent_at), Some(successor))
-            if now - spent_at < reuse_grace && is_unused(tx, &successor).map_err(backend)? =>
-        {
-            Some(successor)
-        }
-        (Some(_), _) => {
-            revoke_grant_in(tx, &grant.id, "refresh token reuse", now).map_err(backend)?;
-            return Ok(RefreshRotation::Reused { grant_id: grant.id });
-        }
-    };
-    let Some(issued) = issue(&grant, &user) else {
-        return Ok(RefreshRotation::Declined);
-    };
-    if let Some(lost) = &lost_successor {
-        withdraw(tx, lost, now).map_err(backend)?;
-    }
-    let successor = issued.refresh.as_ref().map(|(hash, _)| hash.clone());
-    // A retry keeps the time of the first rotation: retrying does not extend the grace.
-    tx.prepare_cached("UPDATE refresh_tokens SET used_at = coalesce(used_at, ?), replaced_by = ? WHERE token_hash = ?")
-        .and_then(|mut s| s.execute(params![now, successor, old_hash]))
-        .map_err(backend)?;
-    insert_tokens(tx, &grant.id, &issued).map_err(backend)?;
-    let (user, scope) = (Box::new(user), issued.access_scope);
-    Ok(match lost_successor {
-        Some(_) => RefreshRotation::Retried { grant, user, scope },
-        None => RefreshRotation::Rotated { grant, user, scope },
-    })
 }
 
 impl SqliteStore {
@@ -387,193 +137,6 @@ fn private_columns(key: &StoredPrivateKey) -> (Option<&[u8]>, Option<&str>) {
     match key {
         StoredPrivateKey::Plain(der) => (Some(der), None),
         StoredPrivateKey::Sealed(sealed) => (None, Some(sealed)),
-    }
-}
-
-const ATTEMPT_COLUMNS: &str = "state_hash, pending_id, connector_id, pkce_verifier, nonce, created_at, expires_at";
-
-fn attempt_from_row(r: &Row<'_>) -> rusqlite::Result<UpstreamAttempt> {
-    Ok(UpstreamAttempt {
-        state_hash: r.get(0)?,
-        pending_id: r.get(1)?,
-        connector_id: r.get(2)?,
-        pkce_verifier: r.get(3)?,
-        nonce: r.get(4)?,
-        created_at: r.get(5)?,
-        expires_at: r.get(6)?,
-    })
-}
-
-const INVITE_COLUMNS: &str =
-    "id, token_hash, note, groups_json, connector_id, max_uses, uses, created_at, expires_at, revoked_at";
-
-fn invite_from_row(r: &Row<'_>) -> rusqlite::Result<Invite> {
-    let groups: String = r.get(3)?;
-    Ok(Invite {
-        id: r.get(0)?,
-        token_hash: r.get(1)?,
-        note: r.get(2)?,
-        groups: serde_json::from_str(&groups)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e)))?,
-        connector_id: r.get(4)?,
-        max_uses: r.get(5)?,
-        uses: r.get(6)?,
-        created_at: r.get(7)?,
-        expires_at: r.get(8)?,
-        revoked_at: r.get(9)?,
-    })
-}
-
-fn stored_upstream_from_row(r: &Row<'_>) -> rusqlite::Result<StoredUpstream> {
-    Ok(StoredUpstream {
-        user_id: r.get(0)?,
-        connector_id: r.get(1)?,
-        subject: r.get(2)?,
-        memberships_json: r.get(3)?,
-        tokens_sealed: r.get(4)?,
-        tokens_expire_at: r.get(5)?,
-        refreshed_at: r.get(6)?,
-        upstream_username: r.get(7)?,
-    })
-}
-
-/// Who an identity belongs to, before anything is written.
-struct Owner {
-    user_id: String,
-    /// Not linked yet: joins this user by their shared verified e-mail address.
-    linked_by_email: bool,
-}
-
-/// The user an identity signs in as: its own link, or (opt-in) the one user with the same
-/// verified e-mail address. Two users sharing the address are ambiguous: neither is chosen.
-fn owner_of(conn: &Connection, identity: &UpstreamIdentity, link_by_email: bool) -> rusqlite::Result<Option<Owner>> {
-    let linked: Option<String> = conn
-        .prepare_cached("SELECT user_id FROM user_identities WHERE connector_id = ? AND upstream_subject = ?")?
-        .query_row([&identity.connector_id, &identity.subject], |r| r.get(0))
-        .optional()?;
-    if let Some(user_id) = linked {
-        return Ok(Some(Owner { user_id, linked_by_email: false }));
-    }
-    let (true, true, Some(email)) = (link_by_email, identity.email_verified, &identity.email) else {
-        return Ok(None);
-    };
-    let ids: Vec<String> = conn
-        .prepare_cached("SELECT id FROM users WHERE email = ? AND email_verified = 1 LIMIT 2")?
-        .query_map([email], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(match <[String; 1]>::try_from(ids) {
-        Ok([user_id]) => Some(Owner { user_id, linked_by_email: true }),
-        Err(_) => None,
-    })
-}
-
-/// A user's username follows their first identity only; a linked second identity (another
-/// provider's name for the same person) does not rename them.
-fn is_primary_identity(conn: &Connection, user_id: &str, identity: &UpstreamIdentity) -> rusqlite::Result<bool> {
-    let primary: Option<(String, String)> = conn
-        .prepare_cached(
-            "SELECT connector_id, upstream_subject FROM user_identities WHERE user_id = ? \
-             ORDER BY created_at, rowid LIMIT 1",
-        )?
-        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    Ok(primary.is_none_or(|p| p == (identity.connector_id.clone(), identity.subject.clone())))
-}
-
-impl SqliteStore {
-    async fn upsert_identity(
-        &self,
-        identity: &UpstreamIdentity,
-        upstream: &UpstreamRecord,
-        now: UnixTime,
-        is_login: bool,
-    ) -> StoreResult<User> {
-        let groups = serde_json::to_string(&identity.groups).map_err(backend)?;
-        let (mut identity, upstream) = (identity.clone(), upstream.clone());
-        let memberships =
-            if upstream.memberships_json.is_empty() { "[]".to_string() } else { upstream.memberships_json.clone() };
-        self.write(move |tx| {
-            let holder: Option<String> = tx
-                .prepare_cached("SELECT id FROM users WHERE username = ?")
-                .and_then(|mut s| s.query_row([&identity.username], |r| r.get(0)).optional())
-                .map_err(backend)?;
-            let existing = match owner_of(tx, &identity, upstream.link_by_verified_email).map_err(backend)? {
-                Some(Owner { user_id, linked_by_email: true }) => {
-                    tx.execute(
-                        "INSERT INTO user_identities (connector_id, upstream_subject, user_id, created_at) VALUES (?, ?, ?, ?)",
-                        params![identity.connector_id, identity.subject, user_id, now],
-                    )
-                    .map_err(backend)?;
-                    Some(user_id)
-                }
-                Some(owner) => Some(owner.user_id),
-                None => None,
-            };
-            let user_id = match existing {
-                Some(user_id) => {
-                    // A user's username follows their first identity only; a linked second
-                    // identity (another provider's name for the same person) does not rename them.
-                    let is_primary = is_primary_identity(tx, &user_id, &identity).map_err(backend)?;
-                    if is_primary && holder.as_deref().is_some_and(|h| h != user_id) {
-                        return Err(StoreError::UsernameTaken(identity.username.clone()));
-                    }
-                    if !is_primary {
-                        identity.username = tx
-                            .query_row("SELECT username FROM users WHERE id = ?", [&user_id], |r| r.get(0))
-                            .map_err(backend)?;
-                    }
-                    tx.execute(
-                        "UPDATE users SET username = :username, name = :name, email = :email, email_verified = :verified, \
-                         groups_json = :groups, updated_at = :now, \
-                         last_login_at = CASE WHEN :login THEN :now ELSE last_login_at END WHERE id = :id",
-                        named_params! {
-                            ":username": identity.username, ":name": identity.name, ":email": identity.email,
-                            ":verified": identity.email_verified as i64, ":groups": groups, ":now": now, ":id": user_id,
-                            ":login": is_login,
-                        },
-                    )
-                    .map_err(backend)?;
-                    user_id
-                }
-                None => {
-                    if holder.is_some() {
-                        return Err(StoreError::UsernameTaken(identity.username.clone()));
-                    }
-                    let user_id = uuid::Uuid::new_v4().to_string();
-                    tx.execute(
-                        "INSERT INTO users (id, username, name, email, email_verified, groups_json, created_at, updated_at, last_login_at) \
-                         VALUES (:id, :username, :name, :email, :verified, :groups, :now, :now, :now)",
-                        named_params! {
-                            ":id": user_id, ":username": identity.username, ":name": identity.name, ":email": identity.email,
-                            ":verified": identity.email_verified as i64, ":groups": groups, ":now": now,
-                        },
-                    )
-                    .map_err(backend)?;
-                    tx.execute(
-                        "INSERT INTO user_identities (connector_id, upstream_subject, user_id, created_at) VALUES (?, ?, ?, ?)",
-                        params![identity.connector_id, identity.subject, user_id, now],
-                    )
-                    .map_err(backend)?;
-                    user_id
-                }
-            };
-            tx.execute(
-                "UPDATE user_identities SET memberships_json = ?, tokens_sealed = ?, tokens_expire_at = ?, refreshed_at = ?, \
-                 upstream_username = COALESCE(?, upstream_username) WHERE connector_id = ? AND upstream_subject = ?",
-                params![
-                    memberships,
-                    upstream.tokens_sealed,
-                    upstream.tokens_expire_at,
-                    now,
-                    upstream.upstream_username,
-                    identity.connector_id,
-                    identity.subject
-                ],
-            )
-            .map_err(backend)?;
-            user_by(tx, "id", &user_id).map_err(backend)?.ok_or_else(|| backend(anyhow::anyhow!("user vanished")))
-        })
-        .await
     }
 }
 
@@ -1325,49 +888,10 @@ impl Store for SqliteStore {
     }
 }
 
-impl SqliteStore {
-    /// Hands pages freed by deletes back to the file system, a batch per transaction.
-    async fn reclaim_free_pages(&self) -> StoreResult<()> {
-        let mut before = i64::MAX;
-        loop {
-            let free = self
-                .write(|conn| {
-                    conn.execute_batch(&format!("PRAGMA incremental_vacuum({VACUUM_BATCH_PAGES})")).map_err(backend)?;
-                    conn.query_row("PRAGMA freelist_count", [], |r| r.get::<_, i64>(0)).map_err(backend)
-                })
-                .await?;
-            // Done, or nothing more comes back (another process holds the file's mode back).
-            if free == 0 || free >= before {
-                return Ok(());
-            }
-            before = free;
-        }
-    }
-}
-
 /// Rows deleted per purge transaction.
 pub const PURGE_BATCH: u64 = 500;
-/// Free pages (4 KiB each) returned per transaction.
-const VACUUM_BATCH_PAGES: u32 = 2000;
 /// Upstream trips kept per pending sign-in.
 const ATTEMPTS_PER_PENDING: u32 = 4;
-
-/// Lets SQLite return freed pages (`PRAGMA incremental_vacuum`). A new file takes the setting at
-/// once; an older one needs a single full VACUUM, done here at start-up. (Not a migration:
-/// migrations run inside a transaction, where VACUUM cannot.)
-fn enable_incremental_vacuum(conn: &Connection) -> anyhow::Result<()> {
-    const INCREMENTAL: i64 = 2;
-    let mode = |conn: &Connection| conn.query_row("PRAGMA auto_vacuum", [], |r| r.get::<_, i64>(0));
-    if mode(conn)? == INCREMENTAL {
-        return Ok(());
-    }
-    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
-    if mode(conn)? != INCREMENTAL {
-        tracing::info!("switching the database to incremental vacuum (once; may take a while on a large file)");
-        conn.execute_batch("VACUUM").context("VACUUM to enable incremental vacuum")?;
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,192 @@
+//! Grants and their tokens: codes spent once, refresh tokens rotated with reuse detection, all
+//! inside the writer's transaction.
+
+use super::*;
+
+pub(super) fn insert_tokens(conn: &Connection, grant_id: &str, tokens: &IssuedTokens) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO access_tokens (token_hash, grant_id, scope, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        tokens.access_hash,
+        grant_id,
+        tokens.access_scope,
+        tokens.created_at,
+        tokens.access_expires_at
+    ])?;
+    if let Some((hash, expires_at)) = &tokens.refresh {
+        conn.prepare_cached(
+            "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, access_hash) VALUES (?, ?, ?, ?, ?)",
+        )?
+        .execute(params![hash, grant_id, tokens.created_at, expires_at, tokens.access_hash])?;
+    }
+    Ok(())
+}
+
+pub(super) fn revoke_grant_in(conn: &Connection, grant_id: &str, reason: &str, now: UnixTime) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE grants SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL")?
+        .execute(params![now, reason, grant_id])?;
+    Ok(())
+}
+
+pub(super) fn insert_grant(conn: &Connection, grant: &Grant) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO grants (id, client_id, user_id, session_id, scope, auth_time, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        grant.id,
+        grant.client_id,
+        grant.user_id,
+        grant.session_id,
+        grant.scope,
+        grant.auth_time,
+        grant.created_at
+    ])?;
+    Ok(())
+}
+
+/// Spends a code and records what it is exchanged for, or revokes that on a replay. The
+/// conditional UPDATE is the single-use guarantee (of racing redemptions one wins), and the code
+/// names its grant in the same transaction, so every loser finds the grant to revoke.
+pub(super) fn redeem_code(
+    conn: &Connection,
+    code_hash: &str,
+    grant: &Grant,
+    tokens: &IssuedTokens,
+    now: UnixTime,
+) -> StoreResult<CodeRedemption> {
+    let won = conn
+        .prepare_cached(
+            "UPDATE authorization_codes SET used_at = ?1, grant_id = ?2 \
+             WHERE code_hash = ?3 AND client_id = ?4 AND user_id = ?5 AND used_at IS NULL AND expires_at > ?1 \
+             RETURNING user_id",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![now, grant.id, code_hash, grant.client_id, grant.user_id], |r| r.get::<_, String>(0))
+                .optional()
+        })
+        .map_err(backend)?;
+    if let Some(user_id) = won {
+        // Read on the writer: its page cache is warm, a reader's was just invalidated.
+        let Some(user) = user_by(conn, "id", &user_id).map_err(backend)? else {
+            return Ok(CodeRedemption::Unknown);
+        };
+        insert_grant(conn, grant).map_err(backend)?;
+        insert_tokens(conn, &grant.id, tokens).map_err(backend)?;
+        return Ok(CodeRedemption::Redeemed { user: Box::new(user) });
+    }
+    let spent: Option<Option<String>> = conn
+        .prepare_cached(
+            "SELECT grant_id FROM authorization_codes WHERE code_hash = ? AND client_id = ? AND used_at IS NOT NULL",
+        )
+        .and_then(|mut s| s.query_row(params![code_hash, grant.client_id], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    let Some(grant_id) = spent else {
+        return Ok(CodeRedemption::Unknown);
+    };
+    if let Some(id) = &grant_id {
+        revoke_grant_in(conn, id, "authorization code replayed", now).map_err(backend)?;
+    }
+    Ok(CodeRedemption::Replayed { grant_id })
+}
+
+/// A refresh token as the rotation sees it.
+pub(super) struct Presented {
+    pub(super) grant: Grant,
+    pub(super) user: User,
+    pub(super) used_at: Option<UnixTime>,
+    pub(super) expires_at: UnixTime,
+    pub(super) grant_revoked: bool,
+    /// The token this one was rotated into, if it was.
+    pub(super) replaced_by: Option<String>,
+}
+
+pub(super) fn presented_refresh(conn: &Connection, hash: &str) -> rusqlite::Result<Option<Presented>> {
+    conn.prepare_cached(&format!(
+        "SELECT {GRANT_COLUMNS}, {USER_COLUMNS}, r.used_at, r.expires_at, g.revoked_at IS NOT NULL, r.replaced_by \
+         FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
+         WHERE r.token_hash = ?"
+    ))?
+    .query_row([hash], |r| {
+        Ok(Presented {
+            grant: grant_from_row(r)?,
+            user: user_from_row(r, GRANT_WIDTH)?,
+            used_at: r.get(AFTER_GRANT_USER)?,
+            expires_at: r.get(AFTER_GRANT_USER + 1)?,
+            grant_revoked: r.get(AFTER_GRANT_USER + 2)?,
+            replaced_by: r.get(AFTER_GRANT_USER + 3)?,
+        })
+    })
+    .optional()
+}
+
+pub(super) fn is_unused(conn: &Connection, hash: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM refresh_tokens WHERE token_hash = ? AND used_at IS NULL")?
+        .query_row([hash], |_| Ok(()))
+        .optional()
+        .map(|found| found.is_some())
+}
+
+/// Withdraws the refresh token `hash` and the access token issued with it. Spent, it counts as
+/// reuse if it ever turns up.
+pub(super) fn withdraw(conn: &Connection, hash: &str, now: UnixTime) -> rusqlite::Result<()> {
+    let access: Option<Option<String>> = conn
+        .prepare_cached("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? RETURNING access_hash")?
+        .query_row(params![now, hash], |r| r.get(0))
+        .optional()?;
+    if let Some(Some(access)) = access {
+        conn.prepare_cached("UPDATE access_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL")?
+            .execute(params![now, access])?;
+    }
+    Ok(())
+}
+
+pub(super) fn rotate_refresh(
+    tx: &Connection,
+    old_hash: &str,
+    client_id: &str,
+    now: UnixTime,
+    reuse_grace: UnixTime,
+    issue: IssueOnRotation,
+) -> StoreResult<RefreshRotation> {
+    let Some(found) = presented_refresh(tx, old_hash).map_err(backend)? else {
+        return Ok(RefreshRotation::Invalid);
+    };
+    let Presented { grant, user, used_at, expires_at, grant_revoked, replaced_by } = found;
+    // A token presented by another client is not "reuse" by its owner: refuse, change nothing.
+    if grant.client_id != client_id || grant_revoked || expires_at <= now {
+        return Ok(RefreshRotation::Invalid);
+    }
+    // The token just rotated away, back within the grace while its successor is unused: the
+    // client most likely never got the answer, so the successor is withdrawn and replaced.
+    // Anything else spent means two parties hold this login.
+    let lost_successor = match (used_at, replaced_by) {
+        (None, _) => None,
+        (Some(spent_at), Some(successor))
+            if now - spent_at < reuse_grace && is_unused(tx, &successor).map_err(backend)? =>
+        {
+            Some(successor)
+        }
+        (Some(_), _) => {
+            revoke_grant_in(tx, &grant.id, "refresh token reuse", now).map_err(backend)?;
+            return Ok(RefreshRotation::Reused { grant_id: grant.id });
+        }
+    };
+    let Some(issued) = issue(&grant, &user) else {
+        return Ok(RefreshRotation::Declined);
+    };
+    if let Some(lost) = &lost_successor {
+        withdraw(tx, lost, now).map_err(backend)?;
+    }
+    let successor = issued.refresh.as_ref().map(|(hash, _)| hash.clone());
+    // A retry keeps the time of the first rotation: retrying does not extend the grace.
+    tx.prepare_cached("UPDATE refresh_tokens SET used_at = coalesce(used_at, ?), replaced_by = ? WHERE token_hash = ?")
+        .and_then(|mut s| s.execute(params![now, successor, old_hash]))
+        .map_err(backend)?;
+    insert_tokens(tx, &grant.id, &issued).map_err(backend)?;
+    let (user, scope) = (Box::new(user), issued.access_scope);
+    Ok(match lost_successor {
+        Some(_) => RefreshRotation::Retried { grant, user, scope },
+        None => RefreshRotation::Rotated { grant, user, scope },
+    })
+}
