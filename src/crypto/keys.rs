@@ -292,18 +292,20 @@ impl KeyManager {
                 stored.iter().any(|k| k.alg == alg && k.rotated_at.is_none() && k.expires_at.is_none_or(|e| e > now));
             if !has_active {
                 let (key, pkcs8) = SigningKey::generate(alg)?;
-                tracing::info!(kid = %key.kid, alg = alg.as_str(), "generated a new signing key");
-                store
-                    .insert_signing_key(&StoredSigningKey {
-                        private_key: seal_private(sealer.as_deref(), &key.kid, alg, &pkcs8)?,
-                        kid: key.kid.clone(),
-                        alg,
-                        created_at: now,
-                        rotated_at: None,
-                        expires_at: None,
-                        verify_until: None,
-                    })
-                    .await?;
+                let stored = StoredSigningKey {
+                    private_key: seal_private(sealer.as_deref(), &key.kid, alg, &pkcs8)?,
+                    kid: key.kid.clone(),
+                    alg,
+                    created_at: now,
+                    rotated_at: None,
+                    expires_at: None,
+                    verify_until: None,
+                };
+                // Another replica starting at the same moment may have been first: then its key
+                // is the one, and this one is dropped unused.
+                if store.create_first_signing_key(&stored, now).await? {
+                    tracing::info!(kid = %key.kid, alg = alg.as_str(), "generated a new signing key");
+                }
             }
         }
         let ring = Keyring::build(store.signing_keys().await?, now, sealer.as_deref())?;
@@ -343,18 +345,16 @@ impl KeyManager {
         let (key, pkcs8) = SigningKey::generate(alg)?;
         let private_key = seal_private(sealer, &key.kid, alg, &pkcs8)?;
         let verify_until = now + retirement.published_for.max(retirement.verifies_for);
-        store.retire_signing_keys(alg, now, now + retirement.published_for, verify_until).await?;
-        store
-            .insert_signing_key(&StoredSigningKey {
-                kid: key.kid.clone(),
-                alg,
-                private_key,
-                created_at: now,
-                rotated_at: None,
-                expires_at: None,
-                verify_until: None,
-            })
-            .await?;
+        let new = StoredSigningKey {
+            kid: key.kid.clone(),
+            alg,
+            private_key,
+            created_at: now,
+            rotated_at: None,
+            expires_at: None,
+            verify_until: None,
+        };
+        store.rotate_signing_key(&new, now, now + retirement.published_for, verify_until).await?;
         Ok(key.kid)
     }
 }

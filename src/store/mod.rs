@@ -444,15 +444,17 @@ pub trait Store: Send + Sync + 'static {
 
     // --- signing keys
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
-    async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
+    /// Stores `key` as the active key of its algorithm unless one is already active at `now`
+    /// (another replica was first): true when this one was stored. Check and insert are one step.
+    async fn create_first_signing_key(&self, key: &StoredSigningKey, now: UnixTime) -> StoreResult<bool>;
     /// Replaces a key's stored private half: sealing a key kept in the clear, or re-sealing it
     /// under a newer crypt key.
     async fn replace_signing_key_private(&self, kid: &str, private_key: &StoredPrivateKey) -> StoreResult<()>;
-    /// Stops the active keys of `alg` from signing; they stay published until `expires_at` and
-    /// verify our own tokens until `verify_until`.
-    async fn retire_signing_keys(
+    /// Makes `key` the active key of its algorithm, in one step: the keys active until now stop
+    /// signing, stay published until `expires_at` and verify our own tokens until `verify_until`.
+    async fn rotate_signing_key(
         &self,
-        alg: SigningAlgorithm,
+        key: &StoredSigningKey,
         rotated_at: UnixTime,
         expires_at: UnixTime,
         verify_until: UnixTime,

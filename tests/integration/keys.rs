@@ -65,3 +65,65 @@ impl NowSecs for hubauth::clock::MockClock {
         self.now()
     }
 }
+
+/// Two replicas starting on one new database at the same moment: each finds no key and makes
+/// one, but only one per algorithm may end up signing (else the replicas sign with different
+/// keys and one of them is missing from the other's JWKS until it reloads).
+#[tokio::test]
+async fn replicas_starting_together_create_one_active_key_per_algorithm() {
+    use hubauth::store::{SqliteStore, Store};
+    use std::sync::Arc;
+    for round in 0..8 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("hubauth.db").display());
+        let a: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let b: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let clock = || -> Arc<dyn hubauth::clock::Clock> { Arc::new(hubauth::clock::MockClock::new(START)) };
+        let sealer = || Some(Arc::new(test_sealer()));
+        let (ka, kb) = tokio::join!(
+            KeyManager::load_or_init(a.clone(), clock(), sealer()),
+            KeyManager::load_or_init(b.clone(), clock(), sealer())
+        );
+        let (ka, kb) = (ka.unwrap(), kb.unwrap());
+        let keys = a.signing_keys().await.unwrap();
+        for alg in SigningAlgorithm::ALL {
+            let active = keys.iter().filter(|k| k.alg == alg && k.rotated_at.is_none()).count();
+            assert_eq!(active, 1, "round {round}: {} active {} keys", active, alg.as_str());
+        }
+        assert_eq!(ka.current().jwks(), kb.current().jwks(), "round {round}: both replicas publish the same keys");
+    }
+}
+
+/// A database where an older race left two RS256 keys signing: the upgrade keeps the newest as
+/// the signer and retires the other, still published, instead of failing on the new index.
+#[tokio::test]
+async fn an_upgrade_retires_all_but_the_newest_of_several_active_keys() {
+    use hubauth::store::{SqliteStore, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hubauth.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    for m in [
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+        include_str!("../../migrations/sqlite/0002_refresh_token_chain.sql"),
+        include_str!("../../migrations/sqlite/0003_sealed_signing_keys.sql"),
+        include_str!("../../migrations/sqlite/0004_signing_key_trust.sql"),
+        include_str!("../../migrations/sqlite/0005_pending_limits.sql"),
+    ] {
+        conn.execute_batch(m).unwrap();
+    }
+    conn.pragma_update(None, "user_version", 5).unwrap();
+    for (kid, created) in [("old", 10), ("new", 20)] {
+        conn.execute(
+            "INSERT INTO signing_keys (kid, alg, private_pkcs8, created_at) VALUES (?, 'RS256', x'01', ?)",
+            rusqlite::params![kid, created],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let store = SqliteStore::open(&format!("sqlite://{}", db.display())).await.unwrap();
+    let keys = store.signing_keys().await.unwrap();
+    let new = keys.iter().find(|k| k.kid == "new").unwrap();
+    let old = keys.iter().find(|k| k.kid == "old").unwrap();
+    assert!(new.rotated_at.is_none(), "the newest keeps signing");
+    assert!(old.rotated_at.is_some() && old.expires_at.is_some(), "the other is retired, still published");
+}

@@ -418,9 +418,13 @@ async fn signing_keys_rotate_and_expire(store: Arc<dyn Store>) {
         expires_at: None,
         verify_until: None,
     };
-    store.insert_signing_key(&key("k1", 1)).await.unwrap();
-    store.retire_signing_keys(SigningAlgorithm::ES256, 5, 50, 80).await.unwrap();
-    store.insert_signing_key(&key("k2", 5)).await.unwrap();
+    assert!(store.create_first_signing_key(&key("k1", 1), 1).await.unwrap(), "no key yet: created");
+    assert!(!store.create_first_signing_key(&key("k1b", 2), 2).await.unwrap(), "one is active: not created");
+    store.rotate_signing_key(&key("k2", 5), 5, 50, 80).await.unwrap();
+    let active = |keys: &[StoredSigningKey]| -> Vec<String> {
+        keys.iter().filter(|k| k.rotated_at.is_none()).map(|k| k.kid.clone()).collect()
+    };
+    assert_eq!(active(&store.signing_keys().await.unwrap()), vec!["k2"], "rotation retires and inserts at once");
     let keys = store.signing_keys().await.unwrap();
     let k1 = keys.iter().find(|k| k.kid == "k1").unwrap();
     assert_eq!((k1.rotated_at, k1.expires_at, k1.verify_until), (Some(5), Some(50), Some(80)));
@@ -437,6 +441,28 @@ async fn signing_keys_rotate_and_expire(store: Arc<dyn Store>) {
     let keys = store.signing_keys().await.unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].kid, "k2");
+}
+
+async fn the_first_signing_key_is_created_once_under_concurrency(store: Arc<dyn Store>) {
+    let creations = (0..20).map(|i| {
+        let store = store.clone();
+        async move {
+            let key = StoredSigningKey {
+                kid: format!("k{i}"),
+                alg: SigningAlgorithm::RS256,
+                private_key: StoredPrivateKey::Plain(vec![i]),
+                created_at: 1,
+                rotated_at: None,
+                expires_at: None,
+                verify_until: None,
+            };
+            store.create_first_signing_key(&key, 1).await.unwrap()
+        }
+    });
+    let created = futures_util::future::join_all(creations).await;
+    assert_eq!(created.iter().filter(|c| **c).count(), 1, "{created:?}");
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.iter().filter(|k| k.rotated_at.is_none()).count(), 1);
 }
 
 async fn purge_keeps_what_is_still_usable(store: Arc<dyn Store>) {
@@ -480,6 +506,7 @@ macro_rules! backends {
                 case!(invites_count_people_once_and_close);
                 case!(sessions_and_pending_requests);
                 case!(signing_keys_rotate_and_expire);
+                case!(the_first_signing_key_is_created_once_under_concurrency);
                 case!(purge_keeps_what_is_still_usable);
                 case!(pending_requests_are_capped);
                 case!(purge_goes_through_every_batch);

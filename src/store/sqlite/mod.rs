@@ -59,6 +59,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../../migrations/sqlite/0003_sealed_signing_keys.sql")),
         M::up(include_str!("../../../migrations/sqlite/0004_signing_key_trust.sql")),
         M::up(include_str!("../../../migrations/sqlite/0005_pending_limits.sql")),
+        M::up(include_str!("../../../migrations/sqlite/0006_one_active_signing_key.sql")),
     ])
 }
 
@@ -671,14 +672,46 @@ impl Store for SqliteStore {
         Ok(keys)
     }
 
-    async fn insert_signing_key(&self, k: &StoredSigningKey) -> StoreResult<()> {
+    async fn create_first_signing_key(&self, k: &StoredSigningKey, now: UnixTime) -> StoreResult<bool> {
         let k = k.clone();
         self.write(move |conn| {
             let (plain, sealed) = private_columns(&k.private_key);
+            // The check and the insert are one statement in the writer's transaction; the partial
+            // unique index (migration 6) backs it for any other writer.
+            let n = conn
+                .execute(
+                    "INSERT INTO signing_keys (kid, alg, private_pkcs8, private_sealed, created_at, rotated_at, \
+                     expires_at, verify_until) SELECT ?1, ?2, ?3, ?4, ?5, NULL, NULL, NULL WHERE NOT EXISTS \
+                     (SELECT 1 FROM signing_keys WHERE alg = ?2 AND rotated_at IS NULL \
+                      AND (expires_at IS NULL OR expires_at > ?6)) \
+                     ON CONFLICT DO NOTHING",
+                    params![k.kid, k.alg.as_str(), plain, sealed, k.created_at, now],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        k: &StoredSigningKey,
+        rotated_at: UnixTime,
+        expires_at: UnixTime,
+        verify_until: UnixTime,
+    ) -> StoreResult<()> {
+        let k = k.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE signing_keys SET rotated_at = ?, expires_at = ?, verify_until = ? WHERE alg = ? AND rotated_at IS NULL",
+                params![rotated_at, expires_at, verify_until, k.alg.as_str()],
+            )
+            .map_err(backend)?;
+            let (plain, sealed) = private_columns(&k.private_key);
             conn.execute(
                 "INSERT INTO signing_keys (kid, alg, private_pkcs8, private_sealed, created_at, rotated_at, expires_at, \
-                 verify_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                params![k.kid, k.alg.as_str(), plain, sealed, k.created_at, k.rotated_at, k.expires_at, k.verify_until],
+                 verify_until) VALUES (?, ?, ?, ?, ?, NULL, NULL, NULL)",
+                params![k.kid, k.alg.as_str(), plain, sealed, k.created_at],
             )
             .map_err(backend)?;
             Ok(())
@@ -693,24 +726,6 @@ impl Store for SqliteStore {
             conn.execute(
                 "UPDATE signing_keys SET private_pkcs8 = ?, private_sealed = ? WHERE kid = ?",
                 params![plain, sealed, kid],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn retire_signing_keys(
-        &self,
-        alg: SigningAlgorithm,
-        rotated_at: UnixTime,
-        expires_at: UnixTime,
-        verify_until: UnixTime,
-    ) -> StoreResult<()> {
-        self.write(move |conn| {
-            conn.execute(
-                "UPDATE signing_keys SET rotated_at = ?, expires_at = ?, verify_until = ? WHERE alg = ? AND rotated_at IS NULL",
-                params![rotated_at, expires_at, verify_until, alg.as_str()],
             )
             .map_err(backend)?;
             Ok(())
