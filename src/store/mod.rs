@@ -16,6 +16,9 @@ pub enum StoreError {
     /// Another upstream identity already holds this username (refused rather than merged).
     #[error("the username {0:?} already belongs to a different account")]
     UsernameTaken(String),
+    /// The upstream account is already linked to another user.
+    #[error("{connector_id} account {subject:?} already belongs to another user")]
+    IdentityTaken { connector_id: String, subject: String },
     #[error("storage failure: {0}")]
     Backend(#[from] anyhow::Error),
 }

@@ -299,6 +299,67 @@ async fn invites_count_people_once_and_close(store: Arc<dyn Store>) {
     assert_eq!(store.redeem_invite("inv1", &a.id, 9).await.unwrap(), Redemption::Closed);
 }
 
+/// Many people racing for the last places of an invite: exactly as many get in as it allows,
+/// and one person redeeming twice at once is counted once.
+async fn invite_places_hold_under_concurrency(store: Arc<dyn Store>) {
+    let mut users = Vec::new();
+    for i in 0..12 {
+        users.push(
+            store.upsert_user_for_identity(&identity("dev", &format!("u{i}"), &format!("p{i}")), 1).await.unwrap(),
+        );
+    }
+    let invite = Invite {
+        id: "inv2".into(),
+        token_hash: "th2".into(),
+        note: None,
+        groups: vec![],
+        connector_id: None,
+        max_uses: Some(5),
+        uses: 0,
+        created_at: 1,
+        expires_at: 100,
+        revoked_at: None,
+    };
+    store.create_invite(&invite).await.unwrap();
+    let redeem = |user_id: String| {
+        let store = store.clone();
+        async move { store.redeem_invite("inv2", &user_id, 2).await.unwrap() }
+    };
+    let mut racers: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
+    racers.extend(std::iter::repeat_n(users[0].id.clone(), 5));
+    let outcomes = futures_util::future::join_all(racers.into_iter().map(redeem)).await;
+    let people_in: std::collections::HashSet<_> = outcomes
+        .iter()
+        .zip(users.iter().map(|u| u.id.clone()).chain(std::iter::repeat_n(users[0].id.clone(), 5)))
+        .filter(|(o, _)| **o == Redemption::Redeemed)
+        .map(|(_, u)| u)
+        .collect();
+    assert_eq!(people_in.len(), 5, "{outcomes:?}");
+    assert_eq!(store.invite_by_token("th2").await.unwrap().unwrap().uses, 5);
+    for u in &users {
+        let holds = !store.invites_of_user(&u.id, 3).await.unwrap().is_empty();
+        assert_eq!(holds, people_in.contains(&u.id), "a redemption is recorded exactly for those counted");
+    }
+}
+
+/// Uniqueness the backend enforces comes back as a typed error, not a storage failure.
+async fn taken_identities_are_typed_errors(store: Arc<dyn Store>) {
+    let a = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
+    let b = store.upsert_user_for_identity(&identity("dev", "u2", "bob"), 1).await.unwrap();
+    store.link_identity(&a.id, "uni", "kc-1", 2).await.unwrap();
+    store.link_identity(&a.id, "uni", "kc-1", 3).await.expect("linking it to its own user again is fine");
+    match store.link_identity(&b.id, "uni", "kc-1", 4).await {
+        Err(StoreError::IdentityTaken { connector_id, subject }) => {
+            assert_eq!((connector_id.as_str(), subject.as_str()), ("uni", "kc-1"))
+        }
+        other => panic!("expected IdentityTaken, got {other:?}"),
+    }
+    match store.upsert_user_for_identity(&identity("dev", "u3", "ada"), 5).await {
+        Err(StoreError::UsernameTaken(name)) => assert_eq!(name, "ada"),
+        other => panic!("expected UsernameTaken, got {other:?}"),
+    }
+}
+
 async fn token_lookups_honour_expiry_and_revocation(store: Arc<dyn Store>) {
     let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
     grant_for(store.as_ref(), &u, "g1", "a1", "r1").await;
@@ -504,6 +565,8 @@ macro_rules! backends {
                 case!(concurrent_writes_fail_alone);
                 case!(token_lookups_honour_expiry_and_revocation);
                 case!(invites_count_people_once_and_close);
+                case!(invite_places_hold_under_concurrency);
+                case!(taken_identities_are_typed_errors);
                 case!(sessions_and_pending_requests);
                 case!(signing_keys_rotate_and_expire);
                 case!(the_first_signing_key_is_created_once_under_concurrency);

@@ -76,7 +76,7 @@ impl SqliteStore {
                         "INSERT INTO user_identities (connector_id, upstream_subject, user_id, created_at) VALUES (?, ?, ?, ?)",
                         params![identity.connector_id, identity.subject, user_id, now],
                     )
-                    .map_err(backend)?;
+                    .map_err(identity_conflict(&identity))?;
                     Some(user_id)
                 }
                 Some(owner) => Some(owner.user_id),
@@ -105,7 +105,7 @@ impl SqliteStore {
                             ":login": is_login,
                         },
                     )
-                    .map_err(backend)?;
+                    .map_err(identity_conflict(&identity))?;
                     user_id
                 }
                 None => {
@@ -121,12 +121,12 @@ impl SqliteStore {
                             ":verified": identity.email_verified as i64, ":groups": groups, ":now": now,
                         },
                     )
-                    .map_err(backend)?;
+                    .map_err(identity_conflict(&identity))?;
                     tx.execute(
                         "INSERT INTO user_identities (connector_id, upstream_subject, user_id, created_at) VALUES (?, ?, ?, ?)",
                         params![identity.connector_id, identity.subject, user_id, now],
                     )
-                    .map_err(backend)?;
+                    .map_err(identity_conflict(&identity))?;
                     user_id
                 }
             };

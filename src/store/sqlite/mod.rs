@@ -47,6 +47,31 @@ fn backend(e: impl Into<anyhow::Error>) -> StoreError {
     StoreError::Backend(e.into())
 }
 
+/// The columns of the UNIQUE (or primary key) constraint a statement broke, as SQLite names
+/// them (`users.username`), so the callers can answer with a typed error.
+fn unique_violation(e: &rusqlite::Error) -> Option<&str> {
+    match e {
+        rusqlite::Error::SqliteFailure(f, Some(msg))
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            msg.strip_prefix("UNIQUE constraint failed: ")
+        }
+        _ => None,
+    }
+}
+
+/// A write about `identity` that broke a uniqueness rule: whose username or account it was.
+fn identity_conflict(identity: &UpstreamIdentity) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| match unique_violation(&e) {
+        Some(c) if c.starts_with("users.username") => StoreError::UsernameTaken(identity.username.clone()),
+        Some(c) if c.starts_with("user_identities.") => {
+            StoreError::IdentityTaken { connector_id: identity.connector_id.clone(), subject: identity.subject.clone() }
+        }
+        _ => backend(e),
+    }
+}
+
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     // A panic elsewhere cannot leave a connection half-used: SQLite rolls back on its own.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -188,27 +213,28 @@ impl Store for SqliteStore {
     async fn link_identity(&self, user_id: &str, connector_id: &str, subject: &str, now: UnixTime) -> StoreResult<()> {
         let (user_id, connector_id, subject) = (user_id.to_owned(), connector_id.to_owned(), subject.to_owned());
         self.write(move |conn| {
-            let holder: Option<String> = conn
+            // Insert first: the primary key says whether someone else holds the account.
+            let inserted = conn
+                .execute(
+                    "INSERT INTO user_identities (connector_id, upstream_subject, user_id, created_at) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT DO NOTHING",
+                    params![connector_id, subject, user_id, now],
+                )
+                .map_err(backend)?;
+            if inserted == 1 {
+                return Ok(());
+            }
+            let holder: String = conn
                 .query_row(
                     "SELECT user_id FROM user_identities WHERE connector_id = ? AND upstream_subject = ?",
                     [&connector_id, &subject],
                     |r| r.get(0),
                 )
-                .optional()
                 .map_err(backend)?;
-            match holder {
-                Some(h) if h == user_id => Ok(()),
-                Some(_) => Err(StoreError::Backend(anyhow::anyhow!(
-                    "{connector_id} account {subject:?} already belongs to another user"
-                ))),
-                None => {
-                    conn.execute(
-                        "INSERT INTO user_identities (connector_id, upstream_subject, user_id, created_at) VALUES (?, ?, ?, ?)",
-                        params![connector_id, subject, user_id, now],
-                    )
-                    .map_err(backend)?;
-                    Ok(())
-                }
+            if holder == user_id {
+                Ok(())
+            } else {
+                Err(StoreError::IdentityTaken { connector_id, subject })
             }
         })
         .await
@@ -778,32 +804,33 @@ impl Store for SqliteStore {
     async fn redeem_invite(&self, id: &str, user_id: &str, now: UnixTime) -> StoreResult<Redemption> {
         let (id, user_id) = (id.to_owned(), user_id.to_owned());
         self.write(move |conn| {
-            let already: bool = conn
-                .query_row(
-                    "SELECT 1 FROM invite_redemptions WHERE invite_id = ? AND user_id = ?",
-                    params![id, user_id],
-                    |_| Ok(()),
+            // The redemption row first: only a person not counted before takes a place, and of
+            // two racing redemptions by one person only the one that inserted counts.
+            let first_time = conn
+                .execute(
+                    "INSERT INTO invite_redemptions (invite_id, user_id, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    params![id, user_id, now],
                 )
-                .optional()
                 .map_err(backend)?
-                .is_some();
-            let open = if already {
-                "UPDATE invites SET uses = uses WHERE id = ?1 AND revoked_at IS NULL AND expires_at > ?2"
-            } else {
+                == 1;
+            let open = if first_time {
                 "UPDATE invites SET uses = uses + 1 WHERE id = ?1 AND revoked_at IS NULL AND expires_at > ?2 \
                  AND (max_uses IS NULL OR uses < max_uses)"
+            } else {
+                "UPDATE invites SET uses = uses WHERE id = ?1 AND revoked_at IS NULL AND expires_at > ?2"
             };
-            if conn.execute(open, params![id, now]).map_err(backend)? == 0 {
-                return Ok(Redemption::Closed);
+            if conn.execute(open, params![id, now]).map_err(backend)? == 1 {
+                return Ok(Redemption::Redeemed);
             }
-            if !already {
+            if first_time {
+                // No place left (or no longer open): this person was not let in.
                 conn.execute(
-                    "INSERT INTO invite_redemptions (invite_id, user_id, at) VALUES (?, ?, ?)",
-                    params![id, user_id, now],
+                    "DELETE FROM invite_redemptions WHERE invite_id = ? AND user_id = ?",
+                    params![id, user_id],
                 )
                 .map_err(backend)?;
             }
-            Ok(Redemption::Redeemed)
+            Ok(Redemption::Closed)
         })
         .await
     }
