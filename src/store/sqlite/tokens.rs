@@ -175,14 +175,25 @@ pub(super) fn rotate_refresh(
     let Some(issued) = issue(&grant, &user) else {
         return Ok(RefreshRotation::Declined);
     };
+    let successor = issued.refresh.as_ref().map(|(hash, _)| hash.clone());
+    // Single use is in the statement itself: it changes the token only if it is still as read
+    // (unspent, or spent into the same lost successor), so of two rotations racing on a backend
+    // without a single writer, one wins and the other is the reuse it is. A retry keeps the time
+    // of the first rotation: retrying does not extend the grace.
+    let claimed = tx
+        .prepare_cached(
+            "UPDATE refresh_tokens SET used_at = coalesce(used_at, ?1), replaced_by = ?2 WHERE token_hash = ?3 \
+             AND ((?4 IS NULL AND used_at IS NULL) OR replaced_by = ?4)",
+        )
+        .and_then(|mut s| s.execute(params![now, successor, old_hash, lost_successor]))
+        .map_err(backend)?;
+    if claimed == 0 {
+        revoke_grant_in(tx, &grant.id, "refresh token reuse", now).map_err(backend)?;
+        return Ok(RefreshRotation::Reused { grant_id: grant.id });
+    }
     if let Some(lost) = &lost_successor {
         withdraw(tx, lost, now).map_err(backend)?;
     }
-    let successor = issued.refresh.as_ref().map(|(hash, _)| hash.clone());
-    // A retry keeps the time of the first rotation: retrying does not extend the grace.
-    tx.prepare_cached("UPDATE refresh_tokens SET used_at = coalesce(used_at, ?), replaced_by = ? WHERE token_hash = ?")
-        .and_then(|mut s| s.execute(params![now, successor, old_hash]))
-        .map_err(backend)?;
     insert_tokens(tx, &grant.id, &issued).map_err(backend)?;
     let (user, scope) = (Box::new(user), issued.access_scope);
     Ok(match lost_successor {
