@@ -4,6 +4,8 @@
 #   - e2e/.venv: JupyterHub + OAuthenticator (pinned in e2e/requirements.txt)
 #   - e2e/node_modules: openid-client, configurable-http-proxy, playwright-core, oidc-provider
 #     (from e2e/package-lock.json via `npm ci`; no browser is ever downloaded)
+#   - PostgreSQL server binaries (scripts/postgres.sh runs its own throw-away server from them),
+#     openssl (its test certificates) and HAProxy (end-to-end tests)
 # Works unattended as root on a fresh Debian 12 machine (CI=true, no stdin).
 set -euo pipefail
 
@@ -42,6 +44,11 @@ if ! have_pkg fonts-liberation; then need+=(fonts-liberation); fi
 if ! command -v python3 >/dev/null 2>&1; then need+=(python3); fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then need+=(nodejs npm); fi
 if ! command -v curl >/dev/null 2>&1; then need+=(curl); fi
+# Only the binaries matter: the package's default cluster (15/main, port 5432) may or may not be
+# created and started (systemd vs. container); scripts/postgres.sh never uses it.
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then need+=(postgresql); fi
+if ! command -v openssl >/dev/null 2>&1; then need+=(openssl); fi
+if ! have_pkg haproxy; then need+=(haproxy); fi
 if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
 
 # ---------------------------------------------------------------- python venv
@@ -80,4 +87,6 @@ else
   echo "$lock_sum" > "$nstamp"
 fi
 
-log "done: chromium=$(/usr/bin/chromium --version 2>/dev/null || echo '?'), node=$(node --version)"
+pg_server="$(printf '%s\n' /usr/lib/postgresql/*/bin/postgres | sort -V | tail -n 1)"
+log "done: chromium=$(/usr/bin/chromium --version 2>/dev/null || echo '?'), node=$(node --version)," \
+  "postgres=$("$pg_server" --version 2>/dev/null || echo '?'), haproxy=$(/usr/sbin/haproxy -v 2>/dev/null | head -n 1 || echo '?')"

@@ -17,6 +17,7 @@ pub mod identity;
 pub mod logging;
 pub mod login;
 pub mod metrics;
+pub mod model;
 pub mod password_login;
 pub mod policy;
 pub mod provider;
