@@ -34,8 +34,9 @@ case "$PORT" in ''|*[!0-9]*) die "HUBAUTH_PG_PORT must be a port number, got '$P
 BIN="$(printf '%s\n' /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -n 1)"
 BIN="${BIN%/pg_ctl}"
 find_bins() {
-  [ -x "$BIN/initdb" ] && [ -x "$BIN/pg_ctl" ] && [ -x "$BIN/postgres" ] \
-    || die "no PostgreSQL server in /usr/lib/postgresql/*/bin (install the Debian package \`postgresql\`: bash scripts/install-test-deps.sh)"
+  if [ ! -x "$BIN/initdb" ] || [ ! -x "$BIN/pg_ctl" ] || [ ! -x "$BIN/postgres" ]; then
+    die "no PostgreSQL server in /usr/lib/postgresql/*/bin (install the Debian package \`postgresql\`: bash scripts/install-test-deps.sh)"
+  fi
   VERSION="$(basename "$(dirname "$BIN")")"
 }
 
@@ -59,6 +60,18 @@ confq() { printf "'%s'" "${1//\'/\'\'}"; }
 is_cluster() { [ -f "$DIR/PG_VERSION" ] && [ -f "$DIR/global/pg_control" ]; }
 is_running() { is_cluster && as_pg "$BIN/pg_ctl" status -D "$DIR" >/dev/null 2>&1; }
 running_port() { sed -n 4p "$DIR/postmaster.pid" 2>/dev/null; }
+# A killed server can linger as a zombie until init reaps it; pg_ctl (and postgres' own lock
+# check) would take it for alive. Give the reaper a few seconds.
+wait_no_zombie() {
+  local pid tries=20
+  pid="$(sed -n 1p "$DIR/postmaster.pid" 2>/dev/null)" || return 0
+  [ -n "$pid" ] || return 0
+  while [ "$tries" -gt 0 ]; do
+    tries=$((tries - 1))
+    [ "$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)" = Z ] || return 0
+    sleep 0.5
+  done
+}
 
 # Superuser SQL over the unix socket (trust auth); $1 = port the server currently listens on.
 su_psql() {
@@ -89,9 +102,9 @@ init_cluster() {
   chmod 700 "$DIR"
   # e.g. HUBAUTH_PG_DIR under /root: the postgres user cannot even reach it.
   as_pg test -w "$DIR" -a -x "$DIR" \
-    || die "user '$PGUSER_OS' cannot write $DIR (every parent dir must be traversable); set HUBAUTH_PG_DIR"
+    || { rmdir "$DIR" 2>/dev/null || true; die "user '$PGUSER_OS' cannot write $DIR (every parent dir must be traversable); set HUBAUTH_PG_DIR"; }
   log "initdb $DIR (PostgreSQL $VERSION)"
-  # Superuser is always `postgres`, whoever runs this; local trust is set in pg_hba.conf below.
+  # Superuser is always `postgres`, whoever runs this; write_config then replaces pg_hba.conf.
   local out
   out="$(as_pg "$BIN/initdb" -D "$DIR" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 2>&1)" \
     || { printf '%s\n' "$out" >&2; die "initdb failed"; }
@@ -167,6 +180,7 @@ full_page_writes = off
 logging_collector = off
 log_destination = 'stderr'
 log_min_messages = warning
+log_checkpoints = off
 "
   hba="# Written by scripts/postgres.sh on every start; edits are lost.
 # superuser over the unix socket (the socket dir is the 0700 data dir)
@@ -208,16 +222,17 @@ cmd_start() {
   cd /   # the postgres user may not be allowed into the caller's cwd (e.g. /root)
 
   local started=0 tls_new=1
+  wait_no_zombie
   if is_running; then
     log "reusing server on $DIR (port $(running_port))"
   else
-    if ! is_cluster || [ "$(cat "$DIR/PG_VERSION")" != "$VERSION" ]; then init_cluster; fi
     # Something else (another data dir?) already answers on our port: starting would only fail.
     local rc=0
     "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" -t 2 || rc=$?
     if [ "$rc" -le 1 ]; then   # 0 accepting, 1 starting up / rejecting, 2 nobody answers
       die "another PostgreSQL server already listens on 127.0.0.1:$PORT (not $DIR); stop it or set HUBAUTH_PG_PORT"
     fi
+    if ! is_cluster || [ "$(cat "$DIR/PG_VERSION")" != "$VERSION" ]; then init_cluster; fi
   fi
   if ! tls_ok; then make_tls; tls_new=0; fi
   local cfg_new=1

@@ -21,7 +21,7 @@ use crate::crypto::keys::KeyManager;
 use crate::crypto::seal::{Sealer, CRYPT_KEY_ENV};
 use crate::password_login::{LoginThrottle, PasswordChecks};
 use crate::provider::{authorize, discovery, introspect, logout, revoke, token, userinfo};
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 use crate::web::pages::{templates, PageError};
 use crate::web::{login, upstream};
 
@@ -94,9 +94,10 @@ impl AppState {
     }
 }
 
-/// Opens the configured store.
+/// Opens the configured store, migrating its schema unless `[storage] migrate = false`.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(Arc::new(SqliteStore::open(&config.storage.url).await?))
+    let migrate = if config.storage.migrate { crate::store::Migrate::Apply } else { crate::store::Migrate::Refuse };
+    crate::store::open(&config.storage, migrate).await
 }
 
 async fn home(State(state): State<SharedState>) -> Response {

@@ -40,7 +40,7 @@ struct RawConfig {
     issuer: String,
     listen: Option<SocketAddr>,
     #[serde(default)]
-    storage: StorageConfig,
+    storage: RawStorage,
     #[serde(default)]
     tokens: TokenConfig,
     #[serde(default)]
@@ -137,16 +137,108 @@ pub struct InvitesConfig {
     pub continue_url: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[storage]` as written: the URL may come from the environment or a file (it can hold a
+/// password), and so may the password on its own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStorage {
+    url: SecretSource,
+    password: Option<SecretSource>,
+    pool_size: u32,
+    #[serde(with = "humantime_serde")]
+    statement_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    connect_timeout: Duration,
+    ssl_mode: Option<String>,
+    ssl_root_cert: Option<PathBuf>,
+    migrate: bool,
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        let d = StorageConfig::default();
+        Self {
+            url: SecretSource::Inline(d.url),
+            password: None,
+            pool_size: d.pool_size,
+            statement_timeout: d.statement_timeout,
+            connect_timeout: d.connect_timeout,
+            ssl_mode: None,
+            ssl_root_cert: None,
+            migrate: d.migrate,
+        }
+    }
+}
+
+/// `[storage]`: where hubauth keeps its state.
+#[derive(Clone)]
 pub struct StorageConfig {
-    /// `sqlite://path/to/file.db`; a relative path is relative to the config file.
+    /// `sqlite://path/to/file.db` (a relative path is relative to the config file) or
+    /// `postgres://user@host/db`, with any password already filled in.
     pub url: String,
+    /// PostgreSQL: connections per replica (another as many are kept for per-user locks).
+    pub pool_size: u32,
+    /// PostgreSQL: the server cancels a statement running longer.
+    pub statement_timeout: Duration,
+    /// PostgreSQL: how long to wait for a connection (new or from the pool).
+    pub connect_timeout: Duration,
+    /// PostgreSQL: `disable`, `prefer`, `require`, `verify-ca` or `verify-full` (over the URL's).
+    pub ssl_mode: Option<String>,
+    /// PostgreSQL: the CA certificate(s) to verify the server with (PEM).
+    pub ssl_root_cert: Option<PathBuf>,
+    /// `serve` brings the schema up to date itself (the default); when false it refuses an
+    /// outdated schema and `hubauth db migrate` is the explicit step.
+    pub migrate: bool,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { url: "sqlite://hubauth.db".into() }
+        Self {
+            url: "sqlite://hubauth.db".into(),
+            pool_size: 10,
+            statement_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            ssl_mode: None,
+            ssl_root_cert: None,
+            migrate: true,
+        }
+    }
+}
+
+impl StorageConfig {
+    pub fn is_postgres(&self) -> bool {
+        is_postgres_url(&self.url)
+    }
+
+    /// The URL without its password, for logs and messages.
+    pub fn display_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageConfig")
+            .field("url", &self.display_url())
+            .field("pool_size", &self.pool_size)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("ssl_mode", &self.ssl_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// `url` with any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -704,9 +796,7 @@ impl Config {
         if !(1..=1_000_000).contains(&raw.server.max_connections) {
             return Err(invalid("server.max_connections", "must be between 1 and 1000000".into()));
         }
-        let storage = StorageConfig {
-            url: resolve_sqlite_url(&raw.storage.url, base_dir).map_err(|m| invalid("storage.url", m))?,
-        };
+        let storage = resolve_storage(raw.storage, base_dir, &invalid)?;
 
         let mut clients = Vec::new();
         let mut seen = HashSet::new();
@@ -1096,9 +1186,59 @@ fn resolve_secret_at(source: &SecretSource, base_dir: &Path) -> Result<Secret, S
     }
 }
 
+fn resolve_storage(
+    raw: RawStorage,
+    base_dir: &Path,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<StorageConfig, ConfigError> {
+    let url = resolve_secret_at(&raw.url, base_dir).map_err(|m| invalid("storage.url", m))?;
+    let url = url.expose().to_string();
+    if !is_postgres_url(&url) {
+        if raw.password.is_some() || raw.ssl_mode.is_some() || raw.ssl_root_cert.is_some() {
+            return Err(invalid("storage", "password, ssl_mode and ssl_root_cert apply to postgres:// only".into()));
+        }
+        let url = resolve_sqlite_url(&url, base_dir).map_err(|m| invalid("storage.url", m))?;
+        return Ok(StorageConfig { url, migrate: raw.migrate, ..StorageConfig::default() });
+    }
+    let mut parsed = url::Url::parse(&url).map_err(|e| invalid("storage.url", format!("{}: {e}", redact_url(&url))))?;
+    if let Some(password) = &raw.password {
+        let password = resolve_secret_at(password, base_dir).map_err(|m| invalid("storage.password", m))?;
+        parsed
+            .set_password(Some(password.expose()))
+            .map_err(|()| invalid("storage.password", "the URL cannot carry a password".into()))?;
+    }
+    if raw.pool_size == 0 || raw.pool_size > 1000 {
+        return Err(invalid("storage.pool_size", "must be between 1 and 1000".into()));
+    }
+    if raw.statement_timeout < Duration::from_millis(100) {
+        return Err(invalid("storage.statement_timeout", "must be at least 100ms".into()));
+    }
+    const SSL_MODES: [&str; 5] = ["disable", "prefer", "require", "verify-ca", "verify-full"];
+    if let Some(mode) = &raw.ssl_mode {
+        if !SSL_MODES.contains(&mode.as_str()) {
+            return Err(invalid("storage.ssl_mode", format!("{mode:?} is not one of {}", SSL_MODES.join(", "))));
+        }
+    }
+    let ssl_root_cert = raw.ssl_root_cert.map(|p| base_dir.join(p));
+    if let Some(ca) = &ssl_root_cert {
+        if !ca.is_file() {
+            return Err(invalid("storage.ssl_root_cert", format!("{} is not a readable file", ca.display())));
+        }
+    }
+    Ok(StorageConfig {
+        url: parsed.to_string(),
+        pool_size: raw.pool_size,
+        statement_timeout: raw.statement_timeout,
+        connect_timeout: raw.connect_timeout,
+        ssl_mode: raw.ssl_mode,
+        ssl_root_cert,
+        migrate: raw.migrate,
+    })
+}
+
 fn resolve_sqlite_url(url: &str, base_dir: &Path) -> Result<String, String> {
     let Some(rest) = url.strip_prefix("sqlite://") else {
-        return Err(format!("{url:?} is not supported; use sqlite://PATH"));
+        return Err(format!("{url:?} is not supported; use sqlite://PATH or postgres://…"));
     };
     if rest.is_empty() {
         return Err("needs a file path after sqlite://".into());

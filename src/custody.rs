@@ -110,6 +110,8 @@ pub async fn fresh_upstream_token(
     // One refresh at a time per person (and so per person and connector).
     let lock = state.live.lock_for(&user.id);
     let _guard = lock.lock().await;
+    // Other replicas too: one upstream refresh per person across all of them.
+    let _shared = state.store.lock_user(&user.id, crate::policy::live::SHARED_LOCK_WAIT).await?;
     let landed = flight.landed();
     let waited_for_refresh = landed.count != seen;
     if let (true, Some(failure)) = (waited_for_refresh, landed.failure) {

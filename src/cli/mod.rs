@@ -1,5 +1,6 @@
 //! The `hubauth` command line.
 
+pub mod db;
 pub mod demo;
 pub mod invites;
 pub mod jupyterhub_config;
@@ -49,6 +50,11 @@ pub enum Command {
     },
     /// Inside a notebook: print a fresh upstream access token (exchanges JUPYTERHUB_API_TOKEN).
     Token(token::TokenArgs),
+    /// The database: schema status and migration, copying from SQLite to PostgreSQL.
+    Db {
+        #[command(subcommand)]
+        command: db::DbCommand,
+    },
     /// Manage ID-token signing keys.
     Keys {
         #[command(subcommand)]
@@ -84,7 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(None) => eprintln!(
                     "warning: {key} is not set: the ID-token signing keys are stored unsealed in {} \
                      (set {key}; `hubauth keys generate-crypt-key` makes one)",
-                    c.storage.url,
+                    c.storage.display_url(),
                     key = crate::crypto::seal::CRYPT_KEY_ENV
                 ),
                 Ok(Some(_)) => {}
@@ -99,12 +105,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 c.issuer,
                 c.clients.len(),
                 c.connectors.len(),
-                c.storage.url
+                c.storage.display_url()
             );
             Ok(())
         }
         Command::JupyterhubConfig(args) => jupyterhub_config::run(args),
         Command::Keys { command } => keys::run(command).await,
+        Command::Db { command } => db::run(command).await,
         Command::Invites { command } => invites::run(command).await,
         Command::Users { command } => users::run(command).await,
         Command::Token(args) => token::run(args).await,

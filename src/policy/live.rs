@@ -24,6 +24,10 @@ use crate::login::{self, Arrival};
 use crate::policy::ReasonCode;
 use crate::store::{StoreError, UpstreamRecord, User};
 
+/// How long a caller waits for another replica's work on the same person (a provider round trip,
+/// bounded by the connectors' own timeouts) before giving up with an error.
+pub(crate) const SHARED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// After a failed attempt to reach the provider, wait this long before trying again.
 const RETRY_AFTER_FAILURE: UnixTime = 60;
 
@@ -71,6 +75,8 @@ pub async fn ensure_current(state: &AppState, user: &User) -> Result<Current, St
     }
     let lock = state.live.lock_for(&user.id);
     let _guard = lock.lock().await;
+    // Other replicas too: one upstream refresh per person across all of them.
+    let _shared = state.store.lock_user(&user.id, crate::policy::live::SHARED_LOCK_WAIT).await?;
     // Someone else may have re-checked while we waited.
     let Some(user) = state.store.user_by_id(&user.id).await? else {
         return Ok(Current::Revoked { code: ReasonCode::NotAllowed, sentence: "the account no longer exists".into() });

@@ -2,12 +2,20 @@
 //! other backends implement the same trait and pass the same conformance suite
 //! (`tests/store_conformance.rs`).
 
+pub mod copy;
 pub mod linking;
+mod postgres;
 mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use postgres::PostgresStore;
 pub use sqlite::{create_private_dir, SqliteStore, PURGE_BATCH};
+
+use crate::config::StorageConfig;
 
 use crate::clock::UnixTime;
 use crate::crypto::SigningAlgorithm;
@@ -27,6 +35,41 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 pub use crate::model::*;
+
+/// Held while one caller works on a person's upstream sign-in (a refresh, a re-check); released
+/// when dropped. Backends shared by several replicas make it hold across all of them.
+#[must_use = "the lock is released when this is dropped"]
+pub struct UserLock(#[allow(dead_code)] Option<Box<dyn Send + Sync>>);
+
+impl UserLock {
+    /// Nothing beyond the caller's in-process lock is needed (one process owns the database).
+    pub fn local() -> Self {
+        Self(None)
+    }
+
+    pub fn held(guard: impl Send + Sync + 'static) -> Self {
+        Self(Some(Box::new(guard)))
+    }
+}
+
+/// Whether opening a store may change its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrate {
+    /// Bring the schema up to date.
+    Apply,
+    /// Refuse an outdated schema (`[storage] migrate = false`; `hubauth db migrate` upgrades).
+    Refuse,
+}
+
+/// Opens the store `config` names: SQLite for `sqlite://`, PostgreSQL for `postgres://`. Either
+/// refuses a schema newer than this binary can work with.
+pub async fn open(config: &StorageConfig, migrate: Migrate) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(if config.is_postgres() {
+        Arc::new(PostgresStore::open(config, migrate == Migrate::Apply).await?)
+    } else {
+        Arc::new(SqliteStore::open_with(&config.url, migrate).await?)
+    })
+}
 
 /// Called inside the rotation, once the old token is known good: the new tokens, or `None` to
 /// decline without changing anything. It may run on the storage's own thread, hence `'static`.
@@ -194,6 +237,13 @@ pub trait Store: Send + Sync + 'static {
     async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// The newest `limit` events, newest first.
     async fn audit_events(&self, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+
+    // --- coordination
+    /// A lock on `user_id` that other replicas respect, waited for at most `wait`. Callers hold
+    /// their in-process lock first; a backend only one process uses needs nothing more.
+    async fn lock_user(&self, _user_id: &str, _wait: Duration) -> StoreResult<UserLock> {
+        Ok(UserLock::local())
+    }
 
     // --- housekeeping
     /// Proves the database answers, for `/healthz`: a read, and a round trip through the write path

@@ -3,6 +3,7 @@
 
 mod fakes;
 mod harness;
+mod pg;
 
 mod at_rest;
 mod authorize;

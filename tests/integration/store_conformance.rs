@@ -536,10 +536,17 @@ async fn purge_keeps_what_is_still_usable(store: Arc<dyn Store>) {
     assert!(store.refresh_token("r1", 700).await.unwrap().is_some(), "refresh token still valid");
 }
 
-async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
+async fn sqlite() -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
-    (Arc::new(SqliteStore::open(&url).await.unwrap()), dir)
+    Some((Arc::new(SqliteStore::open(&url).await.unwrap()), dir))
+}
+
+/// A store on a database of its own; `None` (the reason printed) without a test server.
+async fn postgres() -> Option<(Arc<dyn Store>, crate::pg::TestDatabase)> {
+    let db = crate::pg::database().await?;
+    let config = hubauth::config::StorageConfig { url: db.url.clone(), ..Default::default() };
+    Some((Arc::new(PostgresStore::open(&config, true).await.unwrap()), db))
 }
 
 macro_rules! backends {
@@ -550,7 +557,7 @@ macro_rules! backends {
                     ($name:ident) => {
                         #[tokio::test]
                         async fn $name() {
-                            let (store, _guard) = super::$backend().await;
+                            let Some((store, _guard)) = super::$backend().await else { return };
                             super::$name(store).await;
                         }
                     };
@@ -578,7 +585,7 @@ macro_rules! backends {
     };
 }
 
-backends!(sqlite);
+backends!(sqlite, postgres);
 
 #[tokio::test]
 async fn sqlite_reopens_with_its_data() {

@@ -88,6 +88,37 @@ fn migrations() -> Migrations<'static> {
     ])
 }
 
+/// The newest schema version this binary knows.
+pub fn latest_version() -> i64 {
+    MIGRATION_COUNT as i64
+}
+
+const MIGRATION_COUNT: usize = 6;
+
+/// The schema version of the database in `conn` (SQLite's `user_version`; 0 when new).
+pub fn applied_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// One process owns a SQLite file, so there are no rolling upgrades to allow for: a newer schema
+/// is refused, and an older one too unless migrating is allowed.
+fn check_version(conn: &Connection, path: &std::path::Path, migrate: Migrate) -> anyhow::Result<()> {
+    let (applied, latest) = (applied_version(conn)?, latest_version());
+    anyhow::ensure!(
+        applied <= latest,
+        "{} has schema version {applied}, newer than this hubauth (it knows up to {latest}): run the newer \
+         hubauth, or restore a backup taken before the upgrade",
+        path.display()
+    );
+    anyhow::ensure!(
+        applied == latest || migrate == Migrate::Apply,
+        "{} has schema version {applied} and this hubauth needs version {latest}: run `hubauth db migrate \
+         --config …` (or set [storage] migrate = true)",
+        path.display()
+    );
+    Ok(())
+}
+
 /// `sqlite://path/to/file.db` (optionally with a `?…` that is ignored) → the file path.
 fn path_of(url: &str) -> anyhow::Result<PathBuf> {
     let rest = url.strip_prefix("sqlite://").with_context(|| format!("{url:?} is not a sqlite:// URL"))?;
@@ -109,6 +140,12 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path`) and migrates it.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
+        Self::open_with(url, Migrate::Apply).await
+    }
+
+    /// Opens the database at `url`; with [`Migrate::Refuse`], an outdated schema is an error
+    /// instead of being upgraded. A schema newer than this binary always is.
+    pub async fn open_with(url: &str, migrate: Migrate) -> anyhow::Result<Self> {
         let path = path_of(url)?;
         files::prepare_private_database(&path)?;
         let mut writer =
@@ -118,6 +155,7 @@ impl SqliteStore {
             .with_context(|| format!("cannot switch {} to WAL mode", path.display()))?;
         configure(&writer)?;
         enable_incremental_vacuum(&writer)?;
+        check_version(&writer, &path, migrate)?;
         migrations()
             .to_latest(&mut writer)
             .with_context(|| format!("database migration of {} failed", path.display()))?;
@@ -940,5 +978,12 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         super::migrations().validate().unwrap();
+    }
+
+    #[test]
+    fn the_latest_version_counts_every_migration() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::migrations().to_latest(&mut conn).unwrap();
+        assert_eq!(super::applied_version(&conn).unwrap(), super::latest_version());
     }
 }

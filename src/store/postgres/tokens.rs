@@ -1,0 +1,231 @@
+//! Grants and their tokens: codes spent once, refresh tokens rotated with reuse detection, each
+//! inside one transaction. Single use is in the statements themselves (conditional UPDATEs that
+//! PostgreSQL re-checks against the row a racing transaction committed), not in a writer thread.
+
+use super::*;
+
+pub(super) async fn insert_tokens(conn: &mut PgConnection, grant_id: &str, tokens: &IssuedTokens) -> SqlResult<()> {
+    match &tokens.refresh {
+        // One statement for the pair: a round trip less on every grant.
+        Some((hash, expires_at)) => {
+            sqlx::query(
+                "WITH access AS (INSERT INTO access_tokens (token_hash, grant_id, scope, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5)) \
+                 INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, access_hash) \
+                 VALUES ($6, $2, $4, $7, $1)",
+            )
+            .bind(&tokens.access_hash)
+            .bind(grant_id)
+            .bind(&tokens.access_scope)
+            .bind(tokens.created_at)
+            .bind(tokens.access_expires_at)
+            .bind(hash)
+            .bind(expires_at)
+            .execute(conn)
+            .await?;
+        }
+        None => {
+            sqlx::query(
+                "INSERT INTO access_tokens (token_hash, grant_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&tokens.access_hash)
+            .bind(grant_id)
+            .bind(&tokens.access_scope)
+            .bind(tokens.created_at)
+            .bind(tokens.access_expires_at)
+            .execute(conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn revoke_grant_in(
+    conn: &mut PgConnection,
+    grant_id: &str,
+    reason: &str,
+    now: UnixTime,
+) -> SqlResult<()> {
+    sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(reason)
+        .bind(grant_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn insert_grant(conn: &mut PgConnection, grant: &Grant) -> SqlResult<()> {
+    sqlx::query(
+        "INSERT INTO grants (id, client_id, user_id, session_id, scope, auth_time, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&grant.id)
+    .bind(&grant.client_id)
+    .bind(&grant.user_id)
+    .bind(&grant.session_id)
+    .bind(&grant.scope)
+    .bind(grant.auth_time)
+    .bind(grant.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Spends a code and records what it is exchanged for, or revokes that on a replay. Of racing
+/// redemptions the conditional UPDATE lets one win: the others wait on its row lock, then find
+/// it spent. The code names its grant in the same transaction, so every loser finds it.
+pub(super) async fn redeem_code(
+    conn: &mut PgConnection,
+    code_hash: &str,
+    grant: &Grant,
+    tokens: &IssuedTokens,
+    now: UnixTime,
+) -> StoreResult<CodeRedemption> {
+    let won = sqlx::query(AssertSqlSafe(format!(
+        "WITH spent AS (UPDATE authorization_codes SET used_at = $1, grant_id = $2 \
+         WHERE code_hash = $3 AND client_id = $4 AND user_id = $5 AND used_at IS NULL AND expires_at > $1 \
+         RETURNING user_id) \
+         SELECT {USER_COLUMNS} FROM users u JOIN spent ON spent.user_id = u.id"
+    )))
+    .bind(now)
+    .bind(&grant.id)
+    .bind(code_hash)
+    .bind(&grant.client_id)
+    .bind(&grant.user_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend)?;
+    if let Some(row) = won {
+        let user = user_from_row(&row, 0).map_err(backend)?;
+        insert_grant(conn, grant).await.map_err(backend)?;
+        insert_tokens(conn, &grant.id, tokens).await.map_err(backend)?;
+        return Ok(CodeRedemption::Redeemed { user: Box::new(user) });
+    }
+    let spent: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT grant_id FROM authorization_codes WHERE code_hash = $1 AND client_id = $2 AND used_at IS NOT NULL",
+    )
+    .bind(code_hash)
+    .bind(&grant.client_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let Some(grant_id) = spent else {
+        return Ok(CodeRedemption::Unknown);
+    };
+    if let Some(id) = &grant_id {
+        revoke_grant_in(conn, id, "authorization code replayed", now).await.map_err(backend)?;
+    }
+    Ok(CodeRedemption::Replayed { grant_id })
+}
+
+/// A refresh token as the rotation sees it.
+pub(super) struct Presented {
+    pub(super) grant: Grant,
+    pub(super) user: User,
+    pub(super) used_at: Option<UnixTime>,
+    pub(super) expires_at: UnixTime,
+    pub(super) grant_revoked: bool,
+    /// The token this one was rotated into, if it was.
+    pub(super) replaced_by: Option<String>,
+    /// Whether that successor is still unused.
+    pub(super) successor_unused: bool,
+}
+
+pub(super) async fn presented_refresh(conn: &mut PgConnection, hash: &str) -> SqlResult<Option<Presented>> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {GRANT_COLUMNS}, {USER_COLUMNS}, r.used_at, r.expires_at, g.revoked_at IS NOT NULL, r.replaced_by, \
+         EXISTS (SELECT 1 FROM refresh_tokens s WHERE s.token_hash = r.replaced_by AND s.used_at IS NULL) \
+         FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
+         WHERE r.token_hash = $1"
+    )))
+    .bind(hash)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok(Presented {
+            grant: grant_from_row(&r)?,
+            user: user_from_row(&r, GRANT_WIDTH)?,
+            used_at: r.try_get(AFTER_GRANT_USER)?,
+            expires_at: r.try_get(AFTER_GRANT_USER + 1)?,
+            grant_revoked: r.try_get(AFTER_GRANT_USER + 2)?,
+            replaced_by: r.try_get(AFTER_GRANT_USER + 3)?,
+            successor_unused: r.try_get(AFTER_GRANT_USER + 4)?,
+        })
+    })
+    .transpose()
+}
+
+/// Withdraws the refresh token `hash` and the access token issued with it. Spent, it counts as
+/// reuse if it ever turns up.
+async fn withdraw(conn: &mut PgConnection, hash: &str, now: UnixTime) -> SqlResult<()> {
+    sqlx::query(
+        "WITH spent AS (UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 RETURNING access_hash) \
+         UPDATE access_tokens SET revoked_at = $1 WHERE token_hash IN (SELECT access_hash FROM spent) AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(hash)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn rotate_refresh(
+    tx: &mut PgConnection,
+    old_hash: &str,
+    client_id: &str,
+    now: UnixTime,
+    reuse_grace: UnixTime,
+    issue: IssueOnRotation,
+) -> StoreResult<RefreshRotation> {
+    let Some(found) = presented_refresh(tx, old_hash).await.map_err(backend)? else {
+        return Ok(RefreshRotation::Invalid);
+    };
+    let Presented { grant, user, used_at, expires_at, grant_revoked, replaced_by, successor_unused } = found;
+    // A token presented by another client is not "reuse" by its owner: refuse, change nothing.
+    if grant.client_id != client_id || grant_revoked || expires_at <= now {
+        return Ok(RefreshRotation::Invalid);
+    }
+    // The token just rotated away, back within the grace while its successor is unused: the
+    // client most likely never got the answer, so the successor is withdrawn and replaced.
+    // Anything else spent means two parties hold this login.
+    let lost_successor = match (used_at, replaced_by) {
+        (None, _) => None,
+        (Some(spent_at), Some(successor)) if now - spent_at < reuse_grace && successor_unused => Some(successor),
+        (Some(_), _) => {
+            revoke_grant_in(tx, &grant.id, "refresh token reuse", now).await.map_err(backend)?;
+            return Ok(RefreshRotation::Reused { grant_id: grant.id });
+        }
+    };
+    let Some(issued) = issue(&grant, &user) else {
+        return Ok(RefreshRotation::Declined);
+    };
+    let successor = issued.refresh.as_ref().map(|(hash, _)| hash.clone());
+    // The claim changes the token only if it is still as read (unspent, or spent into the same
+    // lost successor). A racing rotation waits on the row lock, PostgreSQL re-checks the
+    // condition against the committed row, and the loser is the reuse it is.
+    let claimed = sqlx::query(
+        "UPDATE refresh_tokens SET used_at = coalesce(used_at, $1), replaced_by = $2 WHERE token_hash = $3 \
+         AND (($4::text IS NULL AND used_at IS NULL) OR replaced_by = $4::text)",
+    )
+    .bind(now)
+    .bind(&successor)
+    .bind(old_hash)
+    .bind(&lost_successor)
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?
+    .rows_affected();
+    if claimed == 0 {
+        revoke_grant_in(tx, &grant.id, "refresh token reuse", now).await.map_err(backend)?;
+        return Ok(RefreshRotation::Reused { grant_id: grant.id });
+    }
+    if let Some(lost) = &lost_successor {
+        withdraw(tx, lost, now).await.map_err(backend)?;
+    }
+    insert_tokens(tx, &grant.id, &issued).await.map_err(backend)?;
+    let (user, scope) = (Box::new(user), issued.access_scope);
+    Ok(match lost_successor {
+        Some(_) => RefreshRotation::Retried { grant, user, scope },
+        None => RefreshRotation::Rotated { grant, user, scope },
+    })
+}
