@@ -81,6 +81,7 @@ async fn the_demo_data_directory_is_private() {
 
 // ------------------------------------------------------------------ signing keys at rest
 
+/// The app's SQLite file: these tests read the bytes at rest (PostgreSQL's are the server's).
 fn db_of(app: &TestApp) -> std::path::PathBuf {
     app._dir.path().join("hubauth.db")
 }
@@ -137,7 +138,7 @@ async fn private_keys(store: &dyn Store) -> Vec<Vec<u8>> {
 
 #[tokio::test]
 async fn signing_keys_are_stored_sealed() {
-    let app = TestApp::new().await;
+    let app = TestApp::sqlite().await;
     assert_no_usable_key_in(&db_of(&app));
     let keys = private_keys(app.store.as_ref()).await;
     assert_eq!(keys.len(), SigningAlgorithm::ALL.len());
@@ -145,7 +146,7 @@ async fn signing_keys_are_stored_sealed() {
 
 #[tokio::test]
 async fn a_copied_database_without_the_crypt_key_yields_no_key() {
-    let app = TestApp::new().await;
+    let app = TestApp::sqlite().await;
     let copy_dir = tempfile::tempdir().unwrap();
     let copy = copy_dir.path().join("copy.db");
     let side = rusqlite::Connection::open(db_of(&app)).unwrap();
@@ -232,7 +233,7 @@ fn sorted_jwks(jwks: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test]
 async fn keys_reseal_moves_signing_keys_to_the_new_crypt_key() {
-    let app = TestApp::new().await;
+    let app = TestApp::sqlite().await;
     let jwks = app.get("/jwks").await.json();
     let config = app._dir.path().join("hubauth.toml");
     std::fs::write(&config, config_toml(db_of(&app).to_str().unwrap())).unwrap();

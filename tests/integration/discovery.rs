@@ -60,9 +60,7 @@ async fn healthz_follows_the_database() {
     assert_eq!(ok.text(), "ok");
 
     // Someone breaks the database under the running server.
-    let path = app.state.config.storage.url.strip_prefix("sqlite://").unwrap().to_string();
-    let side = rusqlite::Connection::open(&path).unwrap();
-    side.execute_batch("DROP TABLE signing_keys").unwrap();
+    app.sql_execute("DROP TABLE signing_keys").await;
     let broken = app.get("/healthz").await;
     assert_eq!(broken.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(broken.text(), "storage unavailable", "no database detail for an unauthenticated caller");

@@ -1,4 +1,7 @@
-//! An in-process hubauth: real router, real SQLite in a temp dir, a clock the test moves.
+//! An in-process hubauth: real router, a real database, a clock the test moves.
+//!
+//! The database is SQLite in a temp dir, or with `HUBAUTH_TEST_BACKEND=postgres` a throw-away
+//! PostgreSQL database (`crate::pg`): `scripts/test` runs the whole suite both ways.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -12,7 +15,7 @@ use http_body_util::BodyExt;
 use hubauth::app::{router, AppState, SharedState};
 use hubauth::clock::MockClock;
 use hubauth::config::Config;
-use hubauth::store::{SqliteStore, Store};
+use hubauth::store::Store;
 use tower::ServiceExt;
 
 pub const ISSUER: &str = "http://127.0.0.1:5556";
@@ -42,12 +45,17 @@ pub fn test_sealer() -> hubauth::crypto::Sealer {
 }
 
 pub fn config_toml(db_path: &str) -> String {
+    config_toml_with_url(&format!("sqlite://{db_path}"))
+}
+
+/// The standard test config on the database at `url`.
+pub fn config_toml_with_url(url: &str) -> String {
     let (ada, sam) = password_hashes();
     format!(
         r#"
 issuer = "{ISSUER}"
 [storage]
-url = "sqlite://{db_path}"
+url = "{url}"
 [[clients]]
 id = "hub"
 name = "Test Hub"
@@ -86,6 +94,17 @@ pub struct TestApp {
     pub clock: Arc<MockClock>,
     pub store: Arc<dyn Store>,
     pub _dir: tempfile::TempDir,
+    /// The PostgreSQL database behind this app, dropped with it.
+    pub _db: Option<crate::pg::TestDatabase>,
+}
+
+/// Whether this run puts the apps on PostgreSQL (`HUBAUTH_TEST_BACKEND=postgres`).
+pub fn on_postgres() -> bool {
+    match std::env::var("HUBAUTH_TEST_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("HUBAUTH_TEST_BACKEND={other:?}: use sqlite or postgres"),
+    }
 }
 
 pub struct TestResponse {
@@ -128,14 +147,58 @@ impl TestApp {
         Self::with_toml(dir, &toml).await
     }
 
+    /// On SQLite whatever the run's backend: for tests about the file itself.
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("hubauth.db");
+        Self::build(dir, &config_toml(db.to_str().unwrap()), false).await
+    }
+
     pub async fn with_toml(dir: tempfile::TempDir, toml: &str) -> Self {
+        Self::build(dir, toml, on_postgres()).await
+    }
+
+    async fn build(dir: tempfile::TempDir, toml: &str, on_postgres: bool) -> Self {
         let config_path = dir.path().join("hubauth.toml");
-        let config = Config::parse(toml, &config_path).expect("test config is valid");
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.storage.url).await.unwrap());
+        let mut config = Config::parse(toml, &config_path).expect("test config is valid");
+        let db = if on_postgres {
+            let db =
+                crate::pg::database().await.expect("HUBAUTH_TEST_BACKEND=postgres needs HUBAUTH_TEST_POSTGRES_URL");
+            config.storage.url = db.url.clone();
+            Some(db)
+        } else {
+            None
+        };
+        let store = hubauth::store::open(&config.storage, hubauth::store::Migrate::Apply).await.unwrap();
         let clock = Arc::new(MockClock::new(START));
         let state = AppState::new(config, store.clone(), clock.clone(), Some(test_sealer())).await.unwrap();
         let router = router(state.clone());
-        Self { state, router, clock, store, _dir: dir }
+        Self { state, router, clock, store, _dir: dir, _db: db }
+    }
+
+    /// Runs `sql` on the app's database from the side, as another process would.
+    pub async fn sql_execute(&self, sql: &str) {
+        let url = self.state.config.storage.url.clone();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            rusqlite::Connection::open(path).unwrap().execute_batch(sql).unwrap();
+        } else {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut conn).await.unwrap();
+        }
+    }
+
+    /// How many rows `table` holds, read from the side.
+    pub async fn sql_count(&self, table: &str) -> i64 {
+        let url = self.state.config.storage.url.clone();
+        let sql = format!("SELECT count(*) FROM {table}");
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            rusqlite::Connection::open(path).unwrap().query_row(&sql, [], |r| r.get(0)).unwrap()
+        } else {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut conn).await.unwrap()
+        }
     }
 
     pub async fn send(&self, req: Request<Body>) -> TestResponse {

@@ -15,12 +15,6 @@ max_pending_per_browser = 3
 max_pending_per_address = 5
 "#;
 
-fn rows_in(app: &TestApp, table: &str) -> i64 {
-    let path = app.state.config.storage.url.strip_prefix("sqlite://").unwrap().to_string();
-    let db = rusqlite::Connection::open(path).unwrap();
-    db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap()
-}
-
 /// `/authorize` from `address` without cookies: a new browser each time.
 async fn authorize_from(app: &TestApp, address: &str) -> TestResponse {
     let pkce = Pkce::new();
@@ -41,7 +35,7 @@ async fn one_browser_keeps_only_its_newest_pending_sign_ins() {
         login_pages.push(res.headers[header::LOCATION].to_str().unwrap().to_string());
         app.clock.advance(1);
     }
-    assert_eq!(rows_in(&app, "pending_authorizations"), 3, "the cap, not 20");
+    assert_eq!(app.sql_count("pending_authorizations").await, 3, "the cap, not 20");
     let oldest = browser.get(&login_pages[0]).await;
     assert_eq!(oldest.status, StatusCode::BAD_REQUEST);
     assert!(oldest.text().contains("expired"), "{}", oldest.text());
@@ -64,7 +58,7 @@ async fn one_address_gets_a_clear_refusal_beyond_its_cap_and_others_are_not_affe
         assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
         assert!(refused.text().contains("Too many sign-ins are in progress"), "{}", refused.text());
     }
-    assert_eq!(rows_in(&app, "pending_authorizations"), 5);
+    assert_eq!(app.sql_count("pending_authorizations").await, 5);
     // One IPv6 /64 is one source.
     for i in 0..5 {
         assert_eq!(authorize_from(&app, &format!("[2001:db8:1:2::{i}]")).await.status, StatusCode::SEE_OTHER);
@@ -94,7 +88,7 @@ async fn reloading_the_trip_to_the_provider_keeps_only_the_newest_few() {
         last = Some(res.location());
         app.clock.advance(1);
     }
-    assert_eq!(rows_in(&app, "upstream_attempts"), 4, "not 30");
+    assert_eq!(app.sql_count("upstream_attempts").await, 4, "not 30");
     let up = last.unwrap();
     let state = up.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
     let code = fake.approve(&up, crate::upstream_oidc::alice(), Default::default());
@@ -114,6 +108,6 @@ async fn dropped_sign_ins_take_their_trips_to_the_provider_with_them() {
         browser.start_upstream(&AuthParams::hub(&pkce), "uni").await;
         app.clock.advance(1);
     }
-    assert_eq!(rows_in(&app, "pending_authorizations"), 3);
-    assert_eq!(rows_in(&app, "upstream_attempts"), 3, "one trip for each kept sign-in");
+    assert_eq!(app.sql_count("pending_authorizations").await, 3);
+    assert_eq!(app.sql_count("upstream_attempts").await, 3, "one trip for each kept sign-in");
 }

@@ -469,8 +469,7 @@ async fn keys_reseal_moves_every_sealed_token_to_the_first_key() {
     let (app, _fake, _tokens) = setup().await;
     let config_path = app._dir.path().join("hubauth.toml");
     // The test app's config is in memory; write an equivalent file for the CLI.
-    let db = app.state.config.storage.url.trim_start_matches("sqlite://").to_string();
-    std::fs::write(&config_path, config_toml(&db)).unwrap();
+    std::fs::write(&config_path, config_toml_with_url(&app.state.config.storage.url)).unwrap();
     let new_key = hubauth::crypto::Sealer::generate_key();
     let reseal = |ring: String| {
         std::process::Command::new(env!("CARGO_BIN_EXE_hubauth"))
