@@ -536,6 +536,293 @@ async fn purge_keeps_what_is_still_usable(store: Arc<dyn Store>) {
     assert!(store.refresh_token("r1", 700).await.unwrap().is_some(), "refresh token still valid");
 }
 
+/// What a login leaves with the identity (memberships, the provider's username, sealed tokens)
+/// reads back the same through every lookup; a re-check refreshes it without being a sign-in.
+async fn upstream_records_read_back(store: Arc<dyn Store>) {
+    let record = UpstreamRecord {
+        memberships_json: r#"[{"kind":"org","name":"carpentries"}]"#.into(),
+        upstream_username: Some("Ada.L".into()),
+        link_by_verified_email: false,
+        tokens_sealed: Some("sealed-1".into()),
+        tokens_expire_at: Some(500),
+    };
+    let ada = store.record_upstream_login(&identity("gh", "7", "ada"), &record, 10).await.unwrap();
+    assert_eq!(ada.last_login_at, Some(10));
+    let stored = store.upstream_of("gh", "7").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.user_id.as_str(), stored.memberships_json.as_str(), stored.upstream_username.as_deref()),
+        (ada.id.as_str(), record.memberships_json.as_str(), Some("Ada.L"))
+    );
+    assert_eq!(
+        (stored.tokens_sealed.as_deref(), stored.tokens_expire_at, stored.refreshed_at),
+        (Some("sealed-1"), Some(500), Some(10))
+    );
+    assert!(store.upstream_of("gh", "8").await.unwrap().is_none());
+    assert_eq!(store.identity_of_user(&ada.id, "gh").await.unwrap().unwrap().subject, "7");
+    assert!(store.identity_of_user(&ada.id, "google").await.unwrap().is_none());
+
+    // A second identity, re-checked later, is the one the user was most recently seen through.
+    store.link_identity(&ada.id, "google", "g-1", 20).await.unwrap();
+    let recheck = UpstreamRecord { upstream_username: None, tokens_sealed: Some("sealed-g".into()), ..record.clone() };
+    let again = store
+        .record_recheck(
+            &UpstreamIdentity { groups: vec!["g9".into()], ..identity("google", "g-1", "ada") },
+            &recheck,
+            30,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.id.as_str(), again.last_login_at, again.updated_at),
+        (ada.id.as_str(), Some(10), 30),
+        "a re-check is not a sign-in"
+    );
+    assert_eq!(again.groups, vec!["g9".to_string()]);
+    let latest = store.upstream_for_user(&ada.id).await.unwrap().unwrap();
+    assert_eq!((latest.connector_id.as_str(), latest.tokens_sealed.as_deref()), ("google", Some("sealed-g")));
+
+    // Tokens replaced after a refresh, then forgotten when the upstream session ends.
+    store.update_upstream_tokens("gh", "7", Some("sealed-2"), Some(900)).await.unwrap();
+    let refreshed = store.upstream_of("gh", "7").await.unwrap().unwrap();
+    assert_eq!((refreshed.tokens_sealed.as_deref(), refreshed.tokens_expire_at), (Some("sealed-2"), Some(900)));
+    assert_eq!(refreshed.upstream_username.as_deref(), Some("Ada.L"), "kept when a login does not say");
+    store.update_upstream_tokens("gh", "7", None, None).await.unwrap();
+    assert!(store.upstream_of("gh", "7").await.unwrap().unwrap().tokens_sealed.is_none());
+
+    store.upsert_user_for_identity(&identity("dev", "s", "bob"), 40).await.unwrap();
+    let all = store.all_identities().await.unwrap();
+    let listed: Vec<(String, String, String)> =
+        all.iter().map(|(i, name)| (name.clone(), i.connector_id.clone(), i.subject.clone())).collect();
+    assert_eq!(
+        listed,
+        [("ada", "gh", "7"), ("ada", "google", "g-1"), ("bob", "dev", "s")].map(|(a, b, c)| (
+            a.to_string(),
+            b.to_string(),
+            c.to_string()
+        ))
+    );
+}
+
+/// Who an identity would sign in as, changing nothing: its link, or (opt-in) the one user with
+/// its verified address; the first identity names the user.
+async fn login_targets_follow_links_and_verified_addresses(store: Arc<dyn Store>) {
+    let ada_gh = identity("gh", "7", "ada");
+    assert!(store.login_target(&ada_gh, true).await.unwrap().is_none(), "nobody yet");
+    let ada = store.upsert_user_for_identity(&ada_gh, 1).await.unwrap();
+    let target = store.login_target(&ada_gh, false).await.unwrap().unwrap();
+    assert!(target.primary && target.user.id == ada.id);
+
+    // Same verified address at another provider: joins only with linking by e-mail on.
+    let ada_google = UpstreamIdentity { email: ada.email.clone(), ..identity("google", "g-1", "ada.lovelace") };
+    assert!(store.login_target(&ada_google, false).await.unwrap().is_none());
+    let joined = store.login_target(&ada_google, true).await.unwrap().unwrap();
+    assert!(!joined.primary && joined.user.id == ada.id);
+    assert!(store.user_by_username("ada.lovelace").await.unwrap().is_none(), "a look-up writes nothing");
+    let unverified = UpstreamIdentity { email_verified: false, ..ada_google.clone() };
+    assert!(store.login_target(&unverified, true).await.unwrap().is_none());
+
+    // A linked second identity signs in as the user, under the user's name.
+    let linked = UpstreamRecord { link_by_verified_email: true, ..Default::default() };
+    let via_google = store.record_upstream_login(&ada_google, &linked, 2).await.unwrap();
+    assert_eq!((via_google.id.as_str(), via_google.username.as_str()), (ada.id.as_str(), "ada"));
+    assert!(!store.login_target(&ada_google, false).await.unwrap().unwrap().primary);
+
+    // Two users with one address: ambiguous, neither is chosen.
+    store
+        .upsert_user_for_identity(&UpstreamIdentity { email: ada.email.clone(), ..identity("dev", "x", "imposter") }, 3)
+        .await
+        .unwrap();
+    let third = UpstreamIdentity { email: ada.email.clone(), ..identity("canvas", "c-2", "al") };
+    assert!(store.login_target(&third, true).await.unwrap().is_none());
+}
+
+/// The `state` of a trip to a provider: readable while live, taken once; a sign-in keeps only
+/// its newest few trips.
+async fn upstream_attempts_are_taken_once(store: Arc<dyn Store>) {
+    let attempt = |state: &str, created_at: i64| UpstreamAttempt {
+        state_hash: state.into(),
+        pending_id: "p1".into(),
+        connector_id: "gh".into(),
+        pkce_verifier: format!("v-{state}"),
+        nonce: "n".into(),
+        created_at,
+        expires_at: created_at + 100,
+    };
+    store.create_upstream_attempt(&attempt("s1", 1)).await.unwrap();
+    assert_eq!(store.upstream_attempt("s1", 50).await.unwrap().unwrap().pkce_verifier, "v-s1");
+    assert!(store.upstream_attempt("s1", 50).await.unwrap().is_some(), "a look-up leaves it");
+    assert!(store.upstream_attempt("s1", 101).await.unwrap().is_none(), "expired");
+    assert_eq!(store.take_upstream_attempt("s1", 50).await.unwrap().unwrap().state_hash, "s1");
+    assert!(store.take_upstream_attempt("s1", 50).await.unwrap().is_none(), "single use");
+    assert!(store.upstream_attempt("s1", 50).await.unwrap().is_none());
+    store.create_upstream_attempt(&attempt("old", 1)).await.unwrap();
+    assert!(store.take_upstream_attempt("old", 101).await.unwrap().is_none(), "an expired one does not work");
+
+    for i in 0..6 {
+        store.create_upstream_attempt(&attempt(&format!("t{i}"), 10 + i)).await.unwrap();
+    }
+    let mut kept = Vec::new();
+    for i in 0..6 {
+        if store.upstream_attempt(&format!("t{i}"), 20).await.unwrap().is_some() {
+            kept.push(i);
+        }
+    }
+    assert_eq!(kept, [2, 3, 4, 5], "the newest four trips of one sign-in");
+}
+
+async fn service_tokens_live_until_revoked_or_expired(store: Arc<dyn Store>) {
+    let t = ServiceToken {
+        token_hash: "st".into(),
+        client_id: "svc".into(),
+        scope: "read".into(),
+        created_at: 1,
+        expires_at: 100,
+    };
+    store.create_service_token(&t).await.unwrap();
+    assert_eq!(store.service_token("st", 50).await.unwrap(), Some(t.clone()));
+    assert!(store.service_token("st", 100).await.unwrap().is_none(), "expired");
+    assert!(store.service_token("other", 50).await.unwrap().is_none());
+    assert!(store.revoke_service_token("st", 60).await.unwrap());
+    assert!(!store.revoke_service_token("st", 61).await.unwrap(), "once");
+    assert!(store.service_token("st", 62).await.unwrap().is_none(), "revoked");
+}
+
+/// Revoking a person ends every grant (so every token) and every browser session of theirs,
+/// and nobody else's.
+async fn revoking_a_user_ends_their_grants_and_sessions(store: Arc<dyn Store>) {
+    let ada = store.upsert_user_for_identity(&identity("dev", "a", "ada"), 1).await.unwrap();
+    let bob = store.upsert_user_for_identity(&identity("dev", "b", "bob"), 1).await.unwrap();
+    grant_for(store.as_ref(), &ada, "g1", "a1", "r1").await;
+    grant_for(store.as_ref(), &ada, "g2", "a2", "r2").await;
+    grant_for(store.as_ref(), &bob, "g3", "a3", "r3").await;
+    let session = |id: &str, user: &User| BrowserSession {
+        id: id.into(),
+        token_hash: format!("t-{id}"),
+        user_id: user.id.clone(),
+        connector_id: "dev".into(),
+        csrf_token: "c".into(),
+        auth_time: 1,
+        created_at: 1,
+        expires_at: 1000,
+    };
+    store.create_browser_session(&session("sa", &ada)).await.unwrap();
+    store.create_browser_session(&session("sb", &bob)).await.unwrap();
+    assert_eq!(store.revoke_user(&ada.id, "blocked", 5).await.unwrap(), 2);
+    assert!(
+        store.access_token("a1", 6).await.unwrap().is_none() && store.refresh_token("r2", 6).await.unwrap().is_none()
+    );
+    assert!(store.browser_session("t-sa", 6).await.unwrap().is_none());
+    assert!(store.access_token("a3", 6).await.unwrap().is_some(), "others keep theirs");
+    assert!(store.browser_session("t-sb", 6).await.unwrap().is_some());
+    assert_eq!(store.revoke_user(&ada.id, "again", 7).await.unwrap(), 0);
+}
+
+async fn the_audit_log_reads_newest_first(store: Arc<dyn Store>) {
+    for (i, kind) in ["login", "login_denied", "logout"].into_iter().enumerate() {
+        let event = AuditEvent {
+            at: 10 + i as i64,
+            kind: kind.into(),
+            reason: Some("r".into()),
+            username: Some("ada".into()),
+            request_id: Some(format!("req-{i}")),
+            ..Default::default()
+        };
+        store.record_audit(&event).await.unwrap();
+    }
+    let events = store.audit_events(2).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["logout", "login_denied"]);
+    assert_eq!(events[0].request_id.as_deref(), Some("req-2"));
+    assert_eq!(store.audit_events(10).await.unwrap().len(), 3);
+}
+
+async fn invites_list_newest_first(store: Arc<dyn Store>) {
+    for (id, created_at) in [("i1", 1), ("i2", 3), ("i3", 2)] {
+        let invite = Invite {
+            id: id.into(),
+            token_hash: format!("h-{id}"),
+            note: None,
+            groups: vec!["ws".into()],
+            connector_id: None,
+            max_uses: None,
+            uses: 0,
+            created_at,
+            expires_at: 100,
+            revoked_at: None,
+        };
+        store.create_invite(&invite).await.unwrap();
+    }
+    let ids: Vec<String> = store.invites().await.unwrap().into_iter().map(|i| i.id).collect();
+    assert_eq!(ids, ["i2", "i3", "i1"]);
+}
+
+/// A person's lock is released when dropped and can be taken again.
+async fn user_locks_are_released_when_dropped(store: Arc<dyn Store>) {
+    let wait = std::time::Duration::from_secs(5);
+    let first = store.lock_user("u1", wait).await.unwrap();
+    let other = store.lock_user("u2", wait).await.unwrap();
+    drop(first);
+    let again = tokio::time::timeout(wait, store.lock_user("u1", wait)).await.expect("not stuck").unwrap();
+    drop((again, other));
+}
+
+/// Of many redemptions of one code at once, exactly one issues tokens, and every other one
+/// revokes what it issued.
+async fn racing_code_redemptions_issue_once(store: Arc<dyn Store>) {
+    let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
+    store.create_authorization_code(&code_h1(&u)).await.unwrap();
+    let racers = (0..16).map(|i| {
+        let (store, u) = (store.clone(), u.clone());
+        async move {
+            let g = grant(&u, &format!("g{i}"));
+            store
+                .redeem_authorization_code("h1", &g, &tokens(&format!("a{i}"), Some(&format!("r{i}")), 2), 2)
+                .await
+                .unwrap()
+        }
+    });
+    let outcomes = futures_util::future::join_all(racers).await;
+    let won = outcomes.iter().filter(|o| matches!(o, CodeRedemption::Redeemed { .. })).count();
+    assert_eq!(won, 1, "{outcomes:?}");
+    for i in 0..16 {
+        assert!(
+            store.access_token(&format!("a{i}"), 3).await.unwrap().is_none(),
+            "the winner's tokens are revoked by the replays"
+        );
+    }
+}
+
+/// Of many rotations of one refresh token at once, exactly one succeeds; the next is reuse,
+/// which revokes the family (the winner's new token included), and the rest find it revoked.
+async fn racing_refresh_rotations_rotate_once(store: Arc<dyn Store>) {
+    let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
+    grant_for(store.as_ref(), &u, "g1", "a0", "r0").await;
+    let racers = (0..16).map(|i| {
+        let store = store.clone();
+        async move { rotate(store.as_ref(), "r0", "c", tokens(&format!("x{i}"), Some(&format!("n{i}")), 5), 5).await }
+    });
+    let outcomes = futures_util::future::join_all(racers).await;
+    let rotated = outcomes.iter().filter(|o| matches!(o, RefreshRotation::Rotated { .. })).count();
+    let reused = outcomes.iter().filter(|o| matches!(o, RefreshRotation::Reused { .. })).count();
+    // Once reuse has revoked the grant, later presentations find no live grant at all.
+    let refused = outcomes.iter().filter(|o| matches!(o, RefreshRotation::Invalid)).count();
+    assert_eq!(rotated, 1, "{outcomes:?}");
+    assert!(reused >= 1 && reused + refused == 15, "{outcomes:?}");
+    for i in 0..16 {
+        assert!(store.refresh_token(&format!("n{i}"), 6).await.unwrap().is_none(), "the family is revoked");
+    }
+}
+
+/// One person's first sign-in arriving twice at once (two tabs, two replicas) makes one user.
+async fn racing_first_logins_make_one_user(store: Arc<dyn Store>) {
+    let racers = (0..8).map(|_| {
+        let store = store.clone();
+        async move { store.upsert_user_for_identity(&identity("gh", "7", "ada"), 1).await.unwrap().id }
+    });
+    let ids = futures_util::future::join_all(racers).await;
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    assert_eq!(store.all_identities().await.unwrap().len(), 1);
+}
+
 async fn sqlite() -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
@@ -580,6 +867,17 @@ macro_rules! backends {
                 case!(purge_keeps_what_is_still_usable);
                 case!(pending_requests_are_capped);
                 case!(purge_goes_through_every_batch);
+                case!(upstream_records_read_back);
+                case!(login_targets_follow_links_and_verified_addresses);
+                case!(upstream_attempts_are_taken_once);
+                case!(service_tokens_live_until_revoked_or_expired);
+                case!(revoking_a_user_ends_their_grants_and_sessions);
+                case!(the_audit_log_reads_newest_first);
+                case!(invites_list_newest_first);
+                case!(user_locks_are_released_when_dropped);
+                case!(racing_code_redemptions_issue_once);
+                case!(racing_refresh_rotations_rotate_once);
+                case!(racing_first_logins_make_one_user);
             }
         )*
     };
