@@ -45,8 +45,11 @@ pub async fn run(command: DbCommand) -> anyhow::Result<()> {
         }
         DbCommand::Status { config } => {
             let config = super::load_config(&config)?;
+            let (applied, latest) = crate::store::schema_versions(&config.storage).await?;
+            println!("{}: schema version {applied}; this hubauth needs {latest}", config.storage.display_url());
+            // Opening checks the rest (a newer schema this release may still work on).
             match crate::store::open(&config.storage, Migrate::Refuse).await {
-                Ok(_) => println!("{}: schema up to date", config.storage.display_url()),
+                Ok(_) => println!("schema up to date"),
                 Err(e) => anyhow::bail!("{e:#}"),
             }
             Ok(())

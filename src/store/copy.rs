@@ -218,10 +218,12 @@ pub type CopyReport = Vec<(&'static str, u64)>;
 /// database `to` (its schema created or brought up to date first).
 pub async fn sqlite_to_postgres(from: &str, to: &StorageConfig) -> anyhow::Result<CopyReport> {
     anyhow::ensure!(to.is_postgres(), "the target must be a postgres:// URL");
+    let path = from.strip_prefix("sqlite://").unwrap_or(from).split('?').next().unwrap_or_default().to_owned();
+    // Opening a missing file would create an empty database and "copy" nothing.
+    anyhow::ensure!(std::path::Path::new(&path).is_file(), "{path} does not exist: nothing to copy");
     // Opening through the store brings an older file up to date (as `serve` would) and refuses
     // one newer than this binary; then the rows are read directly.
     drop(crate::store::SqliteStore::open(from).await?);
-    let path = from.strip_prefix("sqlite://").unwrap_or(from).split('?').next().unwrap_or_default().to_owned();
     let tables = tokio::task::spawn_blocking(move || read_all(&path)).await??;
 
     let target = crate::store::PostgresStore::open(to, true).await?;

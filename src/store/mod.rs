@@ -61,6 +61,15 @@ pub enum Migrate {
     Refuse,
 }
 
+/// The schema version of the database `config` names, and the newest this binary knows.
+pub async fn schema_versions(config: &StorageConfig) -> anyhow::Result<(i64, i64)> {
+    if config.is_postgres() {
+        PostgresStore::schema_versions(config).await
+    } else {
+        SqliteStore::schema_versions(&config.url)
+    }
+}
+
 /// Opens the store `config` names: SQLite for `sqlite://`, PostgreSQL for `postgres://`. Either
 /// refuses a schema newer than this binary can work with.
 pub async fn open(config: &StorageConfig, migrate: Migrate) -> anyhow::Result<Arc<dyn Store>> {

@@ -147,6 +147,11 @@ impl TestApp {
         Self::with_toml(dir, &toml).await
     }
 
+    /// The standard test config on the existing database at `url` (which the caller owns).
+    pub async fn at_url(url: &str) -> Self {
+        Self::build(tempfile::tempdir().unwrap(), &config_toml_with_url(url), false).await
+    }
+
     /// On SQLite whatever the run's backend: for tests about the file itself.
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();

@@ -25,6 +25,7 @@ mod no_secrets_in_logs;
 mod password_login;
 mod pending_limits;
 mod policy;
+mod postgres;
 mod revoke_introspect;
 mod session;
 mod store_conformance;

@@ -33,7 +33,6 @@ fn server() -> Option<String> {
 }
 
 /// The server's CA, for tests of verified TLS.
-#[allow(dead_code)] // used by the TLS test, next
 pub fn server_ca() -> Option<String> {
     std::env::var("HUBAUTH_TEST_POSTGRES_CA").ok().filter(|p| !p.is_empty())
 }

@@ -74,12 +74,34 @@ impl PostgresStore {
             .connect_with(options.clone())
             .await
             .with_context(|| format!("cannot connect to PostgreSQL at {}", config.display_url()))?;
-        schema::prepare(&pool, migrate).await?;
+        // Migrations wait for each other's lock and may rewrite big tables: no statement
+        // timeout on their own short-lived pool.
+        let migrations = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(config.connect_timeout)
+            .connect_with(options.clone().options([("statement_timeout", "0")]))
+            .await
+            .with_context(|| format!("cannot connect to PostgreSQL at {}", config.display_url()))?;
+        schema::prepare(&migrations, migrate).await?;
+        migrations.close().await;
         let lock_pool = PgPoolOptions::new()
             .max_connections(config.pool_size)
             .acquire_timeout(config.connect_timeout)
             .connect_lazy_with(options);
         Ok(Self { pool, lock_pool })
+    }
+
+    /// (schema version of the database, newest this binary knows).
+    pub async fn schema_versions(config: &StorageConfig) -> anyhow::Result<(i64, i64)> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(config.connect_timeout)
+            .connect_with(connect_options(config)?)
+            .await
+            .with_context(|| format!("cannot connect to PostgreSQL at {}", config.display_url()))?;
+        let applied = schema::applied_version(&pool).await?;
+        pool.close().await;
+        Ok((applied, schema::latest_version()))
     }
 
     /// The pool behind the store, for whole-database work (`db copy`).

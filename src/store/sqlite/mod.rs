@@ -176,6 +176,17 @@ impl SqliteStore {
         Ok(Self { writer: Writer::spawn(writer)?, readers, next_reader: AtomicUsize::new(0) })
     }
 
+    /// (schema version of the file, newest this binary knows); 0 for a file that does not exist.
+    pub fn schema_versions(url: &str) -> anyhow::Result<(i64, i64)> {
+        let path = path_of(url)?;
+        if !path.exists() {
+            return Ok((0, latest_version()));
+        }
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok((applied_version(&conn)?, latest_version()))
+    }
+
     /// A free read connection if there is one, else wait for the next in turn.
     fn reader(&self) -> MutexGuard<'_, Connection> {
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
