@@ -133,7 +133,7 @@ async fn a_user_lock_holds_across_replicas() {
         "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()",
     )
     .await;
-    b.lock_user("u3", Duration::from_secs(5)).await.expect("free once the holder's session ended");
+    let _freed = b.lock_user("u3", Duration::from_secs(5)).await.expect("free once the holder's session ended");
 }
 
 /// Moving to PostgreSQL keeps everybody signed in: the hub's refresh token still refreshes, its
