@@ -202,3 +202,53 @@ fn token_exchange_rules_must_say_which_subject_tokens_were_meant_for_exchange() 
     assert!(x.jupyterhub_server_tokens, "default");
     assert_eq!(x.jupyterhub_scope, "custom:hubauth:exchange", "default");
 }
+
+/// `[storage]` for PostgreSQL: the URL or its password from the environment or a file (they are
+/// secrets), checked settings, and the password never shown.
+#[test]
+fn a_postgres_url_and_password_may_come_from_env_or_file_and_are_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("hubauth.toml");
+    std::fs::write(dir.path().join("db-password"), "s3cret/pw\n").unwrap();
+    let storage = |section: &str| base().replace("[storage]\nurl = \"sqlite:///tmp/x.db\"", section);
+    let parse = |toml: String| Config::parse(&toml, &config_path);
+
+    let from_file = parse(storage(
+        "[storage]\nurl = \"postgres://hubauth@db.example.org:5432/hubauth\"\npassword = { file = \"db-password\" }\npool_size = 4\nstatement_timeout = \"2s\"\nssl_mode = \"verify-full\"",
+    ))
+    .unwrap();
+    let s = &from_file.storage;
+    assert!(s.is_postgres());
+    let url = url::Url::parse(&s.url).unwrap();
+    assert_eq!(url.password(), Some("s3cret%2Fpw"), "read from the file, trimmed, escaped into the URL");
+    assert_eq!(
+        (s.pool_size, s.statement_timeout, s.ssl_mode.as_deref()),
+        (4, std::time::Duration::from_secs(2), Some("verify-full"))
+    );
+    assert_eq!(s.display_url(), "postgres://hubauth:***@db.example.org:5432/hubauth");
+    assert!(!format!("{s:?}").contains("s3cret"), "Debug hides it too");
+
+    std::env::set_var("HUBAUTH_TEST_STORAGE_URL", "postgres://u:envpw@127.0.0.1/h");
+    let from_env = parse(storage("[storage]\nurl = { env = \"HUBAUTH_TEST_STORAGE_URL\" }")).unwrap();
+    assert_eq!(url::Url::parse(&from_env.storage.url).unwrap().password(), Some("envpw"));
+    assert_eq!(from_env.storage.display_url(), "postgres://u:***@127.0.0.1/h");
+
+    let refused = |section: &str, key: &str, why: &str| {
+        let e = parse(storage(section)).expect_err(section).to_string();
+        assert!(e.contains(key) && e.contains(why), "{section}: {e}");
+        assert!(!e.contains("envpw") && !e.contains("s3cret"), "{e}");
+    };
+    refused(
+        "[storage]\nurl = { env = \"HUBAUTH_TEST_UNSET_URL\" }",
+        "storage.url",
+        "HUBAUTH_TEST_UNSET_URL is not set",
+    );
+    refused("[storage]\nurl = \"postgres://u:envpw@h/db\"\nssl_mode = \"always\"", "storage.ssl_mode", "verify-full");
+    refused("[storage]\nurl = \"postgres://u:envpw@h/db\"\npool_size = 0", "storage.pool_size", "between 1 and 1000");
+    refused(
+        "[storage]\nurl = \"postgres://h/db\"\nssl_root_cert = \"missing.pem\"",
+        "storage.ssl_root_cert",
+        "not a readable file",
+    );
+    refused("[storage]\nurl = \"sqlite:///tmp/x.db\"\npassword = \"x\"", "storage", "postgres:// only");
+}

@@ -204,3 +204,28 @@ async fn db_copy_moves_a_live_deployment_without_signing_anyone_out() {
     let err = String::from_utf8_lossy(&again.stderr).to_string();
     assert!(err.contains("already holds data") && !err.contains("hubauth-test"), "{err}");
 }
+
+/// Replicas purge on their own timers: two purging the same rows at once neither fail nor wait
+/// on each other's batches, and between them everything expired goes, once.
+#[tokio::test]
+async fn replicas_purging_together_do_not_collide() {
+    let Some(db) = crate::pg::database().await else { return };
+    let a: Arc<dyn Store> = Arc::new(PostgresStore::open(&storage(&db.url), true).await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(PostgresStore::open(&storage(&db.url), true).await.unwrap());
+    let limits = hubauth::store::PendingLimits { per_browser: 1, per_address: u32::MAX, total: u32::MAX };
+    for i in 0..1200 {
+        let pending = hubauth::store::PendingAuthorization {
+            id: format!("p{i}"),
+            request_json: "{}".into(),
+            browser_binding_hash: format!("b{i}"),
+            csrf_token: "c".into(),
+            client_address: String::new(),
+            created_at: 1,
+            expires_at: 10,
+        };
+        a.create_pending_authorization(&pending, limits).await.unwrap();
+    }
+    let (ra, rb) = tokio::join!(a.purge_expired(100), b.purge_expired(100));
+    assert_eq!(ra.unwrap() + rb.unwrap(), 1200, "each row purged by exactly one replica");
+    assert_eq!(a.purge_expired(100).await.unwrap(), 0);
+}
