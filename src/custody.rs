@@ -104,6 +104,10 @@ pub async fn fresh_upstream_token(
     let ConnectorKind::Redirect(upstream) = &connector.kind else {
         return Err(CustodyError::NotRedirect(connector_id.into()));
     };
+    // Most requests find a current token: handed out without taking any lock.
+    if let Some(fresh) = current_token(state, connector, user, connector_id, false).await?.1 {
+        return Ok(fresh);
+    }
     let flight = state.refresh_flights.flight(&user.id, connector_id);
     let seen = flight.landed().count;
 
@@ -117,6 +121,31 @@ pub async fn fresh_upstream_token(
     if let (true, Some(failure)) = (waited_for_refresh, landed.failure) {
         return Err(CustodyError::Unavailable(failure));
     }
+    // Read again under the locks: a refresh we (or another replica) waited for may have landed.
+    let ((stored, tokens), fresh) = current_token(state, connector, user, connector_id, waited_for_refresh).await?;
+    if let Some(fresh) = fresh {
+        return Ok(fresh);
+    }
+    let now = state.clock.now();
+    let outcome = refresh(state, upstream.as_ref(), connector, &stored.subject, user, &tokens, now).await;
+    flight.land(match &outcome {
+        Err(CustodyError::Unavailable(why)) => Some(why.clone()),
+        // Waiters find the tokens (new, or dropped when the session ended) in the store.
+        _ => None,
+    });
+    outcome
+}
+
+/// The stored tokens of `user` at `connector_id`, and the access token if it is current: not
+/// within the skew of expiry, or (`just_refreshed`, what a refresh we waited for brought) not
+/// expired.
+async fn current_token(
+    state: &AppState,
+    connector: &Connector,
+    user: &User,
+    connector_id: &str,
+    just_refreshed: bool,
+) -> Result<((crate::store::StoredUpstream, UpstreamTokens), Option<FreshToken>), CustodyError> {
     let stored = state
         .store
         .identity_of_user(&user.id, connector_id)
@@ -132,26 +161,14 @@ pub async fn fresh_upstream_token(
             reason: "no upstream sign-in is on record".into(),
         })?;
     let now = state.clock.now();
-    // What a refresh we waited for brought is handed out as long as it has not expired.
-    let skew = if waited_for_refresh {
-        0
-    } else {
-        refresh_skew(state.config.tokens.upstream_refresh_skew.as_secs() as i64, &tokens)
-    };
-    if tokens.expires_at.is_none_or(|e| e - skew > now) {
-        return Ok(FreshToken {
-            access_token: tokens.access_token,
-            expires_at: tokens.expires_at,
-            scope: tokens.scope,
-        });
-    }
-    let outcome = refresh(state, upstream.as_ref(), connector, &stored.subject, user, &tokens, now).await;
-    flight.land(match &outcome {
-        Err(CustodyError::Unavailable(why)) => Some(why.clone()),
-        // Waiters find the tokens (new, or dropped when the session ended) in the store.
-        _ => None,
+    let skew =
+        if just_refreshed { 0 } else { refresh_skew(state.config.tokens.upstream_refresh_skew.as_secs() as i64, &tokens) };
+    let fresh = tokens.expires_at.is_none_or(|e| e - skew > now).then(|| FreshToken {
+        access_token: tokens.access_token.clone(),
+        expires_at: tokens.expires_at,
+        scope: tokens.scope.clone(),
     });
-    outcome
+    Ok(((stored, tokens), fresh))
 }
 
 /// Refreshes `tokens` at the provider and stores the outcome.
