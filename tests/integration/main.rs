@@ -28,6 +28,7 @@ mod policy;
 mod revoke_introspect;
 mod session;
 mod store_conformance;
+mod throttle_replicas;
 mod token_code;
 mod token_exchange;
 mod token_refresh;
