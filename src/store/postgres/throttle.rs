@@ -85,7 +85,16 @@ pub(super) async fn entries(pool: &PgPool, now: i64, up_to: u64) -> StoreResult<
     };
     let mut n = count().await?;
     if n >= up_to {
-        sqlx::query("DELETE FROM login_throttle WHERE tat <= $1").bind(now).execute(pool).await.map_err(backend)?;
+        // SKIP LOCKED: rows an attempt holds are in use, and waiting on them could deadlock
+        // with its key-ordered locking.
+        sqlx::query(
+            "DELETE FROM login_throttle WHERE key IN \
+             (SELECT key FROM login_throttle WHERE tat <= $1 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(now)
+        .execute(pool)
+        .await
+        .map_err(backend)?;
         n = count().await?;
     }
     Ok(n as u64)
