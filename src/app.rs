@@ -61,7 +61,6 @@ impl AppState {
         let http = UpstreamHttp::new(Default::default())?;
         let limits = &config.password_login;
         let password_checks = Arc::new(PasswordChecks::new(limits.max_concurrent_checks, limits.check_queue_timeout));
-        let login_throttle = LoginThrottle::new(limits, clock.clone());
         let connectors = Connectors::from_config(&config.connectors, &http, &password_checks)
             .map_err(|e| anyhow::anyhow!("connector setup failed: `{}`: {}", e.key, e.message))?;
         if connectors.keeps_tokens() && sealer.is_none() {
@@ -72,6 +71,7 @@ impl AppState {
                  the stored tokens cannot be read."
             );
         }
+        let login_throttle = LoginThrottle::new(limits, clock.clone(), &store, sealer.as_ref());
         let sealer = sealer.map(Arc::new);
         let keys = Arc::new(KeyManager::load_or_init(store.clone(), clock.clone(), sealer.clone()).await?);
         let connectors = Arc::new(connectors);

@@ -7,6 +7,7 @@
 //! associated data, so a sealed value copied to another row does not open.
 
 use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::hkdf;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 
@@ -36,6 +37,8 @@ struct KeyEntry {
 /// The keys that seal and open. The first seals.
 pub struct Sealer {
     keys: Vec<KeyEntry>,
+    /// The first key, as HKDF input for keys that serve other purposes ([`Sealer::derive_key`]).
+    derive: hkdf::Prk,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -56,16 +59,29 @@ impl Sealer {
     /// Parses a keyring such as `HUBAUTH_CRYPT_KEY` holds.
     pub fn from_keyring(keyring: &str) -> Result<Self, SealError> {
         let mut keys = Vec::new();
+        let mut derive = None;
         for (i, part) in keyring.split(';').map(str::trim).filter(|p| !p.is_empty()).enumerate() {
             let bytes = decode_key(part).filter(|b| b.len() == 32).ok_or(SealError::BadKey(i + 1))?;
+            derive.get_or_insert_with(|| hkdf::Salt::new(hkdf::HKDF_SHA256, b"hubauth derived keys").extract(&bytes));
             let id = hex_prefix(&sha256(&bytes));
             let key = RandomizedNonceKey::new(&AES_256_GCM, &bytes).map_err(|_| SealError::BadKey(i + 1))?;
             keys.push(KeyEntry { id, key });
         }
-        if keys.is_empty() {
-            return Err(SealError::NoKey);
+        match derive {
+            Some(derive) => Ok(Self { keys, derive }),
+            None => Err(SealError::NoKey),
         }
-        Ok(Self { keys })
+    }
+
+    /// A 32-byte key for `purpose` (HKDF-SHA-256 of the sealing key): the same in every process
+    /// given the same `HUBAUTH_CRYPT_KEY`, and of no use for opening sealed values.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        let mut key = [0u8; 32];
+        // 32 bytes is the digest length, always a valid HKDF output.
+        let info = [purpose.as_bytes()];
+        let okm = self.derive.expand(&info, hkdf::HKDF_SHA256).expect("a valid HKDF length");
+        okm.fill(&mut key).expect("a valid HKDF length");
+        key
     }
 
     /// From the environment, or `None` when `HUBAUTH_CRYPT_KEY` is unset or empty.
@@ -133,6 +149,17 @@ mod tests {
 
     const K1: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
     const K2: &str = "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100";
+
+    #[test]
+    fn derived_keys_follow_the_first_key_and_the_purpose() {
+        let one = Sealer::from_keyring(K1).unwrap();
+        let same = Sealer::from_keyring(&format!("{K1};{K2}")).unwrap();
+        let other = Sealer::from_keyring(&format!("{K2};{K1}")).unwrap();
+        assert_eq!(one.derive_key("a"), same.derive_key("a"), "another process with the same sealing key");
+        assert_ne!(one.derive_key("a"), other.derive_key("a"));
+        assert_ne!(one.derive_key("a"), one.derive_key("b"));
+        assert_ne!(one.derive_key("a").to_vec(), decode_key(K1).unwrap(), "not the sealing key itself");
+    }
 
     #[test]
     fn round_trip_and_context_binding() {

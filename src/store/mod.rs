@@ -6,6 +6,7 @@ pub mod copy;
 pub mod linking;
 mod postgres;
 mod sqlite;
+pub mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 
 pub use postgres::PostgresStore;
 pub use sqlite::{create_private_dir, SqliteStore, PURGE_BATCH};
+pub use throttle::{ThrottleCharge, ThrottleOutcome};
 
 use crate::config::StorageConfig;
 
@@ -252,6 +254,28 @@ pub trait Store: Send + Sync + 'static {
     /// their in-process lock first; a backend only one process uses needs nothing more.
     async fn lock_user(&self, _user_id: &str, _wait: Duration) -> StoreResult<UserLock> {
         Ok(UserLock::local())
+    }
+
+    // --- login throttle
+    /// Whether the password-login throttle lives here, shared by every replica on this
+    /// database. When not (one process owns the database), that process keeps it in memory and
+    /// never calls the methods below.
+    fn shares_login_throttle(&self) -> bool {
+        false
+    }
+    /// Takes one attempt's allowance from each of `charges` in order at `now` (nanoseconds), as
+    /// one atomic step, stopping at the first that refuses ([`throttle::gcra_step`]).
+    async fn take_login_allowance(&self, _charges: &[ThrottleCharge], _now: i64) -> StoreResult<ThrottleOutcome> {
+        Err(StoreError::Backend(anyhow::anyhow!("this store does not keep the login throttle")))
+    }
+    /// Gives one attempt's allowance back to each of `charges` (all were taken).
+    async fn give_back_login_allowance(&self, _charges: &[ThrottleCharge]) -> StoreResult<()> {
+        Ok(())
+    }
+    /// How many keys the throttle holds, counting at most `up_to`; when that many, it first
+    /// forgets those refilled by `now` (nanoseconds), which are the same as new ones.
+    async fn login_throttle_entries(&self, _now: i64, _up_to: u64) -> StoreResult<u64> {
+        Ok(0)
     }
 
     // --- housekeeping

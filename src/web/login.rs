@@ -206,8 +206,18 @@ async fn submit(
                 ));
             }
             // The allowance is taken before the check, so parallel guesses cannot overrun it.
-            let attempt = match state.login_throttle.attempt(connector_id, username, client) {
+            let attempt = match state.login_throttle.attempt(connector_id, username, client).await {
                 Ok(attempt) => attempt,
+                Err(refused) if refused.why == RefusedFor::Unavailable => {
+                    let page = PageError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "storage_unavailable",
+                        "Sign-in is unavailable",
+                        "hubauth cannot reach its database right now, so it cannot check passwords.",
+                    )
+                    .with_hint("Wait a few seconds and send the form again.");
+                    return Err(with_retry_after(page.into_response(), refused.retry_after));
+                }
                 Err(refused) => {
                     tracing::warn!(
                         connector = connector_id,
@@ -229,7 +239,7 @@ async fn submit(
             };
             let outcome = p.login(username, password).await;
             if !matches!(outcome, Err(LoginFailure::BadCredentials)) {
-                state.login_throttle.not_a_wrong_guess(attempt);
+                state.login_throttle.not_a_wrong_guess(attempt).await;
             }
             match outcome {
                 Ok(identity) => identity,
@@ -292,7 +302,7 @@ fn too_many_attempts(refused: Refused) -> String {
         RefusedFor::Address => "from your network",
         RefusedFor::AccountFromAddress => "for this account from your network",
         RefusedFor::Account => "for this account",
-        RefusedFor::Saturated => "on this server right now",
+        RefusedFor::Saturated | RefusedFor::Unavailable => "on this server right now",
     };
     let wait = match refused.retry_after {
         s if s < 120 => format!("{s} second{}", if s == 1 { "" } else { "s" }),

@@ -29,6 +29,7 @@ mod postgres;
 mod revoke_introspect;
 mod session;
 mod store_conformance;
+mod throttle_replicas;
 mod token_code;
 mod token_exchange;
 mod token_refresh;

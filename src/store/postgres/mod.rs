@@ -12,6 +12,7 @@ mod identities;
 mod locks;
 mod rows;
 mod schema;
+mod throttle;
 mod tokens;
 
 use std::str::FromStr;
@@ -883,6 +884,22 @@ impl Store for PostgresStore {
         locks::lock_user(&self.lock_pool, user_id, wait).await
     }
 
+    fn shares_login_throttle(&self) -> bool {
+        true
+    }
+
+    async fn take_login_allowance(&self, charges: &[ThrottleCharge], now: i64) -> StoreResult<ThrottleOutcome> {
+        throttle::take(&self.pool, charges, now).await
+    }
+
+    async fn give_back_login_allowance(&self, charges: &[ThrottleCharge]) -> StoreResult<()> {
+        throttle::give_back(&self.pool, charges).await
+    }
+
+    async fn login_throttle_entries(&self, now: i64, up_to: u64) -> StoreResult<u64> {
+        throttle::entries(&self.pool, now, up_to).await
+    }
+
     async fn health(&self) -> StoreResult<()> {
         // A read inside a transaction that writes nothing: the pool hands out a working
         // connection and the server answers.
@@ -903,6 +920,7 @@ impl Store for PostgresStore {
             ("refresh_tokens", "token_hash", "expires_at <= $1"),
             ("browser_sessions", "id", "expires_at <= $1 OR ended_at IS NOT NULL"),
             ("signing_keys", "kid", "expires_at IS NOT NULL AND GREATEST(expires_at, coalesce(verify_until, 0)) <= $1"),
+            ("login_throttle", "key", "tat <= $1 * 1000000000"),
         ];
         let mut removed = 0u64;
         for (table, key, condition) in tables {

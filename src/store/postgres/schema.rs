@@ -8,12 +8,15 @@ use sqlx::SqlSafeStr;
 use super::*;
 
 fn migrations() -> Vec<Migration> {
-    [(1, "init", include_str!("../../../migrations/postgres/0001_init.sql"))]
-        .into_iter()
-        .map(|(version, description, sql)| {
-            Migration::new(version, description.into(), MigrationType::Simple, sql.into_sql_str(), false)
-        })
-        .collect()
+    [
+        (1, "init", include_str!("../../../migrations/postgres/0001_init.sql")),
+        (2, "login throttle", include_str!("../../../migrations/postgres/0002_login_throttle.sql")),
+    ]
+    .into_iter()
+    .map(|(version, description, sql)| {
+        Migration::new(version, description.into(), MigrationType::Simple, sql.into_sql_str(), false)
+    })
+    .collect()
 }
 
 /// The newest schema version this binary knows.
