@@ -48,7 +48,7 @@ impl Replicas {
         let store = hubauth::store::open(&config.storage, Migrate::Apply).await.unwrap();
         let state = AppState::new(config, store.clone(), self.clock.clone(), Some(test_sealer())).await.unwrap();
         let router = router(state.clone());
-        self.apps.push(TestApp { state, router, clock: self.clock.clone(), store, _dir: dir });
+        self.apps.push(TestApp { state, router, clock: self.clock.clone(), store, _dir: dir, _db: None });
         self.apps.last().unwrap()
     }
 
