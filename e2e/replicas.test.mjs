@@ -90,7 +90,10 @@ try {
   if (process.env.HUBAUTH_E2E_ALLOW_NO_POSTGRES !== '1') {
     throw new Error(`replicas.test.mjs needs its own PostgreSQL (scripts/postgres.sh start with HUBAUTH_PG_DIR=${PG_DIR}) and it failed; set HUBAUTH_E2E_ALLOW_NO_POSTGRES=1 to skip instead:\n${e.message}`);
   }
-  noPostgres = `PostgreSQL could not be started (HUBAUTH_E2E_ALLOW_NO_POSTGRES=1): ${e.message.split('\n')[0]}`;
+  // the script's own error line, else the last thing it said
+  const said = (e.message.split('\nstderr: ')[1] ?? e.message).trim().split('\n');
+  const why = said.find((l) => l.startsWith('[postgres] error:')) ?? said.at(-1);
+  noPostgres = `PostgreSQL could not be started (HUBAUTH_E2E_ALLOW_NO_POSTGRES=1): ${why}`;
   console.log(`# SKIP replicas.test.mjs: ${noPostgres}`);
 }
 
@@ -290,6 +293,7 @@ describe('two hubauth replicas on one PostgreSQL behind HAProxy', { timeout: 420
     const marks = Object.fromEntries(Object.values(replicas).map((r) => [r.name, logMark(r.proc.logFile)]));
     const api = (p, o) => jupyterhubApi(hubUrl, SECRETS.hubAdmin, p, o);
     const { page, context, close } = await loggedContext(browser, { prefix: PREFIX, label: 'hub-sam', baseURL: hubUrl });
+    let served; // requests per replica during the hub's login and refresh
     try {
       await page.goto('/hub/login');
       const link = page.locator('a[href*="oauth_login"]');
@@ -324,17 +328,24 @@ describe('two hubauth replicas on one PostgreSQL behind HAProxy', { timeout: 420
       const afterState = (await api('/users/sam')).json?.auth_state;
       assert.notEqual(afterState.access_token, before.access_token, 'the hub got a new access token');
       assert.notEqual(afterState.refresh_token, before.refresh_token, 'and the rotated refresh token');
+      // (the request lines reach the log files through pipes: give them a moment)
+      const perReplica = () => Object.fromEntries(Object.values(replicas).map((r) => [r.name, requestsServed(logSince(r.proc.logFile, marks[r.name]))]));
+      served = await eventually(() => {
+        const now = perReplica();
+        return (now.a['POST /token'] ?? 0) + (now.b['POST /token'] ?? 0) >= 2 ? now : null;
+      }, { timeoutMs: 5000, what: 'the hub\'s code exchange and refresh are in the replicas\' logs' }).catch(() => perReplica());
       for (const r of Object.values(replicas)) {
         assert.equal((await userinfo(r.origin, afterState.access_token)).status, 200, `the new access token works at replica ${r.name}`);
       }
     } finally {
       await close();
     }
-    const served = Object.fromEntries(Object.values(replicas).map((r) => [r.name, requestsServed(logSince(r.proc.logFile, marks[r.name]))]));
     writeFileSync(artifactPath(`${PREFIX}-hub-requests-per-replica.json`), JSON.stringify(served, null, 2));
     console.log(`# hub login + refresh, requests per replica: ${JSON.stringify(served)}`);
     for (const r of Object.values(replicas)) {
-      assert.ok(total(served[r.name]) > 0, `replica ${r.name} answered part of the hub's login and refresh: ${JSON.stringify(served)}`);
+      // The test's own revocation is not the hub's.
+      const hubs = total(served[r.name]) - (served[r.name]['POST /revoke'] ?? 0);
+      assert.ok(hubs > 0, `replica ${r.name} answered part of the hub's login and refresh: ${JSON.stringify(served)}`);
     }
     const tokenCalls = served.a['POST /token'] ?? 0;
     assert.equal(tokenCalls + (served.b['POST /token'] ?? 0), 2, `one code exchange and one refresh: ${JSON.stringify(served)}`);
@@ -472,6 +483,7 @@ describe('two hubauth replicas on one PostgreSQL behind HAProxy', { timeout: 420
         return s.b?.startsWith('DOWN') ? s : null;
       }, { timeoutMs: 15_000, intervalMs: 100, what: 'HAProxy marks the killed replica DOWN' });
     };
+    const marks = { a: logMark(replicas.a.proc.logFile), b: logMark(replicas.b.proc.logFile) };
     const t0 = Date.now();
     const worker = async () => {
       for (;;) {
@@ -494,6 +506,12 @@ describe('two hubauth replicas on one PostgreSQL behind HAProxy', { timeout: 420
     const failed = results.filter((r) => r.stage !== 4);
     writeFileSync(artifactPath(`${PREFIX}-storm.json`), JSON.stringify(results.map(({ tokens, ...r }) => r), null, 2));
     console.log(`# storm: ${done.length}/${STORM.logins} completed in ${took} ms; ${failed.length} failed (all before the kill: ${failed.every((r) => !r.afterKill)}); HAProxy after the kill: ${JSON.stringify(statusAfterKill)}`);
+    // Before the kill every step ran on both replicas (a login's steps alternate between them).
+    const served = { a: requestsServed(logSince(replicas.a.proc.logFile, marks.a)), b: requestsServed(logSince(replicas.b.proc.logFile, marks.b)) };
+    writeFileSync(artifactPath(`${PREFIX}-storm-requests-per-replica.json`), JSON.stringify(served, null, 2));
+    for (const step of ['GET /authorize', 'GET /login', 'POST /login/dev', 'POST /token']) {
+      for (const name of ['a', 'b']) assert.ok(served[name][step] >= STORM.killAt / 2 - STORM.concurrency, `replica ${name} answered ${step} for about half the pre-kill logins: ${JSON.stringify(served)}`);
+    }
     const lateFailures = failed.filter((r) => r.afterKill);
     assert.deepEqual(lateFailures, [], 'every login that started after the kill completed');
     assert.equal(done.filter((r) => r.afterKill).length, STORM.logins - STORM.killAt);
