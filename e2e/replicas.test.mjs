@@ -5,11 +5,13 @@
 // database per run; two `hubauth serve` replicas A and B whose configs differ only in `listen`
 // (same postgres:// URL, same HUBAUTH_CRYPT_KEY), started at the same moment on the empty
 // database; Debian's HAProxy in front (`balance roundrobin`, no stickiness, `option httpchk GET
-// /healthz`); the issuer is the HAProxy URL and `trusted_proxies` names HAProxy's address.
+// /healthz`); the issuer is the HAProxy URL and `trusted_proxies` names HAProxy's address
+// (127.0.0.2, its `source`; the test connects from 127.0.0.1).
 // `[tokens] refresh_token_reuse_grace = "0s"`: the strict RFC 9700 rule, so a refresh token
 // presented twice is reuse, whatever the timing (with the default 30 s grace the second of two
 // simultaneous presentations is forgiven as a retry and gets a fresh pair).
 //
+//  0. X-Forwarded-For is believed from HAProxy only.
 //  a. a real JupyterHub (GenericOAuthenticator, `hubauth jupyterhub-config`) logs in through
 //     HAProxy (headless Chromium, dev connector) and refreshes (its access token revoked, then
 //     auth_refresh_age passes); both replicas answered part of it (their request logs).
@@ -62,6 +64,9 @@ const UPSTREAM_TTL = 10; // s: the upstream's access tokens; due for a refresh a
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const AT_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const AUTH_REFRESH_AGE = 3; // s: the hub's auth_refresh_age
+// HAProxy reaches the replicas from this address, the only one in `trusted_proxies`; the test
+// itself connects from 127.0.0.1.
+const HAPROXY_SOURCE = '127.0.0.2';
 
 const STORM = { logins: 300, concurrency: 10, killAt: 150, usersPerPhase: 15 };
 const stormUser = (phase, i) => `${phase}${String(i % STORM.usersPerPhase).padStart(2, '0')}`;
@@ -115,7 +120,7 @@ function hubauthToml({ listen, storage }) {
   return `# written by e2e/replicas.test.mjs
 issuer = ${tomlStr(issuer)}
 listen = ${tomlStr(listen)}
-trusted_proxies = ["127.0.0.1/32"]
+trusted_proxies = ["127.0.0.2/32"]
 
 ${storage}
 
@@ -256,6 +261,7 @@ describe('two hubauth replicas on one PostgreSQL behind HAProxy', { timeout: 420
     haproxy = await startHaproxy({
       name: `${PREFIX}-haproxy`, dir: workDir, port: lbPort, statsPort,
       servers: [{ name: 'a', port: replicas.a.port }, { name: 'b', port: replicas.b.port }],
+      source: HAPROXY_SOURCE,
     });
     // Both start at once on the empty database: migrations and the first signing key race.
     await Promise.all([startReplica('a'), startReplica('b')]);
@@ -285,6 +291,28 @@ describe('two hubauth replicas on one PostgreSQL behind HAProxy', { timeout: 420
     await upstream?.stop();
     await pg?.stop().catch((e) => console.log(`# stopping PostgreSQL: ${e.message}`));
     if (workDir && !process.env.E2E_KEEP_TMP) rmSync(workDir, { recursive: true, force: true });
+  });
+
+  // ------------------------------------------------------------------ 0
+
+  it('0: the client address is X-Forwarded-For\'s from HAProxy (trusted_proxies), and the peer\'s from anyone else', async () => {
+    // A pending sign-in records the address its per-address cap counts it under.
+    const recorded = async (origin, headers = {}) => {
+      const state = randomBytes(12).toString('hex');
+      const authorize = new URL('/authorize', issuer);
+      authorize.search = new URLSearchParams({
+        response_type: 'code', client_id: 'rp', redirect_uri: CLIENTS.rp.redirectUri, scope: 'openid', state,
+        code_challenge: s256(randomBytes(32).toString('base64url')), code_challenge_method: 'S256', connector: 'dev',
+      });
+      const res = await browse(new CookieJar(), new URL(`${authorize.pathname}${authorize.search}`, origin), { headers });
+      assert.equal(res.status, 303, `/authorize sends the browser to the login page: ${res.status} ${res.text.slice(0, 200)}`);
+      const rows = await pg.psql(db, `SELECT client_address FROM pending_authorizations WHERE request_json LIKE '%${state}%'`);
+      assert.equal(rows.length, 1, `one pending sign-in for state ${state}`);
+      return rows[0][0];
+    };
+    assert.equal(await recorded(haproxy.url), '127.0.0.1', 'through HAProxy (peer 127.0.0.2): the address HAProxy names');
+    assert.equal(await recorded(haproxy.url, { 'x-forwarded-for': '203.0.113.7' }), '127.0.0.1', 'a header the client forged before HAProxy is not believed');
+    assert.equal(await recorded(replicas.a.origin, { 'x-forwarded-for': '203.0.113.7' }), '127.0.0.1', 'nor one sent straight to a replica');
   });
 
   // ------------------------------------------------------------------ a

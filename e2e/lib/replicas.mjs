@@ -64,9 +64,10 @@ export async function startOwnPostgres({ dir, port }) {
  * A real HAProxy (Debian's) in the foreground (-db) as a child of this test: round-robin over
  * `servers` ([{ name, port }]), no stickiness, health checks `GET /healthz` every 500 ms (2 fails
  * mark a server DOWN), connection failures redispatched to another server, X-Forwarded-For added.
- * A stats page on `statsPort` (CSV) shows what HAProxy thinks of each server.
+ * A stats page on `statsPort` (CSV) shows what HAProxy thinks of each server. `source`: the
+ * address HAProxy connects to the servers from (so they can tell it from other local clients).
  */
-export async function startHaproxy({ name, dir, port, statsPort, servers }) {
+export async function startHaproxy({ name, dir, port, statsPort, servers, source }) {
   const cfg = `# written by e2e/lib/replicas.mjs
 global
     maxconn 4096
@@ -92,7 +93,7 @@ backend hubauth
     balance roundrobin
     option httpchk GET /healthz
     http-check expect status 200
-    default-server inter 500ms fall 2 rise 2
+    default-server inter 500ms fall 2 rise 2${source ? ` source ${source}` : ''}
 ${servers.map((s) => `    server ${s.name} 127.0.0.1:${s.port} check`).join('\n')}
 
 listen stats
