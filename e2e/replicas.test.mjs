@@ -8,8 +8,10 @@
 // /healthz`); the issuer is the HAProxy URL and `trusted_proxies` names HAProxy's address
 // (127.0.0.2, its `source`; the test connects from 127.0.0.1).
 // `[tokens] refresh_token_reuse_grace = "0s"`: the strict RFC 9700 rule, so a refresh token
-// presented twice is reuse, whatever the timing (with the default 30 s grace the second of two
-// simultaneous presentations is forgiven as a retry and gets a fresh pair).
+// presented twice is reuse, whatever the timing. (With the default 30 s grace a presentation
+// that arrives after the other one committed counts as the retry of a lost answer: it gets a
+// fresh pair and the first pair is withdrawn, docs/operations.md; "exactly one 200" would then
+// depend on timing.)
 //
 //  0. X-Forwarded-For is believed from HAProxy only.
 //  a. a real JupyterHub (GenericOAuthenticator, `hubauth jupyterhub-config`) logs in through
