@@ -108,6 +108,7 @@ try {
 
 let workDir; let db; let haproxy; let upstream; let browser; let hub; let proxyPidFile;
 let hubUrl; let issuer; let devHash;
+const databases = []; // created by this run, dropped in after()
 const replicas = {}; // name → { name, port, origin, dir, toml, proc, stop }
 const screenshot = screenshotter(PREFIX);
 const where = (page) => whereIn(page, PREFIX);
@@ -232,6 +233,7 @@ describe('two hubauth replicas on one PostgreSQL behind HAProxy', { timeout: 420
   before(async () => {
     workDir = tempDir('replicas');
     db = await pg.createDatabase(`hubauth_e2e_${Date.now()}_${randomBytes(3).toString('hex')}`);
+    databases.push(db);
     const lbPort = await freePort();
     const statsPort = await freePort();
     const hubPort = await freePort();
@@ -291,6 +293,12 @@ describe('two hubauth replicas on one PostgreSQL behind HAProxy', { timeout: 420
     await haproxy?.stop();
     for (const r of Object.values(replicas)) await r.stop?.();
     await upstream?.stop();
+    // The server is this file's own; its data dir stays for the next run, the databases do not.
+    if (!process.env.E2E_KEEP_TMP) {
+      for (const name of databases) {
+        await pg.psql('postgres', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).catch((e) => console.log(`# dropping ${name}: ${e.message}`));
+      }
+    }
     await pg?.stop().catch((e) => console.log(`# stopping PostgreSQL: ${e.message}`));
     if (workDir && !process.env.E2E_KEEP_TMP) rmSync(workDir, { recursive: true, force: true });
   });
@@ -712,6 +720,7 @@ groups = ["admins"]
     await server.stop();
 
     const target = await pg.createDatabase(`hubauth_copy_${Date.now()}`);
+    databases.push(target);
     const copied = await run(HUBAUTH_BIN, ['db', 'copy', '--from', `sqlite://${path.join(dir, 'hubauth.db')}`, '--to', pg.fullUrl(target)]);
     writeFileSync(artifactPath(`${PREFIX}-db-copy.txt`), copied.stdout + copied.stderr);
     assert.match(copied.stdout, /copied/);
