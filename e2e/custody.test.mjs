@@ -42,7 +42,7 @@ import {
 } from './lib/harness.mjs';
 import { startJupyterHub, VENV_BIN } from './lib/jupyterhub.mjs';
 import {
-  startUpstream, generateJwks, startHubauthServe, oidcConnectorToml, tomlStr,
+  startUpstream, generateJwks, startHubauthServe, oidcConnectorToml, tomlStr, upstreamDevLogin,
 } from './lib/upstream-oidc.mjs';
 
 const PREFIX = 'cust'; // artifact prefix
@@ -133,24 +133,12 @@ async function newContext(label, { baseURL } = {}) {
 }
 
 /** At the upstream (devInteractions): log in as `user` (any password) and consent if asked. */
-async function upstreamLogin(page, user, label) {
-  const login = page.locator('input[name="login"]');
-  await login.waitFor({ timeout: 30_000 }).catch(async () => assert.fail(`expected the upstream's login page ${await where(page)}`));
-  assert.equal(new URL(page.url()).origin, upstream.issuer, 'the login page is the upstream\'s');
-  await login.fill(user);
-  await page.fill('input[name="password"]', `${user}-any-password`);
-  await screenshot(page, `${label}-upstream-login`);
-  await page.locator('button[type="submit"]').click();
-  const consent = page.locator('input[name="prompt"][value="consent"]');
-  const outcome = await Promise.race([
-    consent.waitFor({ state: 'attached', timeout: 20_000 }).then(() => 'consent', () => null),
-    page.waitForURL((u) => !u.href.startsWith(upstream.issuer), { timeout: 20_000 }).then(() => 'left', () => null),
-  ]);
-  if (outcome === 'consent') {
-    await screenshot(page, `${label}-upstream-consent`);
-    await page.locator('form:has(input[name="prompt"][value="consent"]) button[type="submit"]').click();
-  }
-}
+const upstreamLogin = (page, user, label) => upstreamDevLogin(page, {
+  user,
+  issuer: upstream.issuer,
+  screenshot: (p, name) => screenshot(p, `${label}-${name}`),
+  describe: () => where(page),
+});
 
 /** alice signs in at the RP through hubauth (connector=upstream); returns openid-client's tokens. */
 async function rpLogin(user) {

@@ -6,7 +6,8 @@
 #   scripts/e2e.sh e2e/rp.test.mjs # only some files
 #
 # Env: HUBAUTH_BIN (default target/debug/hubauth), E2E_SKIP_INSTALL=1 (don't run
-# scripts/install-test-deps.sh first), E2E_KEEP_TMP=1 (keep hubauth data dirs).
+# scripts/install-test-deps.sh first), E2E_KEEP_TMP=1 (keep hubauth data dirs),
+# HUBAUTH_E2E_ALLOW_NO_POSTGRES=1 (replicas.test.mjs skips instead of failing without PostgreSQL).
 # Screenshots and logs land in e2e/artifacts/ (gitignored). Exits non-zero on any failure.
 set -euo pipefail
 
@@ -36,7 +37,8 @@ if [ "$#" -gt 0 ]; then
 else
   files=("$ROOT/e2e/rp.test.mjs" "$ROOT/e2e/authlib.test.mjs" "$ROOT/e2e/jupyterhub.test.mjs"
          "$ROOT/e2e/upstream-oidc.test.mjs" "$ROOT/e2e/jupyterhub-upstream.test.mjs"
-         "$ROOT/e2e/jupyterhub-access.test.mjs" "$ROOT/e2e/custody.test.mjs")
+         "$ROOT/e2e/jupyterhub-access.test.mjs" "$ROOT/e2e/custody.test.mjs"
+         "$ROOT/e2e/replicas.test.mjs")
 fi
 
 cd "$ROOT/e2e"

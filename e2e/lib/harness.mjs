@@ -240,7 +240,7 @@ export class CookieJar {
 }
 
 /** fetch with redirect:'manual', sending and storing cookies in `jar`. */
-export async function browse(jar, url, { method = 'GET', form, headers = {}, body } = {}) {
+export async function browse(jar, url, { method = 'GET', form, headers = {}, body, signal } = {}) {
   const h = { ...headers };
   const c = jar?.header();
   if (c) h.cookie = c;
@@ -248,7 +248,7 @@ export async function browse(jar, url, { method = 'GET', form, headers = {}, bod
     h['content-type'] = 'application/x-www-form-urlencoded';
     body = new URLSearchParams(form).toString();
   }
-  const res = await fetch(url, { method, headers: h, body, redirect: 'manual' });
+  const res = await fetch(url, { method, headers: h, body, redirect: 'manual', signal });
   jar?.store(res);
   const text = await res.text();
   const loc = res.headers.get('location');

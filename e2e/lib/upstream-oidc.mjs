@@ -139,6 +139,32 @@ export async function startUpstream(options = {}) {
   return up;
 }
 
+/**
+ * In a browser at the upstream's devInteractions login page: log in as `user` (any password),
+ * then consent if asked. `screenshot(page, name)` is called on each page when given; fails the
+ * test with where the page is when the login page does not come.
+ */
+export async function upstreamDevLogin(page, { user, issuer, screenshot, describe = async () => page.url() }) {
+  const login = page.locator('input[name="login"]');
+  await login.waitFor({ timeout: 30_000 }).catch(async () => {
+    throw new Error(`expected the upstream's login page, at ${await describe()}`);
+  });
+  if (new URL(page.url()).origin !== issuer) throw new Error(`the login page is not the upstream's: ${page.url()}`);
+  await login.fill(user);
+  await page.fill('input[name="password"]', `${user}-any-password`);
+  await screenshot?.(page, 'upstream-login');
+  await page.locator('button[type="submit"]').click();
+  const consent = page.locator('input[name="prompt"][value="consent"]');
+  const outcome = await Promise.race([
+    consent.waitFor({ state: 'attached', timeout: 20_000 }).then(() => 'consent', () => null),
+    page.waitForURL((u) => !u.href.startsWith(issuer), { timeout: 20_000 }).then(() => 'left', () => null),
+  ]);
+  if (outcome === 'consent') {
+    await screenshot?.(page, 'upstream-consent');
+    await page.locator('form:has(input[name="prompt"][value="consent"]) button[type="submit"]').click();
+  }
+}
+
 // ------------------------------------------------------------------ hubauth serve
 
 /** A TOML string literal (JSON string escapes are valid TOML basic-string escapes). */
