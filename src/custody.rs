@@ -161,8 +161,11 @@ async fn current_token(
             reason: "no upstream sign-in is on record".into(),
         })?;
     let now = state.clock.now();
-    let skew =
-        if just_refreshed { 0 } else { refresh_skew(state.config.tokens.upstream_refresh_skew.as_secs() as i64, &tokens) };
+    let skew = if just_refreshed {
+        0
+    } else {
+        refresh_skew(state.config.tokens.upstream_refresh_skew.as_secs() as i64, &tokens)
+    };
     let fresh = tokens.expires_at.is_none_or(|e| e - skew > now).then(|| FreshToken {
         access_token: tokens.access_token.clone(),
         expires_at: tokens.expires_at,

@@ -86,14 +86,15 @@ pub async fn open(config: &StorageConfig, migrate: Migrate) -> anyhow::Result<Ar
 /// decline without changing anything. It may run on the storage's own thread, hence `'static`.
 pub type IssueOnRotation = Box<dyn FnOnce(&Grant, &User) -> Option<IssuedTokens> + Send>;
 
+/// People and the upstream identities they sign in with.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // --- users
+pub trait UserStore: Send + Sync {
     /// Finds or creates the user behind an upstream identity and refreshes its profile.
     async fn upsert_user_for_identity(&self, identity: &UpstreamIdentity, now: UnixTime) -> StoreResult<User> {
         self.record_upstream_login(identity, &UpstreamRecord::default(), now).await
     }
-    /// [`Store::upsert_user_for_identity`] plus the login's memberships and sealed tokens, in one
+
+    /// [`UserStore::upsert_user_for_identity`] plus the login's memberships and sealed tokens, in one
     /// step: a login either fully lands or leaves nothing behind.
     async fn record_upstream_login(
         &self,
@@ -101,14 +102,16 @@ pub trait Store: Send + Sync + 'static {
         upstream: &UpstreamRecord,
         now: UnixTime,
     ) -> StoreResult<User>;
+
     /// A re-check of an identity (memberships read again, tokens refreshed): like
-    /// [`Store::record_upstream_login`] but not a sign-in (`last_login_at` stays).
+    /// [`UserStore::record_upstream_login`] but not a sign-in (`last_login_at` stays).
     async fn record_recheck(
         &self,
         identity: &UpstreamIdentity,
         upstream: &UpstreamRecord,
         now: UnixTime,
     ) -> StoreResult<User>;
+
     /// The existing user `identity` would sign in as, without changing anything: the user it is
     /// linked to or, with `link_by_verified_email`, the one user with its verified address. The
     /// policy judges this user, not the account's own name.
@@ -117,16 +120,22 @@ pub trait Store: Send + Sync + 'static {
         identity: &UpstreamIdentity,
         link_by_verified_email: bool,
     ) -> StoreResult<Option<LoginTarget>>;
+
     async fn upstream_of(&self, connector_id: &str, subject: &str) -> StoreResult<Option<StoredUpstream>>;
+
     /// The identity the user most recently signed in or was re-checked through.
     async fn upstream_for_user(&self, user_id: &str) -> StoreResult<Option<StoredUpstream>>;
+
     /// Attaches an upstream identity to an existing user (an admin's explicit link). Fails if the
     /// identity already belongs to someone else.
     async fn link_identity(&self, user_id: &str, connector_id: &str, subject: &str, now: UnixTime) -> StoreResult<()>;
+
     /// Every identity with its user's current username: (identity, username).
     async fn all_identities(&self) -> StoreResult<Vec<(StoredUpstream, String)>>;
+
     /// The user's identity at one connector, if they have one.
     async fn identity_of_user(&self, user_id: &str, connector_id: &str) -> StoreResult<Option<StoredUpstream>>;
+
     /// Replaces an identity's sealed upstream tokens (after a refresh or a re-seal); `None`
     /// forgets them (the upstream session ended).
     async fn update_upstream_tokens(
@@ -137,33 +146,34 @@ pub trait Store: Send + Sync + 'static {
         tokens_expire_at: Option<UnixTime>,
     ) -> StoreResult<()>;
 
-    // --- service accounts
-    async fn create_service_token(&self, token: &ServiceToken) -> StoreResult<()>;
-    /// A live (unexpired, unrevoked) service token.
-    async fn service_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<ServiceToken>>;
-    async fn revoke_service_token(&self, hash: &str, now: UnixTime) -> StoreResult<bool>;
-
     /// Revokes every grant (so every token) of the user and ends their browser sessions.
     /// Returns how many grants were revoked.
     async fn revoke_user(&self, user_id: &str, reason: &str, now: UnixTime) -> StoreResult<u64>;
 
-    // --- trips to upstream providers
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
+
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
+}
+
+/// Sign-ins under way: trips to upstream providers, pending authorization requests, browser sessions.
+#[async_trait]
+pub trait SignInStore: Send + Sync {
     async fn create_upstream_attempt(&self, attempt: &UpstreamAttempt) -> StoreResult<()>;
+
     /// A live attempt, left in place: the callback checks it belongs to this browser and
     /// connector before spending it, so a leaked `state` cannot cancel someone else's login.
     async fn upstream_attempt(&self, state_hash: &str, now: UnixTime) -> StoreResult<Option<UpstreamAttempt>>;
+
     /// Removes and returns a live attempt: the `state` works once.
     async fn take_upstream_attempt(&self, state_hash: &str, now: UnixTime) -> StoreResult<Option<UpstreamAttempt>>;
-    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
-    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
 
-    // --- browser sessions
     async fn create_browser_session(&self, session: &BrowserSession) -> StoreResult<()>;
+
     /// A live session: not ended, not expired.
     async fn browser_session(&self, token_hash: &str, now: UnixTime) -> StoreResult<Option<BrowserSession>>;
+
     async fn end_browser_session(&self, id: &str, now: UnixTime) -> StoreResult<()>;
 
-    // --- pending authorization requests
     /// Stores it within `limits`, atomically with the counts: drops the browser's oldest beyond
     /// its cap, or stores nothing and says which cap is reached.
     async fn create_pending_authorization(
@@ -171,14 +181,28 @@ pub trait Store: Send + Sync + 'static {
         pending: &PendingAuthorization,
         limits: PendingLimits,
     ) -> StoreResult<PendingAdmission>;
+
     async fn pending_authorization(&self, id: &str, now: UnixTime) -> StoreResult<Option<PendingAuthorization>>;
+
     /// Removes it; true if it was there. Used to make completion single-use.
     async fn delete_pending_authorization(&self, id: &str) -> StoreResult<bool>;
+}
 
-    // --- authorization codes
+/// Authorization codes, grants and their tokens, service-account tokens.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    async fn create_service_token(&self, token: &ServiceToken) -> StoreResult<()>;
+
+    /// A live (unexpired, unrevoked) service token.
+    async fn service_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<ServiceToken>>;
+
+    async fn revoke_service_token(&self, hash: &str, now: UnixTime) -> StoreResult<bool>;
+
     async fn create_authorization_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
+
     /// Reads a code without spending it, so a request can be checked against it first.
     async fn authorization_code(&self, code_hash: &str) -> StoreResult<Option<StoredCode>>;
+
     /// In one step: spends the live code of `grant.client_id` and `grant.user_id` and records
     /// `grant` with its first `tokens`; or, if that client's code was spent already, revokes
     /// what it was exchanged for. One step, so a replay racing the first use still finds its
@@ -191,9 +215,9 @@ pub trait Store: Send + Sync + 'static {
         now: UnixTime,
     ) -> StoreResult<CodeRedemption>;
 
-    // --- grants and tokens
     /// Records a grant and its first tokens.
     async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens) -> StoreResult<()>;
+
     /// Spends a refresh token and records the tokens `issue` mints for its grant, atomically.
     /// A spent token presented again revokes its whole grant (reuse detection), except the one
     /// just rotated away, back less than `reuse_grace` seconds after its rotation while its
@@ -206,22 +230,33 @@ pub trait Store: Send + Sync + 'static {
         reuse_grace: UnixTime,
         issue: IssueOnRotation,
     ) -> StoreResult<RefreshRotation>;
+
     /// Whose login a refresh token of `client_id` belongs to, spent or not, while its grant
     /// holds: for checking the person before anything is rotated.
     async fn refresh_token_holder(&self, hash: &str, client_id: &str, now: UnixTime) -> StoreResult<Option<User>>;
-    async fn access_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<AccessTokenRecord>>;
-    async fn refresh_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<RefreshTokenRecord>>;
-    async fn revoke_access_token(&self, hash: &str, now: UnixTime) -> StoreResult<bool>;
-    async fn revoke_grant(&self, grant_id: &str, reason: &str, now: UnixTime) -> StoreResult<()>;
 
-    // --- signing keys
+    async fn access_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<AccessTokenRecord>>;
+
+    async fn refresh_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<RefreshTokenRecord>>;
+
+    async fn revoke_access_token(&self, hash: &str, now: UnixTime) -> StoreResult<bool>;
+
+    async fn revoke_grant(&self, grant_id: &str, reason: &str, now: UnixTime) -> StoreResult<()>;
+}
+
+/// ID-token signing keys.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
+
     /// Stores `key` as the active key of its algorithm unless one is already active at `now`
     /// (another replica was first): true when this one was stored. Check and insert are one step.
     async fn create_first_signing_key(&self, key: &StoredSigningKey, now: UnixTime) -> StoreResult<bool>;
+
     /// Replaces a key's stored private half: sealing a key kept in the clear, or re-sealing it
     /// under a newer crypt key.
     async fn replace_signing_key_private(&self, kid: &str, private_key: &StoredPrivateKey) -> StoreResult<()>;
+
     /// Makes `key` the active key of its algorithm, in one step: the keys active until now stop
     /// signing, stay published until `expires_at` and verify our own tokens until `verify_until`.
     async fn rotate_signing_key(
@@ -231,54 +266,77 @@ pub trait Store: Send + Sync + 'static {
         expires_at: UnixTime,
         verify_until: UnixTime,
     ) -> StoreResult<()>;
+}
 
-    // --- invites
+/// Workshop invites.
+#[async_trait]
+pub trait InviteStore: Send + Sync {
     async fn create_invite(&self, invite: &Invite) -> StoreResult<()>;
+
     async fn invites(&self) -> StoreResult<Vec<Invite>>;
+
     async fn invite_by_token(&self, token_hash: &str) -> StoreResult<Option<Invite>>;
+
     /// Revokes by id; true if it was live.
     async fn revoke_invite(&self, id: &str, now: UnixTime) -> StoreResult<bool>;
+
     /// Records that `user_id` used the invite, counting a use only for a new person, atomically
     /// with the check that it is still open.
     async fn redeem_invite(&self, id: &str, user_id: &str, now: UnixTime) -> StoreResult<Redemption>;
+
     /// The invites `user_id` has used that still hold (not revoked, not expired).
     async fn invites_of_user(&self, user_id: &str, now: UnixTime) -> StoreResult<Vec<Invite>>;
+}
 
-    // --- audit log
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
     async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+
     /// The newest `limit` events, newest first.
     async fn audit_events(&self, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+}
 
-    // --- coordination
-    /// A lock on `user_id` that other replicas respect, waited for at most `wait`. Callers hold
-    /// their in-process lock first; a backend only one process uses needs nothing more.
-    async fn lock_user(&self, _user_id: &str, _wait: Duration) -> StoreResult<UserLock> {
-        Ok(UserLock::local())
-    }
-
-    // --- login throttle
+/// The password-login throttle, when the backend can share it between replicas (the defaults keep it in each process).
+#[async_trait]
+pub trait ThrottleStore: Send + Sync {
     /// Whether the password-login throttle lives here, shared by every replica on this
     /// database. When not (one process owns the database), that process keeps it in memory and
     /// never calls the methods below.
     fn shares_login_throttle(&self) -> bool {
         false
     }
+
     /// Takes one attempt's allowance from each of `charges` in order at `now` (nanoseconds), as
     /// one atomic step, stopping at the first that refuses ([`throttle::gcra_step`]).
     async fn take_login_allowance(&self, _charges: &[ThrottleCharge], _now: i64) -> StoreResult<ThrottleOutcome> {
         Err(StoreError::Backend(anyhow::anyhow!("this store does not keep the login throttle")))
     }
+
     /// Gives one attempt's allowance back to each of `charges` (all were taken).
     async fn give_back_login_allowance(&self, _charges: &[ThrottleCharge]) -> StoreResult<()> {
         Ok(())
     }
+
     /// How many keys the throttle holds, counting at most `up_to`; when that many, it first
     /// forgets those refilled by `now` (nanoseconds), which are the same as new ones.
     async fn login_throttle_entries(&self, _now: i64, _up_to: u64) -> StoreResult<u64> {
         Ok(0)
     }
+}
 
-    // --- housekeeping
+/// Everything hubauth keeps, one sub-trait per entity (each backend implements them in a file of
+/// the same name); handlers hold an `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store:
+    UserStore + SignInStore + TokenStore + KeyStore + InviteStore + AuditStore + ThrottleStore + 'static
+{
+    /// A lock on `user_id` that other replicas respect, waited for at most `wait`. Callers hold
+    /// their in-process lock first; a backend only one process uses needs nothing more.
+    async fn lock_user(&self, _user_id: &str, _wait: Duration) -> StoreResult<UserLock> {
+        Ok(UserLock::local())
+    }
+
     /// Proves the database answers, for `/healthz`: a read, and a round trip through the write path
     /// (which writes nothing).
     async fn health(&self) -> StoreResult<()>;

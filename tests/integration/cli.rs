@@ -263,7 +263,7 @@ fn invites_are_created_listed_and_revoked_from_the_command_line() {
 /// before this fix could) must still be taken as the id, not as an option.
 #[tokio::test]
 async fn an_invite_id_starting_with_a_dash_can_be_revoked() {
-    use hubauth::store::{Invite, SqliteStore, Store};
+    use hubauth::store::{Invite, InviteStore, SqliteStore};
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &config_toml("hubauth.db"));
     let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("hubauth.db").display())).await.unwrap();

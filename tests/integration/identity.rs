@@ -71,7 +71,7 @@ fn a_bad_username_rule_is_named_in_the_config_error() {
 /// own user list.
 #[tokio::test]
 async fn plan_rename_on_a_thousand_users_flags_every_collision() {
-    use hubauth::store::{SqliteStore, Store, UpstreamIdentity, UpstreamRecord};
+    use hubauth::store::{SqliteStore, UpstreamIdentity, UpstreamRecord, UserStore};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hubauth.db");
     let store = SqliteStore::open(&format!("sqlite://{}", db.display())).await.unwrap();

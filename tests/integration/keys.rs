@@ -98,7 +98,7 @@ async fn replicas_starting_together_create_one_active_key_per_algorithm() {
 /// the signer and retires the other, still published, instead of failing on the new index.
 #[tokio::test]
 async fn an_upgrade_retires_all_but_the_newest_of_several_active_keys() {
-    use hubauth::store::{SqliteStore, Store};
+    use hubauth::store::{KeyStore, SqliteStore};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hubauth.db");
     let conn = rusqlite::Connection::open(&db).unwrap();

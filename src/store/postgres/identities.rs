@@ -182,3 +182,166 @@ impl PostgresStore {
         }
     }
 }
+
+#[async_trait]
+impl UserStore for PostgresStore {
+    async fn record_upstream_login(
+        &self,
+        identity: &UpstreamIdentity,
+        upstream: &UpstreamRecord,
+        now: UnixTime,
+    ) -> StoreResult<User> {
+        self.upsert_identity(identity, upstream, now, true).await
+    }
+
+    async fn record_recheck(
+        &self,
+        identity: &UpstreamIdentity,
+        upstream: &UpstreamRecord,
+        now: UnixTime,
+    ) -> StoreResult<User> {
+        self.upsert_identity(identity, upstream, now, false).await
+    }
+
+    async fn login_target(
+        &self,
+        identity: &UpstreamIdentity,
+        link_by_verified_email: bool,
+    ) -> StoreResult<Option<LoginTarget>> {
+        let mut conn = self.conn().await?;
+        let Some(owner) = identities::owner_of(&mut conn, identity, link_by_verified_email).await.map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        let primary = !owner.linked_by_email
+            && identities::is_primary_identity(&mut conn, &owner.user_id, identity).await.map_err(backend)?;
+        let user = user_by(&mut conn, UserKey::Id, &owner.user_id).await.map_err(backend)?;
+        Ok(user.map(|user| LoginTarget { user, primary }))
+    }
+
+    async fn upstream_of(&self, connector_id: &str, subject: &str) -> StoreResult<Option<StoredUpstream>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {UPSTREAM_COLUMNS} FROM user_identities i WHERE i.connector_id = $1 AND i.upstream_subject = $2"
+        )))
+        .bind(connector_id)
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .map(|r| stored_upstream_from_row(&r).map_err(backend))
+        .transpose()
+    }
+
+    async fn upstream_for_user(&self, user_id: &str) -> StoreResult<Option<StoredUpstream>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {UPSTREAM_COLUMNS} FROM user_identities i WHERE i.user_id = $1 \
+             ORDER BY i.refreshed_at DESC NULLS LAST LIMIT 1"
+        )))
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .map(|r| stored_upstream_from_row(&r).map_err(backend))
+        .transpose()
+    }
+
+    async fn link_identity(&self, user_id: &str, connector_id: &str, subject: &str, now: UnixTime) -> StoreResult<()> {
+        // Insert first: the primary key says whether someone else holds the account.
+        let holder: Option<String> = sqlx::query_scalar(
+            "WITH added AS (INSERT INTO user_identities (connector_id, upstream_subject, user_id, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING user_id) \
+             SELECT user_id FROM added UNION ALL \
+             SELECT user_id FROM user_identities WHERE connector_id = $1 AND upstream_subject = $2 LIMIT 1",
+        )
+        .bind(connector_id)
+        .bind(subject)
+        .bind(user_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        match holder {
+            Some(h) if h == user_id => Ok(()),
+            _ => Err(StoreError::IdentityTaken { connector_id: connector_id.into(), subject: subject.into() }),
+        }
+    }
+
+    async fn all_identities(&self) -> StoreResult<Vec<(StoredUpstream, String)>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {UPSTREAM_COLUMNS}, u.username FROM user_identities i JOIN users u ON u.id = i.user_id \
+             ORDER BY u.username, i.created_at, i.seq"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| Ok((stored_upstream_from_row(r)?, r.try_get::<String, _>(8)?)))
+            .collect::<SqlResult<Vec<_>>>()
+            .map_err(backend)
+    }
+
+    async fn identity_of_user(&self, user_id: &str, connector_id: &str) -> StoreResult<Option<StoredUpstream>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {UPSTREAM_COLUMNS} FROM user_identities i WHERE i.user_id = $1 AND i.connector_id = $2 \
+             ORDER BY i.refreshed_at DESC NULLS LAST LIMIT 1"
+        )))
+        .bind(user_id)
+        .bind(connector_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .map(|r| stored_upstream_from_row(&r).map_err(backend))
+        .transpose()
+    }
+
+    async fn update_upstream_tokens(
+        &self,
+        connector_id: &str,
+        subject: &str,
+        tokens_sealed: Option<&str>,
+        tokens_expire_at: Option<UnixTime>,
+    ) -> StoreResult<()> {
+        self.execute(
+            sqlx::query(
+                "UPDATE user_identities SET tokens_sealed = $1, tokens_expire_at = $2 \
+                 WHERE connector_id = $3 AND upstream_subject = $4",
+            )
+            .bind(tokens_sealed)
+            .bind(tokens_expire_at)
+            .bind(connector_id)
+            .bind(subject),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn revoke_user(&self, user_id: &str, reason: &str, now: UnixTime) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let grants = sqlx::query(
+            "UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        sqlx::query("UPDATE browser_sessions SET ended_at = $1 WHERE user_id = $2 AND ended_at IS NULL")
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(grants)
+    }
+
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
+        user_by(&mut *self.conn().await?, UserKey::Id, id).await.map_err(backend)
+    }
+
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
+        user_by(&mut *self.conn().await?, UserKey::Username, username).await.map_err(backend)
+    }
+}

@@ -99,3 +99,22 @@ pub(super) async fn entries(pool: &PgPool, now: i64, up_to: u64) -> StoreResult<
     }
     Ok(n as u64)
 }
+
+#[async_trait]
+impl ThrottleStore for PostgresStore {
+    fn shares_login_throttle(&self) -> bool {
+        true
+    }
+
+    async fn take_login_allowance(&self, charges: &[ThrottleCharge], now: i64) -> StoreResult<ThrottleOutcome> {
+        throttle::take(&self.pool, charges, now).await
+    }
+
+    async fn give_back_login_allowance(&self, charges: &[ThrottleCharge]) -> StoreResult<()> {
+        throttle::give_back(&self.pool, charges).await
+    }
+
+    async fn login_throttle_entries(&self, now: i64, up_to: u64) -> StoreResult<u64> {
+        throttle::entries(&self.pool, now, up_to).await
+    }
+}

@@ -229,3 +229,188 @@ pub(super) async fn rotate_refresh(
         None => RefreshRotation::Rotated { grant, user, scope },
     })
 }
+
+#[async_trait]
+impl TokenStore for PostgresStore {
+    async fn create_service_token(&self, t: &ServiceToken) -> StoreResult<()> {
+        self.execute(
+            sqlx::query(
+                "INSERT INTO service_tokens (token_hash, client_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&t.token_hash)
+            .bind(&t.client_id)
+            .bind(&t.scope)
+            .bind(t.created_at)
+            .bind(t.expires_at),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn service_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<ServiceToken>> {
+        let row: Option<(String, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT token_hash, client_id, scope, created_at, expires_at FROM service_tokens \
+             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(|(token_hash, client_id, scope, created_at, expires_at)| ServiceToken {
+            token_hash,
+            client_id,
+            scope,
+            created_at,
+            expires_at,
+        }))
+    }
+
+    async fn revoke_service_token(&self, hash: &str, now: UnixTime) -> StoreResult<bool> {
+        let n = self
+            .execute(
+                sqlx::query("UPDATE service_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
+                    .bind(now)
+                    .bind(hash),
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn create_authorization_code(&self, c: &AuthorizationCode) -> StoreResult<()> {
+        self.execute(
+            sqlx::query(
+                "INSERT INTO authorization_codes (code_hash, client_id, user_id, session_id, request_json, auth_time, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&c.code_hash)
+            .bind(&c.client_id)
+            .bind(&c.user_id)
+            .bind(&c.session_id)
+            .bind(&c.request_json)
+            .bind(c.auth_time)
+            .bind(c.created_at)
+            .bind(c.expires_at),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn authorization_code(&self, code_hash: &str) -> StoreResult<Option<StoredCode>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CODE_COLUMNS}, used_at IS NOT NULL FROM authorization_codes WHERE code_hash = $1"
+        )))
+        .bind(code_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .map(|r| Ok(StoredCode { code: code_from_row(&r)?, spent: r.try_get(8)? }))
+        .transpose()
+        .map_err(|e: sqlx::Error| backend(e))
+    }
+
+    async fn redeem_authorization_code(
+        &self,
+        code_hash: &str,
+        grant: &Grant,
+        tokens: &IssuedTokens,
+        now: UnixTime,
+    ) -> StoreResult<CodeRedemption> {
+        let mut tx = self.begin().await?;
+        let outcome = redeem_code(&mut tx, code_hash, grant, tokens, now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(outcome)
+    }
+
+    async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        insert_grant(&mut tx, grant).await.map_err(backend)?;
+        insert_tokens(&mut tx, &grant.id, tokens).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        client_id: &str,
+        now: UnixTime,
+        reuse_grace: UnixTime,
+        issue: IssueOnRotation,
+    ) -> StoreResult<RefreshRotation> {
+        let mut tx = self.begin().await?;
+        let outcome = rotate_refresh(&mut tx, old_hash, client_id, now, reuse_grace, issue).await?;
+        match outcome {
+            // Nothing changed: no need to keep anything.
+            RefreshRotation::Invalid | RefreshRotation::Declined => tx.rollback().await.map_err(backend)?,
+            _ => tx.commit().await.map_err(backend)?,
+        }
+        Ok(outcome)
+    }
+
+    async fn refresh_token_holder(&self, hash: &str, client_id: &str, now: UnixTime) -> StoreResult<Option<User>> {
+        let found = presented_refresh(&mut *self.conn().await?, hash).await.map_err(backend)?;
+        Ok(found.filter(|p| p.grant.client_id == client_id && !p.grant_revoked && p.expires_at > now).map(|p| p.user))
+    }
+
+    async fn access_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<AccessTokenRecord>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {GRANT_COLUMNS}, {USER_COLUMNS}, a.scope, a.created_at, a.expires_at \
+             FROM access_tokens a JOIN grants g ON g.id = a.grant_id JOIN users u ON u.id = g.user_id \
+             WHERE a.token_hash = $1 AND a.revoked_at IS NULL AND a.expires_at > $2 AND g.revoked_at IS NULL"
+        )))
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .map(|r| {
+            Ok(AccessTokenRecord {
+                grant: grant_from_row(&r)?,
+                user: user_from_row(&r, GRANT_WIDTH)?,
+                scope: r.try_get(AFTER_GRANT_USER)?,
+                created_at: r.try_get(AFTER_GRANT_USER + 1)?,
+                expires_at: r.try_get(AFTER_GRANT_USER + 2)?,
+            })
+        })
+        .transpose()
+        .map_err(|e: sqlx::Error| backend(e))
+    }
+
+    async fn refresh_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<RefreshTokenRecord>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {GRANT_COLUMNS}, {USER_COLUMNS}, r.created_at, r.expires_at \
+             FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
+             WHERE r.token_hash = $1 AND r.used_at IS NULL AND r.expires_at > $2 AND g.revoked_at IS NULL"
+        )))
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .map(|r| {
+            Ok(RefreshTokenRecord {
+                grant: grant_from_row(&r)?,
+                user: user_from_row(&r, GRANT_WIDTH)?,
+                created_at: r.try_get(AFTER_GRANT_USER)?,
+                expires_at: r.try_get(AFTER_GRANT_USER + 1)?,
+            })
+        })
+        .transpose()
+        .map_err(|e: sqlx::Error| backend(e))
+    }
+
+    async fn revoke_access_token(&self, hash: &str, now: UnixTime) -> StoreResult<bool> {
+        let n = self
+            .execute(
+                sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
+                    .bind(now)
+                    .bind(hash),
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn revoke_grant(&self, grant_id: &str, reason: &str, now: UnixTime) -> StoreResult<()> {
+        revoke_grant_in(&mut *self.conn().await?, grant_id, reason, now).await.map_err(backend)
+    }
+}

@@ -201,3 +201,181 @@ pub(super) fn rotate_refresh(
         None => RefreshRotation::Rotated { grant, user, scope },
     })
 }
+
+#[async_trait]
+impl TokenStore for SqliteStore {
+    async fn create_service_token(&self, t: &ServiceToken) -> StoreResult<()> {
+        let t = t.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO service_tokens (token_hash, client_id, scope, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                params![t.token_hash, t.client_id, t.scope, t.created_at, t.expires_at],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn service_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<ServiceToken>> {
+        self.reader()
+            .prepare_cached(
+                "SELECT token_hash, client_id, scope, created_at, expires_at FROM service_tokens \
+                 WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ?",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![hash, now], |r| {
+                    Ok(ServiceToken {
+                        token_hash: r.get(0)?,
+                        client_id: r.get(1)?,
+                        scope: r.get(2)?,
+                        created_at: r.get(3)?,
+                        expires_at: r.get(4)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(backend)
+    }
+
+    async fn revoke_service_token(&self, hash: &str, now: UnixTime) -> StoreResult<bool> {
+        let hash = hash.to_owned();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE service_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+                    params![now, hash],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn create_authorization_code(&self, c: &AuthorizationCode) -> StoreResult<()> {
+        let c = c.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO authorization_codes (code_hash, client_id, user_id, session_id, request_json, auth_time, created_at, expires_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![c.code_hash, c.client_id, c.user_id, c.session_id, c.request_json, c.auth_time, c.created_at, c.expires_at])
+            })
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn authorization_code(&self, code_hash: &str) -> StoreResult<Option<StoredCode>> {
+        self.reader()
+            .prepare_cached(
+                "SELECT code_hash, client_id, user_id, session_id, request_json, auth_time, created_at, expires_at, \
+                 used_at IS NOT NULL FROM authorization_codes WHERE code_hash = ?",
+            )
+            .and_then(|mut s| {
+                s.query_row([code_hash], |r| Ok(StoredCode { code: code_from_row(r)?, spent: r.get(8)? })).optional()
+            })
+            .map_err(backend)
+    }
+
+    async fn redeem_authorization_code(
+        &self,
+        code_hash: &str,
+        grant: &Grant,
+        tokens: &IssuedTokens,
+        now: UnixTime,
+    ) -> StoreResult<CodeRedemption> {
+        let (code_hash, grant, tokens) = (code_hash.to_owned(), grant.clone(), tokens.clone());
+        self.write(move |tx| redeem_code(tx, &code_hash, &grant, &tokens, now)).await
+    }
+
+    async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens) -> StoreResult<()> {
+        let (grant, tokens) = (grant.clone(), tokens.clone());
+        self.write(move |tx| {
+            insert_grant(tx, &grant).map_err(backend)?;
+            insert_tokens(tx, &grant.id, &tokens).map_err(backend)
+        })
+        .await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        client_id: &str,
+        now: UnixTime,
+        reuse_grace: UnixTime,
+        issue: IssueOnRotation,
+    ) -> StoreResult<RefreshRotation> {
+        let (old_hash, client_id) = (old_hash.to_owned(), client_id.to_owned());
+        self.write(move |tx| rotate_refresh(tx, &old_hash, &client_id, now, reuse_grace, issue)).await
+    }
+
+    async fn refresh_token_holder(&self, hash: &str, client_id: &str, now: UnixTime) -> StoreResult<Option<User>> {
+        let found = presented_refresh(&self.reader(), hash).map_err(backend)?;
+        Ok(found.filter(|p| p.grant.client_id == client_id && !p.grant_revoked && p.expires_at > now).map(|p| p.user))
+    }
+
+    async fn access_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<AccessTokenRecord>> {
+        self.reader()
+            .prepare_cached(&format!(
+                "SELECT {GRANT_COLUMNS}, {USER_COLUMNS}, a.scope, a.created_at, a.expires_at \
+                 FROM access_tokens a JOIN grants g ON g.id = a.grant_id JOIN users u ON u.id = g.user_id \
+                 WHERE a.token_hash = ? AND a.revoked_at IS NULL AND a.expires_at > ? AND g.revoked_at IS NULL"
+            ))
+            .and_then(|mut s| {
+                s.query_row(params![hash, now], |r| {
+                    Ok(AccessTokenRecord {
+                        grant: grant_from_row(r)?,
+                        user: user_from_row(r, GRANT_WIDTH)?,
+                        scope: r.get(AFTER_GRANT_USER)?,
+                        created_at: r.get(AFTER_GRANT_USER + 1)?,
+                        expires_at: r.get(AFTER_GRANT_USER + 2)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(backend)
+    }
+
+    async fn refresh_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<RefreshTokenRecord>> {
+        self.reader()
+            .prepare_cached(&format!(
+                "SELECT {GRANT_COLUMNS}, {USER_COLUMNS}, r.created_at, r.expires_at \
+                 FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
+                 WHERE r.token_hash = ? AND r.used_at IS NULL AND r.expires_at > ? AND g.revoked_at IS NULL"
+            ))
+            .and_then(|mut s| {
+                s.query_row(params![hash, now], |r| {
+                    Ok(RefreshTokenRecord {
+                        grant: grant_from_row(r)?,
+                        user: user_from_row(r, GRANT_WIDTH)?,
+                        created_at: r.get(AFTER_GRANT_USER)?,
+                        expires_at: r.get(AFTER_GRANT_USER + 1)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(backend)
+    }
+
+    async fn revoke_access_token(&self, hash: &str, now: UnixTime) -> StoreResult<bool> {
+        let hash = hash.to_owned();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE access_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+                    params![now, hash],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn revoke_grant(&self, grant_id: &str, reason: &str, now: UnixTime) -> StoreResult<()> {
+        let (grant_id, reason) = (grant_id.to_owned(), reason.to_owned());
+        self.write(move |conn| revoke_grant_in(conn, &grant_id, &reason, now).map_err(backend)).await
+    }
+}

@@ -1,0 +1,36 @@
+//! The audit log.
+
+use super::*;
+
+#[async_trait]
+impl AuditStore for PostgresStore {
+    async fn record_audit(&self, e: &AuditEvent) -> StoreResult<()> {
+        self.execute(
+            sqlx::query(
+                "INSERT INTO audit_events (at, kind, reason, username, user_id, connector_id, client_id, request_id, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(e.at)
+            .bind(&e.kind)
+            .bind(&e.reason)
+            .bind(&e.username)
+            .bind(&e.user_id)
+            .bind(&e.connector_id)
+            .bind(&e.client_id)
+            .bind(&e.request_id)
+            .bind(&e.detail),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_events(&self, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        let rows =
+            sqlx::query(AssertSqlSafe(format!("SELECT {AUDIT_COLUMNS} FROM audit_events ORDER BY id DESC LIMIT $1")))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        rows.iter().map(audit_from_row).collect::<SqlResult<_>>().map_err(backend)
+    }
+}

@@ -1,0 +1,48 @@
+//! The audit log.
+
+use super::*;
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn record_audit(&self, e: &AuditEvent) -> StoreResult<()> {
+        let e = e.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO audit_events (at, kind, reason, username, user_id, connector_id, client_id, request_id, detail) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![e.at, e.kind, e.reason, e.username, e.user_id, e.connector_id, e.client_id, e.request_id, e.detail])
+            })
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_events(&self, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT at, kind, reason, username, user_id, connector_id, client_id, request_id, detail \
+                 FROM audit_events ORDER BY id DESC LIMIT ?",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([limit], |r| {
+                Ok(AuditEvent {
+                    at: r.get(0)?,
+                    kind: r.get(1)?,
+                    reason: r.get(2)?,
+                    username: r.get(3)?,
+                    user_id: r.get(4)?,
+                    connector_id: r.get(5)?,
+                    client_id: r.get(6)?,
+                    request_id: r.get(7)?,
+                    detail: r.get(8)?,
+                })
+            })
+            .map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+    }
+}
