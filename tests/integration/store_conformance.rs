@@ -966,3 +966,24 @@ async fn sqlite_wal_stays_bounded_under_steady_writes() {
     assert!(wal < 24 * 1024 * 1024, "WAL grew to {wal} bytes");
     assert!(store.access_token("a15999", 2).await.unwrap().is_some());
 }
+
+/// One process owns a SQLite file, so there is no rolling upgrade to allow for: a file written by
+/// a newer hubauth is refused with a clear message (and left alone), and with `migrate = false` an
+/// older one is too.
+#[tokio::test]
+async fn sqlite_refuses_a_schema_it_does_not_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let url = format!("sqlite://{}", path.display());
+    drop(SqliteStore::open(&url).await.unwrap());
+    rusqlite::Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+    let err = SqliteStore::open(&url).await.err().expect("refused").to_string();
+    assert!(err.contains("schema version 99") && err.contains("newer than this hubauth"), "{err}");
+    let version: i64 =
+        rusqlite::Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 99, "not touched");
+
+    let fresh = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    let err = SqliteStore::open_with(&fresh, Migrate::Refuse).await.err().expect("refused").to_string();
+    assert!(err.contains("hubauth db migrate"), "{err}");
+}
