@@ -5,6 +5,7 @@
 pub mod copy;
 pub mod linking;
 mod postgres;
+pub mod rotation;
 mod sqlite;
 pub mod throttle;
 
@@ -51,6 +52,32 @@ impl UserLock {
 
     pub fn held(guard: impl Send + Sync + 'static) -> Self {
         Self(Some(Box::new(guard)))
+    }
+}
+
+/// A signing key's row as both schemas keep it: kid, alg, private_pkcs8, private_sealed,
+/// created_at, rotated_at, expires_at, verify_until.
+type SigningKeyRow = (String, String, Option<Vec<u8>>, Option<String>, i64, Option<i64>, Option<i64>, Option<i64>);
+
+fn signing_key_from_row(row: SigningKeyRow) -> StoreResult<StoredSigningKey> {
+    let (kid, alg, plain, sealed, created_at, rotated_at, expires_at, verify_until) = row;
+    let Some(alg) = SigningAlgorithm::parse(&alg) else {
+        return Err(anyhow::anyhow!("stored key {kid} has unknown algorithm {alg:?}").into());
+    };
+    // The table's CHECK keeps exactly one of the two.
+    let private_key = match (sealed, plain) {
+        (Some(sealed), _) => StoredPrivateKey::Sealed(sealed),
+        (None, Some(plain)) => StoredPrivateKey::Plain(plain),
+        (None, None) => return Err(anyhow::anyhow!("stored key {kid} has no private half").into()),
+    };
+    Ok(StoredSigningKey { kid, alg, private_key, created_at, rotated_at, expires_at, verify_until })
+}
+
+/// A private key's two columns: in the clear, or sealed; the other one NULL.
+fn private_columns(key: &StoredPrivateKey) -> (Option<&[u8]>, Option<&str>) {
+    match key {
+        StoredPrivateKey::Plain(der) => (Some(der), None),
+        StoredPrivateKey::Sealed(sealed) => (None, Some(sealed)),
     }
 }
 

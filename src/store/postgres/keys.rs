@@ -5,27 +5,14 @@ use super::*;
 #[async_trait]
 impl KeyStore for PostgresStore {
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
-        type KeyRow = (String, String, Option<Vec<u8>>, Option<String>, i64, Option<i64>, Option<i64>, Option<i64>);
-        let rows: Vec<KeyRow> = sqlx::query_as(
+        let rows: Vec<SigningKeyRow> = sqlx::query_as(
             "SELECT kid, alg, private_pkcs8, private_sealed, created_at, rotated_at, expires_at, verify_until \
              FROM signing_keys",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        let mut keys = Vec::with_capacity(rows.len());
-        for (kid, alg, plain, sealed, created_at, rotated_at, expires_at, verify_until) in rows {
-            let alg = SigningAlgorithm::parse(&alg)
-                .ok_or_else(|| backend(anyhow::anyhow!("stored key {kid} has unknown algorithm {alg:?}")))?;
-            // The table's CHECK keeps exactly one of the two.
-            let private_key = match (sealed, plain) {
-                (Some(sealed), _) => StoredPrivateKey::Sealed(sealed),
-                (None, Some(plain)) => StoredPrivateKey::Plain(plain),
-                (None, None) => return Err(backend(anyhow::anyhow!("stored key {kid} has no private half"))),
-            };
-            keys.push(StoredSigningKey { kid, alg, private_key, created_at, rotated_at, expires_at, verify_until });
-        }
-        Ok(keys)
+        rows.into_iter().map(signing_key_from_row).collect()
     }
 
     async fn create_first_signing_key(&self, k: &StoredSigningKey, now: UnixTime) -> StoreResult<bool> {

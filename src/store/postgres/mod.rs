@@ -130,14 +130,6 @@ impl PostgresStore {
     }
 }
 
-/// A private key's two columns: in the clear, or sealed; the other one NULL.
-fn private_columns(key: &StoredPrivateKey) -> (Option<&[u8]>, Option<&str>) {
-    match key {
-        StoredPrivateKey::Plain(der) => (Some(der), None),
-        StoredPrivateKey::Sealed(sealed) => (None, Some(sealed)),
-    }
-}
-
 #[async_trait]
 impl Store for PostgresStore {
     async fn lock_user(&self, user_id: &str, wait: Duration) -> StoreResult<UserLock> {

@@ -3,6 +3,7 @@
 //! PostgreSQL re-checks against the row a racing transaction committed), not in a writer thread.
 
 use super::*;
+use crate::store::rotation::{self, Presented, Verdict};
 
 pub(super) async fn insert_tokens(conn: &mut PgConnection, grant_id: &str, tokens: &IssuedTokens) -> SqlResult<()> {
     match &tokens.refresh {
@@ -118,19 +119,6 @@ pub(super) async fn redeem_code(
     Ok(CodeRedemption::Replayed { grant_id })
 }
 
-/// A refresh token as the rotation sees it.
-pub(super) struct Presented {
-    pub(super) grant: Grant,
-    pub(super) user: User,
-    pub(super) used_at: Option<UnixTime>,
-    pub(super) expires_at: UnixTime,
-    pub(super) grant_revoked: bool,
-    /// The token this one was rotated into, if it was.
-    pub(super) replaced_by: Option<String>,
-    /// Whether that successor is still unused.
-    pub(super) successor_unused: bool,
-}
-
 pub(super) async fn presented_refresh(conn: &mut PgConnection, hash: &str) -> SqlResult<Option<Presented>> {
     let row = sqlx::query(AssertSqlSafe(format!(
         "SELECT {GRANT_COLUMNS}, {USER_COLUMNS}, r.used_at, r.expires_at, g.revoked_at IS NOT NULL, r.replaced_by, \
@@ -180,22 +168,15 @@ pub(super) async fn rotate_refresh(
     let Some(found) = presented_refresh(tx, old_hash).await.map_err(backend)? else {
         return Ok(RefreshRotation::Invalid);
     };
-    let Presented { grant, user, used_at, expires_at, grant_revoked, replaced_by, successor_unused } = found;
-    // A token presented by another client is not "reuse" by its owner: refuse, change nothing.
-    if grant.client_id != client_id || grant_revoked || expires_at <= now {
-        return Ok(RefreshRotation::Invalid);
-    }
-    // The token just rotated away, back within the grace while its successor is unused: the
-    // client most likely never got the answer, so the successor is withdrawn and replaced.
-    // Anything else spent means two parties hold this login.
-    let lost_successor = match (used_at, replaced_by) {
-        (None, _) => None,
-        (Some(spent_at), Some(successor)) if now - spent_at < reuse_grace && successor_unused => Some(successor),
-        (Some(_), _) => {
-            revoke_grant_in(tx, &grant.id, "refresh token reuse", now).await.map_err(backend)?;
-            return Ok(RefreshRotation::Reused { grant_id: grant.id });
+    let lost_successor = match rotation::judge(&found, client_id, now, reuse_grace) {
+        Verdict::Invalid => return Ok(RefreshRotation::Invalid),
+        Verdict::Reuse => {
+            revoke_grant_in(tx, &found.grant.id, "refresh token reuse", now).await.map_err(backend)?;
+            return Ok(RefreshRotation::Reused { grant_id: found.grant.id });
         }
+        Verdict::Rotate { lost_successor } => lost_successor,
     };
+    let Presented { grant, user, .. } = found;
     let Some(issued) = issue(&grant, &user) else {
         return Ok(RefreshRotation::Declined);
     };

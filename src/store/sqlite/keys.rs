@@ -26,20 +26,7 @@ impl KeyStore for SqliteStore {
                 ))
             })
             .map_err(backend)?;
-        let mut keys = Vec::new();
-        for row in rows {
-            let (kid, alg, plain, sealed, created_at, rotated_at, expires_at, verify_until) = row.map_err(backend)?;
-            let alg = SigningAlgorithm::parse(&alg)
-                .ok_or_else(|| backend(anyhow::anyhow!("stored key {kid} has unknown algorithm {alg:?}")))?;
-            // The table's CHECK keeps exactly one of the two.
-            let private_key = match (sealed, plain) {
-                (Some(sealed), _) => StoredPrivateKey::Sealed(sealed),
-                (None, Some(plain)) => StoredPrivateKey::Plain(plain),
-                (None, None) => return Err(backend(anyhow::anyhow!("stored key {kid} has no private half"))),
-            };
-            keys.push(StoredSigningKey { kid, alg, private_key, created_at, rotated_at, expires_at, verify_until });
-        }
-        Ok(keys)
+        rows.map(|row| signing_key_from_row(row.map_err(backend)?)).collect()
     }
 
     async fn create_first_signing_key(&self, k: &StoredSigningKey, now: UnixTime) -> StoreResult<bool> {

@@ -209,14 +209,6 @@ impl SqliteStore {
     }
 }
 
-/// A private key's two columns: in the clear, or sealed; the other one NULL.
-fn private_columns(key: &StoredPrivateKey) -> (Option<&[u8]>, Option<&str>) {
-    match key {
-        StoredPrivateKey::Plain(der) => (Some(der), None),
-        StoredPrivateKey::Sealed(sealed) => (None, Some(sealed)),
-    }
-}
-
 /// One process owns the file: the throttle stays in that process's memory.
 impl ThrottleStore for SqliteStore {}
 

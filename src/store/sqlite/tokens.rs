@@ -2,6 +2,7 @@
 //! inside the writer's transaction.
 
 use super::*;
+use crate::store::rotation::{self, Presented, Verdict};
 
 pub(super) fn insert_tokens(conn: &Connection, grant_id: &str, tokens: &IssuedTokens) -> rusqlite::Result<()> {
     conn.prepare_cached(
@@ -90,20 +91,10 @@ pub(super) fn redeem_code(
     Ok(CodeRedemption::Replayed { grant_id })
 }
 
-/// A refresh token as the rotation sees it.
-pub(super) struct Presented {
-    pub(super) grant: Grant,
-    pub(super) user: User,
-    pub(super) used_at: Option<UnixTime>,
-    pub(super) expires_at: UnixTime,
-    pub(super) grant_revoked: bool,
-    /// The token this one was rotated into, if it was.
-    pub(super) replaced_by: Option<String>,
-}
-
 pub(super) fn presented_refresh(conn: &Connection, hash: &str) -> rusqlite::Result<Option<Presented>> {
     conn.prepare_cached(&format!(
-        "SELECT {GRANT_COLUMNS}, {USER_COLUMNS}, r.used_at, r.expires_at, g.revoked_at IS NOT NULL, r.replaced_by \
+        "SELECT {GRANT_COLUMNS}, {USER_COLUMNS}, r.used_at, r.expires_at, g.revoked_at IS NOT NULL, r.replaced_by, \
+         EXISTS (SELECT 1 FROM refresh_tokens s WHERE s.token_hash = r.replaced_by AND s.used_at IS NULL) \
          FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
          WHERE r.token_hash = ?"
     ))?
@@ -115,16 +106,10 @@ pub(super) fn presented_refresh(conn: &Connection, hash: &str) -> rusqlite::Resu
             expires_at: r.get(AFTER_GRANT_USER + 1)?,
             grant_revoked: r.get(AFTER_GRANT_USER + 2)?,
             replaced_by: r.get(AFTER_GRANT_USER + 3)?,
+            successor_unused: r.get(AFTER_GRANT_USER + 4)?,
         })
     })
     .optional()
-}
-
-pub(super) fn is_unused(conn: &Connection, hash: &str) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM refresh_tokens WHERE token_hash = ? AND used_at IS NULL")?
-        .query_row([hash], |_| Ok(()))
-        .optional()
-        .map(|found| found.is_some())
 }
 
 /// Withdraws the refresh token `hash` and the access token issued with it. Spent, it counts as
@@ -152,26 +137,15 @@ pub(super) fn rotate_refresh(
     let Some(found) = presented_refresh(tx, old_hash).map_err(backend)? else {
         return Ok(RefreshRotation::Invalid);
     };
-    let Presented { grant, user, used_at, expires_at, grant_revoked, replaced_by } = found;
-    // A token presented by another client is not "reuse" by its owner: refuse, change nothing.
-    if grant.client_id != client_id || grant_revoked || expires_at <= now {
-        return Ok(RefreshRotation::Invalid);
-    }
-    // The token just rotated away, back within the grace while its successor is unused: the
-    // client most likely never got the answer, so the successor is withdrawn and replaced.
-    // Anything else spent means two parties hold this login.
-    let lost_successor = match (used_at, replaced_by) {
-        (None, _) => None,
-        (Some(spent_at), Some(successor))
-            if now - spent_at < reuse_grace && is_unused(tx, &successor).map_err(backend)? =>
-        {
-            Some(successor)
+    let lost_successor = match rotation::judge(&found, client_id, now, reuse_grace) {
+        Verdict::Invalid => return Ok(RefreshRotation::Invalid),
+        Verdict::Reuse => {
+            revoke_grant_in(tx, &found.grant.id, "refresh token reuse", now).map_err(backend)?;
+            return Ok(RefreshRotation::Reused { grant_id: found.grant.id });
         }
-        (Some(_), _) => {
-            revoke_grant_in(tx, &grant.id, "refresh token reuse", now).map_err(backend)?;
-            return Ok(RefreshRotation::Reused { grant_id: grant.id });
-        }
+        Verdict::Rotate { lost_successor } => lost_successor,
     };
+    let Presented { grant, user, .. } = found;
     let Some(issued) = issue(&grant, &user) else {
         return Ok(RefreshRotation::Declined);
     };
