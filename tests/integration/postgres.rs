@@ -130,7 +130,10 @@ async fn a_user_lock_holds_across_replicas() {
     drop(dying);
     side_sql(
         &db.url,
-        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()",
+        // Only this test's database: other tests' sessions on the server (migrations hold advisory
+        // locks too) are not ours to end.
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid() \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
     .await;
     let _freed = b.lock_user("u3", Duration::from_secs(5)).await.expect("free once the holder's session ended");
