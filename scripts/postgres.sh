@@ -14,6 +14,9 @@
 # unix socket), HUBAUTH_PG_PORT (default 55432; listens on 127.0.0.1 only).
 # Role `hubauth` / password `hubauth-test` (LOGIN CREATEDB: tests create a database each),
 # scram-sha-256 over TCP. Durability is off (fsync etc.): the data is disposable.
+# HUBAUTH_PG_DURABLE=1 keeps PostgreSQL's durable defaults instead (fsync, synchronous_commit,
+# full_page_writes on: a commit returns once its WAL is on disk), for benchmarks (bench/run.sh).
+# It is written into the config on every start: start again without it and durability is off.
 # Works as root (the server then runs as the `postgres` system user) and as a normal user.
 set -euo pipefail
 
@@ -161,7 +164,20 @@ EOF
 # Rewritten on every start (so config changes reach existing clusters); postgresql.conf just
 # includes it. Returns 0 if anything changed.
 write_config() {
-  local changed=1 conf hba
+  local changed=1 conf hba durability
+  if [ "${HUBAUTH_PG_DURABLE:-0}" = 1 ]; then
+    durability="# HUBAUTH_PG_DURABLE=1: durable commits (the defaults)
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+"
+  else
+    durability="# throw-away data: no durability
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+"
+  fi
   conf="# Written by scripts/postgres.sh on every start; edits are lost.
 listen_addresses = '127.0.0.1'
 port = $PORT
@@ -172,11 +188,7 @@ password_encryption = 'scram-sha-256'
 ssl = on
 ssl_cert_file = 'tls/server.crt'
 ssl_key_file = 'tls/server.key'
-# throw-away data: no durability
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-# everything on stderr, which pg_ctl -l sends to server.log
+$durability# everything on stderr, which pg_ctl -l sends to server.log
 logging_collector = off
 log_destination = 'stderr'
 log_min_messages = warning

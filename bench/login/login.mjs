@@ -16,12 +16,12 @@
 import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+import { browse, freePort, pct } from './util.mjs';
 import { recorder, startOidc, startGithub, startCanvas, GITHUB_USER, CANVAS_USER } from './fakes.mjs';
 
 const GITHUB_OWNER_TOKEN = 'ghp_benchOrgOwner000000000000000000000';
@@ -62,16 +62,6 @@ const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
 
 // ------------------------------------------------------------------ fakes and connectors
 
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const toml = (v) => (Array.isArray(v) ? `[${v.map(toml).join(', ')}]` : JSON.stringify(v));
 function tomlTable(header, obj) {
@@ -261,24 +251,7 @@ function hubConfig(port, connectors) {
 
 // ------------------------------------------------------------------ the browser
 
-async function get(jar, url, { toProvider = false } = {}) {
-  const headers = {};
-  if (toProvider) headers['x-bench-browser'] = '1';
-  else if (jar.size) headers.cookie = [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
-  const res = await fetch(url, { redirect: 'manual', headers });
-  if (!toProvider) {
-    for (const c of res.headers.getSetCookie()) {
-      const [pair, ...attrs] = c.split(';');
-      const i = pair.indexOf('=');
-      const name = pair.slice(0, i).trim();
-      if (attrs.some((a) => /^\s*max-age=0\s*$/i.test(a)) || pair.slice(i + 1) === '') jar.delete(name);
-      else jar.set(name, pair.slice(i + 1));
-    }
-  }
-  const body = await res.text();
-  const loc = res.headers.get('location');
-  return { status: res.status, location: loc ? new URL(loc, url).toString() : null, body };
-}
+const get = (jar, url, { toProvider = false } = {}) => browse(jar, url, { atProvider: toProvider });
 
 function expectRedirect(step, r, statuses) {
   if (!statuses.includes(r.status) || !r.location) {
@@ -364,10 +337,6 @@ function maxOverlap(reqs) {
 
 // ------------------------------------------------------------------ statistics and report
 
-const pct = (xs, p) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
-};
 const mode = (xs) => {
   const m = new Map();
   for (const x of xs) m.set(x, (m.get(x) || 0) + 1);

@@ -17,42 +17,12 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 say() { printf '\n== %s\n' "$*" >&2; }
+source "$ROOT/bench/lib.sh"
 
-node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' \
-  || { echo "bench/login needs Node >= 20 (fetch, getSetCookie)" >&2; exit 1; }
+need_node20 login
 
-if [ -n "${HUBAUTH_BIN:-}" ]; then
-  HUBAUTH="$(cd "$ROOT" && realpath "$HUBAUTH_BIN")"
-  case "$HUBAUTH" in */release/*) kind="release build" ;; */debug/*) kind="debug build" ;; *) kind="binary" ;; esac
-  BUILD="$kind $(realpath --relative-to="$ROOT" "$HUBAUTH" 2>/dev/null || echo "$HUBAUTH"), given by HUBAUTH_BIN"
-else
-  HUBAUTH="${CARGO_TARGET_DIR:-$ROOT/target}/release/hubauth"
-  stale=1
-  if [ -x "$HUBAUTH" ] && [ -z "$(find "$ROOT/src" "$ROOT/migrations" "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" \
-        -newer "$HUBAUTH" -print -quit 2>/dev/null)" ]; then
-    stale=0
-  fi
-  if [ "$stale" = 1 ]; then
-    say "cargo build --release (hubauth)"
-    (cd "$ROOT" && cargo build --release -q) >&2
-  fi
-  BUILD="release build"
-fi
-[ -x "$HUBAUTH" ] || { echo "no hubauth binary at $HUBAUTH" >&2; exit 1; }
-HUBAUTH_REV="${HUBAUTH_REV:-$(cd "$ROOT" && git describe --always --dirty --exclude '*' 2>/dev/null || echo uncommitted)}"
-
-busy_pct() { # % of all CPU time busy over one second
-  local a b
-  a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))
-  local idle=$(( (b[4] + b[5]) - (a[4] + a[5]) )) total=0 i
-  for i in 1 2 3 4 5 6 7 8; do total=$(( total + b[i] - a[i] )); done
-  echo $(( total > 0 ? 100 * (total - idle) / total : 0 ))
-}
-if [ "${BENCH_WAIT_IDLE:-0}" -gt 0 ]; then
-  say "waiting up to ${BENCH_WAIT_IDLE}s for the machine to be idle"
-  end=$(( SECONDS + BENCH_WAIT_IDLE ))
-  while [ "$(busy_pct)" -gt 15 ] && [ "$SECONDS" -lt "$end" ]; do sleep 4; done
-fi
+hubauth_release
+wait_idle
 
 say "logins through each connector (fake upstreams, ${RTT_MS:-50} ms RTT)"
 HUBAUTH_BIN="$HUBAUTH" HUBAUTH_REV="$HUBAUTH_REV" HUBAUTH_BUILD="$BUILD" \

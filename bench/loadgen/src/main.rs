@@ -646,6 +646,9 @@ struct PhaseResult {
     /// CPU used by everything else on the machine (cores, summed).
     #[serde(default)]
     other_cpu: Option<f64>,
+    /// CPU of the database server (`--db-pid` and its child processes), cores summed.
+    #[serde(default)]
+    db_cpu: Option<f64>,
     /// All requests sent during the phase (warm-up and errors included).
     #[serde(default)]
     total_requests: u64,
@@ -685,8 +688,48 @@ fn cpu_secs(pid: &str) -> Option<f64> {
     Some((f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?) as f64 / 100.0)
 }
 
+/// utime+stime of `root` and every process below it (PostgreSQL: the postmaster and its
+/// backends), per pid, so a backend that starts mid-phase counts from zero.
+fn tree_cpu(root: &str) -> Option<BTreeMap<u32, f64>> {
+    let root: u32 = root.parse().ok()?;
+    let mut parent = BTreeMap::new();
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(st) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(ppid) = st.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok()) else {
+            continue;
+        };
+        parent.insert(pid, ppid);
+    }
+    let below = |mut p: u32| loop {
+        if p == root {
+            return true;
+        }
+        match parent.get(&p) {
+            Some(&pp) if pp != p && pp != 0 => p = pp,
+            _ => return false,
+        }
+    };
+    let mut out = BTreeMap::new();
+    for &pid in parent.keys() {
+        if below(pid) {
+            if let Some(c) = cpu_secs(&pid.to_string()) {
+                out.insert(pid, c);
+            }
+        }
+    }
+    Some(out)
+}
+
+fn tree_delta(a: &Option<BTreeMap<u32, f64>>, b: Option<BTreeMap<u32, f64>>) -> Option<f64> {
+    let (a, b) = (a.as_ref()?, b?);
+    Some(b.iter().map(|(pid, c)| c - a.get(pid).copied().unwrap_or(0.0)).filter(|d| *d > 0.0).sum())
+}
+
 struct CpuMeter {
     server: Option<String>,
+    db: Option<String>,
+    d0: Option<BTreeMap<u32, f64>>,
     t0: Instant,
     s0: Option<f64>,
     l0: Option<f64>,
@@ -695,9 +738,11 @@ struct CpuMeter {
 }
 
 impl CpuMeter {
-    fn start(server: &Option<String>) -> CpuMeter {
+    fn start(server: &Option<String>, db: &Option<String>) -> CpuMeter {
         CpuMeter {
             server: server.clone(),
+            db: db.clone(),
+            d0: db.as_deref().and_then(tree_cpu),
             t0: Instant::now(),
             s0: server.as_deref().and_then(cpu_secs),
             l0: cpu_secs("self"),
@@ -715,8 +760,11 @@ impl CpuMeter {
             (Some(a), Some(b)) => Some((b - a) / wall),
             _ => None,
         };
+        r.db_cpu = tree_delta(&self.d0, self.db.as_deref().and_then(tree_cpu)).map(|d| d / wall);
         r.other_cpu = match (self.m0, machine_busy_secs(), r.server_cpu, r.loadgen_cpu) {
-            (Some(a), Some(b), Some(sv), Some(lg)) => Some(((b - a) / wall - sv - lg).max(0.0)),
+            (Some(a), Some(b), Some(sv), Some(lg)) => {
+                Some(((b - a) / wall - sv - lg - r.db_cpu.unwrap_or(0.0)).max(0.0))
+            }
             _ => None,
         };
         r.server_cs_per_req = match (self.cs0, self.server.as_deref().and_then(ctx_switches)) {
@@ -724,9 +772,10 @@ impl CpuMeter {
             _ => None,
         };
         eprintln!(
-            "  {:>42} cpu: server {:.0}% of a core, loadgen {:.0}%, everything else {:.0}%, server context switches/request {:.1}",
+            "  {:>42} cpu: server {:.0}% of a core{}, loadgen {:.0}%, everything else {:.0}%, server context switches/request {:.1}",
             "",
             r.server_cpu.unwrap_or(f64::NAN) * 100.0,
+            r.db_cpu.map(|d| format!(", database {:.0}%", d * 100.0)).unwrap_or_default(),
             r.loadgen_cpu.unwrap_or(f64::NAN) * 100.0,
             r.other_cpu.unwrap_or(f64::NAN) * 100.0,
             r.server_cs_per_req.unwrap_or(f64::NAN)
@@ -796,6 +845,7 @@ fn summarize(
         total_requests: total,
         server_cs_per_req: None,
         other_cpu: None,
+        db_cpu: None,
     };
     eprintln!(
         "  {:<32} {:<9} c={:<3} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  n={} err={}{}",
@@ -1065,6 +1115,7 @@ async fn run(a: Args) -> Res<()> {
     let expect_alg = a.get("expect-alg", "");
     let around = a.get("around-phase", "");
     let server_pid = a.0.get("server-pid").cloned();
+    let db_pid = a.0.get("db-pid").cloned();
     let max_other: f64 = a.get("max-other", "0.25").parse().map_err(|_| "--max-other")?;
     let retries: usize = a.get("retries", "2").parse().map_err(|_| "--retries")?;
 
@@ -1149,7 +1200,7 @@ async fn run(a: Args) -> Res<()> {
         let mut chains = rts;
         for attempt in 0..=retries {
             let hook = Hook::start(&around, "refresh", n).await;
-            let cpu = CpuMeter::start(&server_pid);
+            let cpu = CpuMeter::start(&server_pid, &db_pid);
             let (mut rr, next, ats) = phase_refresh(&o, &label, chains, warm, secs).await;
             cpu.stop(&mut rr);
             hook.stop().await;
@@ -1172,7 +1223,7 @@ async fn run(a: Args) -> Res<()> {
             let mut best: Option<PhaseResult> = None;
             for attempt in 0..=retries {
                 let hook = Hook::start(&around, "userinfo", n).await;
-                let cpu = CpuMeter::start(&server_pid);
+                let cpu = CpuMeter::start(&server_pid, &db_pid);
                 let mut ur = phase_userinfo(&o, &label, ats.clone(), warm, secs).await;
                 cpu.stop(&mut ur);
                 hook.stop().await;
@@ -1194,7 +1245,7 @@ async fn run(a: Args) -> Res<()> {
             let codes = mint_codes(&o, want, 32, 25.0).await?;
             eprintln!("  minted {} codes in {:.1}s", codes.len(), t0.elapsed().as_secs_f64());
             let hook = Hook::start(&around, "code", n).await;
-            let cpu = CpuMeter::start(&server_pid);
+            let cpu = CpuMeter::start(&server_pid, &db_pid);
             let (mut cr, _) = phase_code(&o, &label, n, codes, 30.0).await;
             cpu.stop(&mut cr);
             hook.stop().await;
@@ -1322,7 +1373,7 @@ fn report(a: Args) -> Res<()> {
 
     // CPU use: is the server core saturated, and is the load generator not?
     let mut cpu = String::new();
-    cpu.push_str("CPU busy during each cell, % of one core: server / load generator / everything else on the machine (other processes skew a cell when the last is large), and the server's context switches per request (all its threads):\n\n| grant | clients |");
+    cpu.push_str("CPU busy during each cell, % of one core: server / load generator / everything else on the machine (other processes skew a cell when the last is large), + the database server (PostgreSQL: postmaster and backends) where there is one, and the server's context switches per request (all its threads):\n\n| grant | clients |");
     for l in &labels {
         cpu.push_str(&format!(" {l} |"));
     }
@@ -1338,11 +1389,12 @@ fn report(a: Args) -> Res<()> {
             for l in &labels {
                 match res
                     .get(&(l.clone(), phase.into(), n))
-                    .and_then(|r| Some((r.server_cpu?, r.loadgen_cpu?, r.other_cpu, r.server_cs_per_req)))
+                    .and_then(|r| Some((r.server_cpu?, r.loadgen_cpu?, r.other_cpu, r.server_cs_per_req, r.db_cpu)))
                 {
-                    Some((sv, lg, ot, cs)) => {
+                    Some((sv, lg, ot, cs, db)) => {
                         any_cpu = true;
                         let ot = ot.map(|o| format!(" / {:.0}%", o * 100.0)).unwrap_or_default();
+                        let ot = format!("{ot}{}", db.map(|d| format!(" + db {:.0}%", d * 100.0)).unwrap_or_default());
                         let cs = cs.map(|c| format!(" · {c:.1} cs")).unwrap_or_default();
                         cpu.push_str(&format!(" {:.0}% / {:.0}%{ot}{cs} |", sv * 100.0, lg * 100.0));
                     }
@@ -1424,12 +1476,26 @@ fn report(a: Args) -> Res<()> {
             );
         }
     }
+    // `--vs A=B,...`: A (e.g. on PostgreSQL) against B (the same signer on SQLite), each at its
+    // best concurrency level; refresh is the target, code and userinfo for information.
+    let mut info = Vec::new();
+    for pair in a.get("vs", "").split(',').filter(|p| !p.is_empty()) {
+        let Some((x, y)) = pair.split_once('=') else { continue };
+        line(format!("{x} refresh ÷ {y} refresh"), ratio(best(x, "refresh"), best(y, "refresh")), 0.6);
+        for (phase, name) in [("code", "authorization_code"), ("userinfo", "userinfo")] {
+            match ratio(best(x, phase), best(y, phase)) {
+                Some(r) => info.push(format!("| {x} {name} ÷ {y} {name} | (info) | {r:.2}× | – |\n")),
+                None => info.push(format!("| {x} {name} ÷ {y} {name} | (info) | – | not measured |\n")),
+            }
+        }
+    }
     if !es.is_empty() && sign_ec > 0.0 {
         tg.push_str(&format!(
             "| {es} refresh ÷ ES256 signing bound ({sign_ec:.0}/s) | (info) | {:.2}× | – |\n",
             best(&es, "refresh").unwrap_or(0.0) / sign_ec
         ));
     }
+    tg.extend(info);
     if !tg.is_empty() {
         s.push_str("\n| target (best concurrency level of each) | want | got | |\n|---|--:|--:|---|\n");
         s.push_str(&tg);
@@ -1445,7 +1511,7 @@ fn main() {
     let r = match cmd.as_str() {
         "run" => tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run(a)),
         "report" => report(a),
-        _ => Err("usage: loadgen run --base URL --label L --client-id ID --secret S --username U --password P --out FILE [--secs 5 --warmup 1 --concurrency 1,16,64 --expect-alg RS256 --around-phase CMD --server-pid PID --max-other 0.25 --retries 2]\n       loadgen report --in FILE --labels A,B,C --peer C [--rs-label A --es-label B --rsa-signs-per-sec N --ec-signs-per-sec N]".into()),
+        _ => Err("usage: loadgen run --base URL --label L --client-id ID --secret S --username U --password P --out FILE [--secs 5 --warmup 1 --concurrency 1,16,64 --expect-alg RS256 --around-phase CMD --server-pid PID --db-pid PID --max-other 0.25 --retries 2]\n       loadgen report --in FILE --labels A,B,C --peer C [--rs-label A --es-label B --rsa-signs-per-sec N --ec-signs-per-sec N --vs A=B,C=D]".into()),
     };
     if let Err(e) = r {
         eprintln!("loadgen: {e}");

@@ -33,6 +33,9 @@ use crate::config::StorageConfig;
 
 type SqlResult<T> = Result<T, sqlx::Error>;
 
+/// A pooled connection idle this long is pinged before use (see [`PostgresStore::open`]).
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 pub struct PostgresStore {
     pool: PgPool,
     /// Connections that hold per-user advisory locks (see [`locks`]).
@@ -75,6 +78,20 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(config.pool_size)
             .acquire_timeout(config.connect_timeout)
+            // sqlx pings a connection (a round trip) when it goes back to the pool and, by
+            // default, again when it is taken out: on a busy replica that is one round trip per
+            // store call for a check made microseconds earlier. Ping on acquire only connections
+            // idle for a while (the database may have gone since); a fresh one that broke fails
+            // its one call with a clear error and its release ping drops it.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options.clone())
             .await
             .with_context(|| format!("cannot connect to PostgreSQL at {}", config.display_url()))?;

@@ -5,40 +5,88 @@
 use super::*;
 use crate::store::rotation::{self, Presented, Verdict};
 
-pub(super) async fn insert_tokens(conn: &mut PgConnection, grant_id: &str, tokens: &IssuedTokens) -> SqlResult<()> {
-    match &tokens.refresh {
-        // One statement for the pair: a round trip less on every grant.
-        Some((hash, expires_at)) => {
-            sqlx::query(
-                "WITH access AS (INSERT INTO access_tokens (token_hash, grant_id, scope, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5)) \
-                 INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, access_hash) \
-                 VALUES ($6, $2, $4, $7, $1)",
-            )
-            .bind(&tokens.access_hash)
-            .bind(grant_id)
-            .bind(&tokens.access_scope)
-            .bind(tokens.created_at)
-            .bind(tokens.access_expires_at)
-            .bind(hash)
-            .bind(expires_at)
-            .execute(conn)
-            .await?;
+/// What the statement that records a grant's new tokens does first, in the same statement: each
+/// sub-statement is a round trip saved on every grant (bench/RESULTS.md counts them).
+pub(super) enum Lead<'a> {
+    /// The grant itself (code exchange, `create_grant`).
+    Grant(&'a Grant),
+    /// The rotation's claim of the presented refresh token: the tokens are inserted only if the
+    /// claim changed it, so the statement inserts nothing when a racing rotation won.
+    Claim { now: UnixTime, old_hash: &'a str, lost_successor: Option<&'a str> },
+}
+
+/// Records the access token (and refresh token, if any) of `tokens` for `grant_id`, after
+/// `lead`, in one statement. True unless a [`Lead::Claim`] found the token already taken.
+pub(super) async fn insert_tokens(
+    conn: &mut PgConnection,
+    grant_id: &str,
+    tokens: &IssuedTokens,
+    lead: Lead<'_>,
+) -> SqlResult<bool> {
+    // $1 access hash, $2 grant, $3 scope, $4 created, $5 access expiry, $6 refresh hash, $7 its
+    // expiry; the lead's own parameters from $8.
+    let mut ctes = Vec::new();
+    let from = match lead {
+        Lead::Grant(_) => {
+            ctes.push(
+                "grant_row AS (INSERT INTO grants (id, client_id, user_id, session_id, scope, auth_time, created_at) \
+                 VALUES ($2, $8, $9, $10, $11, $12, $13))",
+            );
+            ""
         }
-        None => {
-            sqlx::query(
-                "INSERT INTO access_tokens (token_hash, grant_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&tokens.access_hash)
-            .bind(grant_id)
-            .bind(&tokens.access_scope)
-            .bind(tokens.created_at)
-            .bind(tokens.access_expires_at)
-            .execute(conn)
-            .await?;
+        Lead::Claim { .. } => {
+            // Changes the token only if it is still as read (unspent, or spent into the same lost
+            // successor). A racing rotation waits on the row lock, PostgreSQL re-checks the
+            // condition against the committed row, and the loser inserts nothing.
+            ctes.push(
+                "claimed AS (UPDATE refresh_tokens SET used_at = coalesce(used_at, $8), replaced_by = $6 \
+                 WHERE token_hash = $9 AND (($10::text IS NULL AND used_at IS NULL) OR replaced_by = $10::text) \
+                 RETURNING 1)",
+            );
+            " FROM claimed"
+        }
+    };
+    let access = format!(
+        "INSERT INTO access_tokens (token_hash, grant_id, scope, created_at, expires_at) SELECT $1, $2, $3, $4, $5{from}"
+    );
+    let mut ctes: Vec<String> = ctes.into_iter().map(str::to_owned).collect();
+    let last = if tokens.refresh.is_some() {
+        ctes.push(format!("access AS ({access})"));
+        format!(
+            "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, access_hash) SELECT $6, $2, $4, $7, $1{from}"
+        )
+    } else {
+        access
+    };
+    // Every lead is a CTE, so there is always a WITH.
+    let sql = format!("WITH {} {last}", ctes.join(", "));
+    let (refresh_hash, refresh_expires) = match &tokens.refresh {
+        Some((hash, expires_at)) => (Some(hash.as_str()), Some(*expires_at)),
+        None => (None, None),
+    };
+    let mut query = sqlx::query(AssertSqlSafe(sql))
+        .bind(&tokens.access_hash)
+        .bind(grant_id)
+        .bind(&tokens.access_scope)
+        .bind(tokens.created_at)
+        .bind(tokens.access_expires_at)
+        .bind(refresh_hash)
+        .bind(refresh_expires);
+    match lead {
+        Lead::Grant(grant) => {
+            query = query
+                .bind(&grant.client_id)
+                .bind(&grant.user_id)
+                .bind(&grant.session_id)
+                .bind(&grant.scope)
+                .bind(grant.auth_time)
+                .bind(grant.created_at);
+        }
+        Lead::Claim { now, old_hash, lost_successor } => {
+            query = query.bind(now).bind(old_hash).bind(lost_successor);
         }
     }
-    Ok(())
+    Ok(query.execute(conn).await?.rows_affected() > 0)
 }
 
 pub(super) async fn revoke_grant_in(
@@ -53,22 +101,6 @@ pub(super) async fn revoke_grant_in(
         .bind(grant_id)
         .execute(conn)
         .await?;
-    Ok(())
-}
-
-pub(super) async fn insert_grant(conn: &mut PgConnection, grant: &Grant) -> SqlResult<()> {
-    sqlx::query(
-        "INSERT INTO grants (id, client_id, user_id, session_id, scope, auth_time, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&grant.id)
-    .bind(&grant.client_id)
-    .bind(&grant.user_id)
-    .bind(&grant.session_id)
-    .bind(&grant.scope)
-    .bind(grant.auth_time)
-    .bind(grant.created_at)
-    .execute(conn)
-    .await?;
     Ok(())
 }
 
@@ -98,8 +130,7 @@ pub(super) async fn redeem_code(
     .map_err(backend)?;
     if let Some(row) = won {
         let user = user_from_row(&row, 0).map_err(backend)?;
-        insert_grant(conn, grant).await.map_err(backend)?;
-        insert_tokens(conn, &grant.id, tokens).await.map_err(backend)?;
+        insert_tokens(conn, &grant.id, tokens, Lead::Grant(grant)).await.map_err(backend)?;
         return Ok(CodeRedemption::Redeemed { user: Box::new(user) });
     }
     let spent: Option<Option<String>> = sqlx::query_scalar(
@@ -180,30 +211,16 @@ pub(super) async fn rotate_refresh(
     let Some(issued) = issue(&grant, &user) else {
         return Ok(RefreshRotation::Declined);
     };
-    let successor = issued.refresh.as_ref().map(|(hash, _)| hash.clone());
-    // The claim changes the token only if it is still as read (unspent, or spent into the same
-    // lost successor). A racing rotation waits on the row lock, PostgreSQL re-checks the
-    // condition against the committed row, and the loser is the reuse it is.
-    let claimed = sqlx::query(
-        "UPDATE refresh_tokens SET used_at = coalesce(used_at, $1), replaced_by = $2 WHERE token_hash = $3 \
-         AND (($4::text IS NULL AND used_at IS NULL) OR replaced_by = $4::text)",
-    )
-    .bind(now)
-    .bind(&successor)
-    .bind(old_hash)
-    .bind(&lost_successor)
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?
-    .rows_affected();
-    if claimed == 0 {
+    // Claim and successor in one statement; a loser of a race claims nothing, inserts nothing,
+    // and is the reuse it is.
+    let claim = Lead::Claim { now, old_hash, lost_successor: lost_successor.as_deref() };
+    if !insert_tokens(tx, &grant.id, &issued, claim).await.map_err(backend)? {
         revoke_grant_in(tx, &grant.id, "refresh token reuse", now).await.map_err(backend)?;
         return Ok(RefreshRotation::Reused { grant_id: grant.id });
     }
     if let Some(lost) = &lost_successor {
         withdraw(tx, lost, now).await.map_err(backend)?;
     }
-    insert_tokens(tx, &grant.id, &issued).await.map_err(backend)?;
     let (user, scope) = (Box::new(user), issued.access_scope);
     Ok(match lost_successor {
         Some(_) => RefreshRotation::Retried { grant, user, scope },
@@ -304,10 +321,9 @@ impl TokenStore for PostgresStore {
     }
 
     async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        insert_grant(&mut tx, grant).await.map_err(backend)?;
-        insert_tokens(&mut tx, &grant.id, tokens).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        // One statement: no transaction around it needed.
+        insert_tokens(&mut *self.conn().await?, &grant.id, tokens, Lead::Grant(grant)).await.map_err(backend)?;
+        Ok(())
     }
 
     async fn rotate_refresh_token(
