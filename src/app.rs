@@ -58,7 +58,8 @@ impl AppState {
         clock: Arc<dyn Clock>,
         sealer: Option<Sealer>,
     ) -> anyhow::Result<SharedState> {
-        let http = UpstreamHttp::new(Default::default())?;
+        let metrics = crate::metrics::Metrics::new(&config.metrics);
+        let http = UpstreamHttp::new(Default::default())?.with_metrics(metrics.upstream());
         let limits = &config.password_login;
         let password_checks = Arc::new(PasswordChecks::new(limits.max_concurrent_checks, limits.check_queue_timeout));
         let connectors = Connectors::from_config(&config.connectors, &http, &password_checks)
@@ -79,7 +80,7 @@ impl AppState {
         Ok(Arc::new(Self {
             live: Default::default(),
             refresh_flights: Default::default(),
-            metrics: Default::default(),
+            metrics,
             http: http.clone(),
             started_at,
             sealer,
@@ -128,6 +129,31 @@ async fn healthz(State(state): State<SharedState>) -> Response {
 
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// For readiness probes: 200 while this replica can do its work — the database answers and a
+/// signing key of every algorithm is loaded and signs — 503 with a short reason otherwise (the
+/// detail goes to the log).
+async fn readyz(State(state): State<SharedState>) -> Response {
+    let not_ready = |reason: &'static str, detail: String| {
+        tracing::warn!(error = %detail, "readiness check failed: {reason}");
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}")).into_response()
+    };
+    match tokio::time::timeout(HEALTH_TIMEOUT, state.store.health()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return not_ready("storage unavailable", e.to_string()),
+        Err(_) => return not_ready("storage unavailable", format!("no answer within {HEALTH_TIMEOUT:?}")),
+    }
+    let keys = state.keys.current();
+    for alg in crate::crypto::SigningAlgorithm::ALL {
+        let Some(signer) = keys.signer(alg) else {
+            return not_ready("no signing key", format!("no active {} key is loaded", alg.as_str()));
+        };
+        if let Err(e) = signer.sign_jwt(&serde_json::json!({ "probe": true })) {
+            return not_ready("signing key unusable", format!("{} key {} cannot sign: {e}", alg.as_str(), signer.kid));
+        }
+    }
+    "ready".into_response()
+}
+
 async fn metrics(State(state): State<SharedState>, headers: axum::http::HeaderMap) -> Response {
     // With [metrics] token set, scrapers must send it as a Bearer token.
     if let Some(token) = &state.config.metrics.token {
@@ -140,8 +166,24 @@ async fn metrics(State(state): State<SharedState>, headers: axum::http::HeaderMa
             return (StatusCode::UNAUTHORIZED, "metrics need the configured token").into_response();
         }
     }
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
-        .into_response()
+    let text = state.metrics.render(state.store.as_ref(), state.clock.now()).await;
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+}
+
+/// What `[metrics] listen` serves: metrics and probes, at the root (not under the issuer's path).
+pub fn operations_router(state: SharedState) -> Router {
+    let request_timeout = state.config.server.request_timeout;
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
+        .layer(RequestBodyLimitLayer::new(1024))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
 }
 
 /// A request path fit for logs: secrets carried in the path are replaced.
@@ -153,10 +195,12 @@ fn loggable_path(path: &str) -> String {
 }
 
 pub fn router(state: SharedState) -> Router {
-    let routes = Router::new()
-        .route("/", get(home))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+    let mut routes = Router::new().route("/", get(home)).route("/healthz", get(healthz)).route("/readyz", get(readyz));
+    // With a listener of their own, metrics stay off the public port.
+    if state.config.metrics.listen.is_none() {
+        routes = routes.route("/metrics", get(metrics));
+    }
+    let routes = routes
         .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/jwks", get(discovery::jwks))
         .route("/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
@@ -239,9 +283,36 @@ pub async fn serve_with_sealer(config: Config, sealer: Option<Sealer>) -> anyhow
 
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    tracing::info!(issuer = %state.config.issuer, %listen, "hubauth is listening");
+    let operations = match state.config.metrics.listen {
+        Some(addr) => Some((
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} ([metrics] listen): {e}"))?,
+            addr,
+        )),
+        None => None,
+    };
+    // One signal stops both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
     let limits = state.config.server.clone();
-    crate::server::serve(listener, router(state), limits, shutdown_signal()).await;
+    let operations = operations.map(|(listener, addr)| {
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+        // Probes and scrapers need few connections; the bound keeps this port from holding many.
+        let limits = crate::config::ServerConfig { max_connections: limits.max_connections.min(64), ..limits.clone() };
+        tokio::spawn(crate::server::serve(listener, operations_router(state.clone()), limits, stopped(stop_rx.clone())))
+    });
+    tracing::info!(issuer = %state.config.issuer, %listen, "hubauth is listening");
+    crate::server::serve(listener, router(state), limits, stopped(stop_rx)).await;
+    if let Some(task) = operations {
+        let _ = task.await;
+    }
     Ok(())
 }
 

@@ -74,17 +74,68 @@ struct RawConfig {
     password_login: crate::password_login::PasswordLoginConfig,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
     #[serde(default)]
     token: Option<SecretSource>,
+    #[serde(default)]
+    listen: Option<SocketAddr>,
+    #[serde(default = "yes")]
+    group_info: bool,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default = "default_usage_interval", with = "humantime_serde")]
+    usage_interval: Duration,
 }
 
-/// `[metrics]`: who may scrape `/metrics`.
-#[derive(Debug, Clone, Default)]
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self {
+            token: None,
+            listen: None,
+            group_info: true,
+            namespace: String::new(),
+            usage_interval: default_usage_interval(),
+        }
+    }
+}
+
+fn default_usage_interval() -> Duration {
+    Duration::from_secs(15)
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[metrics]`: who may scrape `/metrics`, and where.
+#[derive(Debug, Clone)]
 pub struct MetricsConfig {
     pub token: Option<Secret>,
+    /// A second listener for `/metrics`, `/healthz` and `/readyz` (then the main listener no
+    /// longer serves `/metrics`).
+    pub listen: Option<SocketAddr>,
+    /// Whether `hubauth_user_group_info` (one series per user and group) is exported.
+    pub group_info: bool,
+    /// The `namespace` label of `hubauth_user_group_info` (jupyterhub-groups-exporter's).
+    pub namespace: String,
+    /// The gauges and the group info are read from the database at most this often, however
+    /// often `/metrics` is scraped.
+    pub usage_interval: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        RawMetrics::default().with_token(None)
+    }
+}
+
+impl RawMetrics {
+    fn with_token(self, token: Option<Secret>) -> MetricsConfig {
+        let Self { token: _, listen, group_info, namespace, usage_interval } = self;
+        MetricsConfig { token, listen, group_info, namespace, usage_interval }
+    }
 }
 
 /// `[jupyterhub]`: where hubauth checks JupyterHub API tokens presented for token exchange.
@@ -747,6 +798,12 @@ impl Config {
             Some(l) => l,
             None => default_listen(&issuer_url).map_err(|m| invalid("listen", m))?,
         };
+        if raw.metrics.listen.is_some_and(|m| m == listen || (m.port() == listen.port() && m.ip().is_unspecified())) {
+            return Err(invalid(
+                "metrics.listen",
+                format!("must differ from listen ({listen}): it is a second listener"),
+            ));
+        }
         if raw.tokens.authorization_code_lifetime > Duration::from_secs(60)
             || raw.tokens.authorization_code_lifetime.is_zero()
         {
@@ -1010,14 +1067,15 @@ impl Config {
             invites: raw.invites,
             admin,
             identity: raw.identity,
-            metrics: MetricsConfig {
-                token: raw
+            metrics: {
+                let token = raw
                     .metrics
                     .token
                     .as_ref()
                     .map(|t| resolve_secret_at(t, base_dir))
                     .transpose()
-                    .map_err(|m| invalid("metrics.token", m))?,
+                    .map_err(|m| invalid("metrics.token", m))?;
+                raw.metrics.with_token(token)
             },
             static_groups: raw.static_groups,
             jupyterhub: raw.jupyterhub,

@@ -17,6 +17,7 @@ use crate::connectors::sealing::{open_tokens, seal_tokens};
 use crate::connectors::untrusted::printable;
 use crate::connectors::{Connector, ConnectorError, ConnectorKind, RedirectConnector, UpstreamTokens};
 use crate::crypto::Secret;
+use crate::metrics::RefreshResult;
 use crate::store::{AuditEvent, StoreError, User};
 
 /// A fresh upstream access token.
@@ -190,6 +191,7 @@ async fn refresh(
             let sealed = seal_tokens(state.sealer.as_deref(), connector_id, subject, &login.tokens)
                 .map_err(|e| CustodyError::Unavailable(e.to_string()))?;
             state.store.update_upstream_tokens(connector_id, subject, Some(&sealed), login.tokens.expires_at).await?;
+            state.metrics.upstream_refresh(connector_id, RefreshResult::Ok);
             tracing::debug!(connector = connector_id, user = %user.username, "upstream token refreshed");
             Ok(FreshToken {
                 access_token: login.tokens.access_token,
@@ -198,6 +200,7 @@ async fn refresh(
             })
         }
         Err(ConnectorError::SessionEnded(reason)) | Err(ConnectorError::Denied(reason)) => {
+            state.metrics.upstream_refresh(connector_id, RefreshResult::SessionEnded);
             let quoted = printable(&reason, 400);
             tracing::info!(connector = connector_id, user = %user.username, reason = ?quoted, "upstream session ended");
             state.store.update_upstream_tokens(connector_id, subject, None, None).await?;
@@ -219,6 +222,9 @@ async fn refresh(
             }
             Err(CustodyError::SessionEnded { connector: connector.display_name.clone(), reason })
         }
-        Err(e) => Err(CustodyError::Unavailable(format!("{}: {e}", connector.display_name))),
+        Err(e) => {
+            state.metrics.upstream_refresh(connector_id, RefreshResult::Failed);
+            Err(CustodyError::Unavailable(format!("{}: {e}", connector.display_name)))
+        }
     }
 }

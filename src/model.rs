@@ -291,3 +291,15 @@ pub struct StoredSigningKey {
     /// until this, which may be later than `expires_at`.
     pub verify_until: Option<UnixTime>,
 }
+
+/// What the metrics' gauges show, read in one go (see `Store::usage`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub users: u64,
+    /// Users signed in or re-checked at or after each of the `active_since` times, in order.
+    pub active_users: Vec<u64>,
+    /// Browser sessions neither ended nor expired.
+    pub live_browser_sessions: u64,
+    /// (username, groups) of every user with at least one group, by username; empty unless asked for.
+    pub memberships: Vec<(String, Vec<String>)>,
+}

@@ -98,7 +98,8 @@ pub(super) fn http_for(http: &UpstreamHttp, timeout: Option<Duration>) -> Result
     match timeout {
         None => Ok(http.clone()),
         Some(t) if t.is_zero() => Err(("timeout", "must be longer than zero".into())),
-        Some(t) => UpstreamHttp::new(Timeouts { connect: t.min(Timeouts::default().connect), request: t })
+        Some(t) => http
+            .with_timeouts(Timeouts { connect: t.min(Timeouts::default().connect), request: t })
             .map_err(|e| ("timeout", format!("cannot set up the HTTP client: {e}"))),
     }
 }

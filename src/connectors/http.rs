@@ -3,7 +3,8 @@
 //! safe to repeat, rate-limit answers turned into short waits or clear errors, and `Link`-header
 //! pagination that never silently stops early.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use super::untrusted::printable;
 use super::{ConnectorError, UpstreamTokens};
 use crate::crypto::Secret;
+use crate::metrics::{UpstreamMetrics, UpstreamOutcome};
 
 /// How long a login may wait for an upstream's rate limit to lift before giving up with a
 /// clear error (the person is looking at a spinning page meanwhile).
@@ -39,22 +41,60 @@ pub struct UpstreamHttp {
     client: reqwest::Client,
     /// Backoff before retry `n` (1-based) is `n * retry_backoff`.
     retry_backoff: Duration,
+    /// Where each request's latency and failure are counted, and under which connector id.
+    metrics: Option<(Arc<UpstreamMetrics>, Arc<str>)>,
 }
 
 impl UpstreamHttp {
     pub fn new(timeouts: Timeouts) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(timeouts.connect)
-            .timeout(timeouts.request)
-            .user_agent(concat!("hubauth/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self { client, retry_backoff: Duration::from_millis(250) })
+        Ok(Self { client: build_client(timeouts)?, retry_backoff: Duration::from_millis(250), metrics: None })
+    }
+
+    /// The same client with other timeouts (a connector's own `timeout`), counted the same way.
+    pub fn with_timeouts(&self, timeouts: Timeouts) -> anyhow::Result<Self> {
+        Ok(Self { client: build_client(timeouts)?, ..self.clone() })
+    }
+
+    /// Counts every request into `metrics` (under connector `-` until [`Self::for_connector`]).
+    pub fn with_metrics(mut self, metrics: Arc<UpstreamMetrics>) -> Self {
+        self.metrics = Some((metrics, Arc::from("-")));
+        self
+    }
+
+    /// A handle whose requests are counted under `connector` (a configured id).
+    pub fn for_connector(&self, connector: &str) -> Self {
+        let mut http = self.clone();
+        if let Some((_, label)) = &mut http.metrics {
+            *label = Arc::from(connector);
+        }
+        http
     }
 
     pub fn client(&self) -> &reqwest::Client {
         &self.client
     }
+
+    /// Records one request made through [`Self::client`] directly, started at `started`.
+    pub fn observe(&self, started: Instant, result: Result<StatusCode, &reqwest::Error>) {
+        if let Some((metrics, connector)) = &self.metrics {
+            let outcome = match result {
+                Ok(status) => UpstreamOutcome::Status(status.as_u16()),
+                Err(e) if e.is_timeout() => UpstreamOutcome::TimedOut,
+                Err(e) if e.is_connect() => UpstreamOutcome::Unreachable,
+                Err(_) => UpstreamOutcome::Failed,
+            };
+            metrics.observe(connector, started.elapsed(), outcome);
+        }
+    }
+}
+
+fn build_client(timeouts: Timeouts) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeouts.connect)
+        .timeout(timeouts.request)
+        .user_agent(concat!("hubauth/", env!("CARGO_PKG_VERSION")))
+        .build()?)
 }
 
 /// An upstream answer: status, headers and the whole body.
@@ -143,10 +183,20 @@ impl UpstreamHttp {
         if let Some(form) = form {
             req = req.form(form);
         }
-        let resp = req.send().await.map_err(|e| failure(&e, url))?;
+        let started = Instant::now();
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.observe(started, Err(&e));
+                return Err(failure(&e, url));
+            }
+        };
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| failure(&e, url))?;
+        let body = resp.bytes().await;
+        // The whole answer, body included, is the latency a sign-in waits for.
+        self.observe(started, body.as_ref().map(|_| status));
+        let body = body.map_err(|e| failure(&e, url))?;
         Ok(Answer { status, headers, body })
     }
 

@@ -300,6 +300,7 @@ impl Connectors {
     ) -> Result<Self, SetupError> {
         let mut all = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
+            let http = &http.for_connector(entry.id());
             let err =
                 |(field, message): (&str, String)| SetupError { key: format!("connectors[{i}].{field}"), message };
             let redirect = |c: Arc<dyn RedirectConnector>| ConnectorKind::Redirect(c);

@@ -21,6 +21,7 @@ use crate::connectors::password_memberships;
 use crate::connectors::sealing::{open_tokens, seal_login};
 use crate::connectors::{ConnectorError, ConnectorKind, Membership, UpstreamLogin};
 use crate::login::{self, Arrival};
+use crate::metrics::RefreshResult;
 use crate::policy::ReasonCode;
 use crate::store::{StoreError, UpstreamRecord, User};
 
@@ -145,7 +146,18 @@ pub async fn ensure_current(state: &AppState, user: &User) -> Result<Current, St
                     return Ok(Current::Admitted(Box::new(user)));
                 }
             };
-            match upstream.refresh(&tokens, &stored.subject, now).await {
+            let refreshed = upstream.refresh(&tokens, &stored.subject, now).await;
+            state.metrics.upstream_refresh(
+                &connector.id,
+                match &refreshed {
+                    Ok(_) => RefreshResult::Ok,
+                    Err(ConnectorError::SessionEnded(_)) | Err(ConnectorError::Denied(_)) => {
+                        RefreshResult::SessionEnded
+                    }
+                    Err(_) => RefreshResult::Failed,
+                },
+            );
+            match refreshed {
                 Ok(login) => {
                     let record = match seal_login(state.sealer.as_deref(), &login) {
                         Ok(r) => r,

@@ -368,6 +368,10 @@ pub trait Store:
     /// (which writes nothing).
     async fn health(&self) -> StoreResult<()>;
 
+    /// Counts for the metrics' gauges at `now` and, `with_groups`, every user's groups. Scans
+    /// the users table: callers cache the answer (see [`crate::metrics`]).
+    async fn usage(&self, now: UnixTime, active_since: &[UnixTime], with_groups: bool) -> StoreResult<Usage>;
+
     /// Deletes what can no longer be used, in small batches so other writes go on in between,
     /// and hands freed space back; returns how many rows went.
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64>;

@@ -21,6 +21,7 @@ mod linked_accounts;
 mod live_access;
 mod log_injection;
 mod logout;
+mod metrics;
 mod no_secrets_in_logs;
 mod password_login;
 mod pending_limits;

@@ -836,6 +836,48 @@ async fn postgres() -> Option<(Arc<dyn Store>, crate::pg::TestDatabase)> {
     Some((Arc::new(PostgresStore::open(&config, true).await.unwrap()), db))
 }
 
+/// What the metrics' gauges read: users, who was active since when, live sessions, and every
+/// user's groups (by username, users without groups left out), all in one call.
+async fn usage_counts_users_sessions_and_memberships(store: Arc<dyn Store>) {
+    let empty = store.usage(1000, &[500, 900], true).await.unwrap();
+    assert_eq!(empty, Usage { users: 0, active_users: vec![0, 0], live_browser_sessions: 0, memberships: vec![] });
+
+    let zed = store.upsert_user_for_identity(&identity("dev", "u1", "zed"), 600).await.unwrap();
+    store.upsert_user_for_identity(&identity("dev", "u2", "ada"), 950).await.unwrap();
+    let none = UpstreamIdentity { groups: vec![], ..identity("dev", "u3", "bob") };
+    store.upsert_user_for_identity(&none, 100).await.unwrap();
+    let two = UpstreamIdentity { groups: vec!["g1".into(), "g2".into()], ..identity("dev", "u2", "ada") };
+    store.upsert_user_for_identity(&two, 960).await.unwrap();
+    for (id, expires_at) in [("live", 2000), ("expired", 1000), ("ended", 2000)] {
+        let s = BrowserSession {
+            id: id.into(),
+            token_hash: format!("th-{id}"),
+            user_id: zed.id.clone(),
+            connector_id: "dev".into(),
+            csrf_token: "c".into(),
+            auth_time: 1,
+            created_at: 1,
+            expires_at,
+        };
+        store.create_browser_session(&s).await.unwrap();
+    }
+    store.end_browser_session("ended", 990).await.unwrap();
+
+    let usage = store.usage(1000, &[500, 900], true).await.unwrap();
+    assert_eq!(usage.users, 3);
+    assert_eq!(usage.active_users, vec![2, 1], "zed at 600, ada at 960, bob at 100");
+    assert_eq!(usage.live_browser_sessions, 1, "neither expired nor ended");
+    assert_eq!(
+        usage.memberships,
+        vec![
+            ("ada".to_string(), vec!["g1".to_string(), "g2".to_string()]),
+            ("zed".to_string(), vec!["g1".to_string()])
+        ]
+    );
+    let without = store.usage(1000, &[], false).await.unwrap();
+    assert_eq!((without.users, without.active_users.len(), without.memberships.len()), (3, 0, 0));
+}
+
 macro_rules! backends {
     ($($backend:ident),*) => {
         $(
@@ -878,6 +920,7 @@ macro_rules! backends {
                 case!(racing_code_redemptions_issue_once);
                 case!(racing_refresh_rotations_rotate_once);
                 case!(racing_first_logins_make_one_user);
+                case!(usage_counts_users_sessions_and_memberships);
             }
         )*
     };

@@ -16,14 +16,8 @@ const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
 const HUB_TOKEN: &str = "urn:hubauth:params:oauth:token-type:jupyterhub-api-token";
 
-fn extra(fake: &FakeOidc, hub_api: &str) -> String {
-    format!(
-        r#"
-[tokens]
-upstream_refresh_skew = "10s"
-[jupyterhub]
-api_url = "{hub_api}"
-[[clients]]
+/// A confidential client that exchanges the hub's access tokens for `uni` tokens.
+pub const SPAWNER_CLIENT: &str = r#"[[clients]]
 id = "spawner"
 secret = "spawner-secret-0123456789"
 grant_types = ["token_exchange"]
@@ -31,7 +25,16 @@ redirect_uris = []
 [clients.token_exchange]
 audiences = ["uni"]
 subject_token_types = ["access_token"]
-subject_clients = ["hub"]
+subject_clients = ["hub"]"#;
+
+fn extra(fake: &FakeOidc, hub_api: &str) -> String {
+    format!(
+        r#"
+[tokens]
+upstream_refresh_skew = "10s"
+[jupyterhub]
+api_url = "{hub_api}"
+{SPAWNER_CLIENT}
 {}
 [[clients]]
 id = "jobs"
@@ -112,7 +115,7 @@ async fn setup_with(hub_tokens: Vec<(&'static str, Value)>, more_toml: &str) -> 
 }
 
 /// alice signs in at `uni` in a fresh browser for the client `params` name; returns hubauth's code.
-async fn sign_in_alice(app: &TestApp, fake: &FakeOidc, params: &AuthParams) -> String {
+pub async fn sign_in_alice(app: &TestApp, fake: &FakeOidc, params: &AuthParams) -> String {
     let mut browser = app.browser();
     let up = browser.start_upstream(params, "uni").await;
     let state = up.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();

@@ -48,7 +48,10 @@ impl IntoResponse for TokenResponse {
 }
 
 pub async fn token(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
-    match handle(&state, &headers, &body).await {
+    let mut grant_type = "unsupported";
+    let result = handle(&state, &headers, &body, &mut grant_type).await;
+    state.metrics.token_grant(grant_type, result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok"));
+    match result {
         Ok(r) => r.into_response(),
         Err(e) => e.into_response(),
     }
@@ -64,9 +67,23 @@ pub fn require_form(headers: &HeaderMap) -> Result<(), OAuthError> {
     }
 }
 
-async fn handle(state: &SharedState, headers: &HeaderMap, body: &[u8]) -> Result<TokenResponse, OAuthError> {
+/// `grant_type` is set to the request's grant type once it is known to be a supported one (the
+/// metrics' label: never a value the client made up).
+async fn handle(
+    state: &SharedState,
+    headers: &HeaderMap,
+    body: &[u8],
+    grant_type: &mut &'static str,
+) -> Result<TokenResponse, OAuthError> {
     require_form(headers)?;
     let params = Params::parse(body).map_err(|e| OAuthError::invalid_request(e.0))?;
+    *grant_type = match params.get("grant_type").filter(|g| *g != "token_exchange").and_then(GrantType::parse) {
+        Some(GrantType::AuthorizationCode) => "authorization_code",
+        Some(GrantType::RefreshToken) => "refresh_token",
+        Some(GrantType::ClientCredentials) => "client_credentials",
+        Some(GrantType::TokenExchange) => "token_exchange",
+        None => "unsupported",
+    };
     let client = authenticate(&state.config, headers, &params)?;
     let Some(name) = params.get("grant_type") else {
         return Err(OAuthError::invalid_request("grant_type is required"));

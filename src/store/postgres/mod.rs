@@ -161,6 +161,40 @@ impl Store for PostgresStore {
         tx.rollback().await.map_err(backend)
     }
 
+    async fn usage(&self, now: UnixTime, active_since: &[UnixTime], with_groups: bool) -> StoreResult<Usage> {
+        // One statement, one snapshot: the counts agree with each other.
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM users), \
+                    (SELECT array_agg((SELECT count(*) FROM users WHERE updated_at >= s.t) ORDER BY s.o) \
+                     FROM unnest($1::BIGINT[]) WITH ORDINALITY AS s(t, o)), \
+                    (SELECT count(*) FROM browser_sessions WHERE ended_at IS NULL AND expires_at > $2)",
+        )
+        .bind(active_since)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        let active: Option<Vec<i64>> = row.try_get(1).map_err(backend)?;
+        let mut usage = Usage {
+            users: row.try_get::<i64, _>(0).map_err(backend)? as u64,
+            active_users: active.unwrap_or_default().into_iter().map(|n| n as u64).collect(),
+            live_browser_sessions: row.try_get::<i64, _>(2).map_err(backend)? as u64,
+            memberships: Vec::new(),
+        };
+        if with_groups {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT username, groups_json FROM users WHERE groups_json <> '[]' ORDER BY username COLLATE \"C\"",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            for (username, groups) in rows {
+                usage.memberships.push((username, serde_json::from_str(&groups).map_err(backend)?));
+            }
+        }
+        Ok(usage)
+    }
+
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64> {
         // Spent codes are kept a day past expiry so a late replay still revokes what they issued.
         // (table, key column, what is purged)

@@ -220,6 +220,32 @@ impl Store for SqliteStore {
         self.write(|conn| conn.query_row(PROBE, [], |_| Ok(())).map_err(backend)).await
     }
 
+    async fn usage(&self, now: UnixTime, active_since: &[UnixTime], with_groups: bool) -> StoreResult<Usage> {
+        let conn = self.reader();
+        let users = conn.query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0)).map_err(backend)?;
+        let mut usage = Usage { users: users as u64, ..Default::default() };
+        let mut active = conn.prepare_cached("SELECT count(*) FROM users WHERE updated_at >= ?").map_err(backend)?;
+        for since in active_since {
+            usage.active_users.push(active.query_row([since], |r| r.get::<_, i64>(0)).map_err(backend)? as u64);
+        }
+        usage.live_browser_sessions = conn
+            .query_row("SELECT count(*) FROM browser_sessions WHERE ended_at IS NULL AND expires_at > ?", [now], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(backend)? as u64;
+        if with_groups {
+            let mut stmt = conn
+                .prepare_cached("SELECT username, groups_json FROM users WHERE groups_json <> '[]' ORDER BY username")
+                .map_err(backend)?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(backend)?;
+            for row in rows {
+                let (username, groups) = row.map_err(backend)?;
+                usage.memberships.push((username, serde_json::from_str(&groups).map_err(backend)?));
+            }
+        }
+        Ok(usage)
+    }
+
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64> {
         // Spent codes are kept a day past expiry so a late replay still revokes what they issued.
         // (table, key column, what is purged)

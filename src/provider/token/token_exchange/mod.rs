@@ -27,6 +27,19 @@ use crate::provider::{ErrorCode, OAuthError};
 use crate::provider::token_exchange_types::{ACCESS_TOKEN_TYPE, JUPYTERHUB_TOKEN_TYPE};
 
 pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) -> Result<TokenResponse, OAuthError> {
+    let mut connector = "none";
+    let result = exchange(state, client, params, &mut connector).await;
+    state.metrics.token_exchange(connector, result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok"));
+    result
+}
+
+/// `connector` is set to the target once it is one this client may have (a configured id).
+async fn exchange<'a>(
+    state: &SharedState,
+    client: &'a ClientConfig,
+    params: &Params,
+    connector: &mut &'a str,
+) -> Result<TokenResponse, OAuthError> {
     let Some(rules) = &client.token_exchange else {
         return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "this client may not exchange tokens"));
     };
@@ -56,9 +69,10 @@ pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) 
             ))
         }
     };
-    if !rules.audiences.iter().any(|a| a == target) {
+    let Some(audience) = rules.audiences.iter().find(|a| *a == target) else {
         return Err(OAuthError::new(ErrorCode::InvalidTarget, "this client may not obtain tokens for that audience"));
-    }
+    };
+    *connector = audience.as_str();
     let kind = match subject_type {
         ACCESS_TOKEN_TYPE => "access_token",
         JUPYTERHUB_TOKEN_TYPE => "jupyterhub",

@@ -55,11 +55,15 @@ pub async fn from_jupyterhub(state: &SharedState, rule: &TokenExchangeConfig, to
         ));
     };
     let url = format!("{}/user", api.trim_end_matches('/'));
-    let answer =
-        state.http.client().get(&url).header("Authorization", format!("token {token}")).send().await.map_err(|e| {
-            tracing::warn!(error = %e, "could not reach the JupyterHub API");
-            OAuthError::new(ErrorCode::TemporarilyUnavailable, "the hub is not answering; try again shortly")
-        })?;
+    // Counted in the upstream metrics as connector "jupyterhub".
+    let hub = state.http.for_connector("jupyterhub");
+    let started = std::time::Instant::now();
+    let answer = hub.client().get(&url).header("Authorization", format!("token {token}")).send().await;
+    hub.observe(started, answer.as_ref().map(|a| a.status()));
+    let answer = answer.map_err(|e| {
+        tracing::warn!(error = %e, "could not reach the JupyterHub API");
+        OAuthError::new(ErrorCode::TemporarilyUnavailable, "the hub is not answering; try again shortly")
+    })?;
     match answer.status().as_u16() {
         200 => {}
         401 | 403 | 404 => return Err(OAuthError::invalid_grant("the hub does not accept this JupyterHub token")),
