@@ -6,6 +6,7 @@
 #     (from e2e/package-lock.json via `npm ci`; no browser is ever downloaded)
 #   - PostgreSQL server binaries (scripts/postgres.sh runs its own throw-away server from them),
 #     openssl (its test certificates) and HAProxy (end-to-end tests)
+#   - Prometheus (Debian's `prometheus`; e2e/metrics.test.mjs runs its own on a free port)
 # Works unattended as root on a fresh Debian 12 machine (CI=true, no stdin).
 set -euo pipefail
 
@@ -49,6 +50,7 @@ if ! command -v curl >/dev/null 2>&1; then need+=(curl); fi
 if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then need+=(postgresql); fi
 if ! command -v openssl >/dev/null 2>&1; then need+=(openssl); fi
 if ! have_pkg haproxy; then need+=(haproxy); fi
+if ! command -v prometheus >/dev/null 2>&1; then need+=(prometheus); fi
 if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
 
 # ---------------------------------------------------------------- python venv
@@ -57,7 +59,7 @@ REQ="$E2E/requirements.txt"
 req_sum="$(sha256sum "$REQ" | cut -d' ' -f1)"
 stamp="$VENV/.hubauth-requirements.sha256"
 if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$req_sum" ] \
-   && "$VENV/bin/python" -c 'import jupyterhub, oauthenticator' 2>/dev/null; then
+   && "$VENV/bin/python" -c 'import jupyterhub, oauthenticator, prometheus_client' 2>/dev/null; then
   log "python venv up to date ($VENV)"
 else
   PY="$(command -v python3)"
