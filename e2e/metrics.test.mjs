@@ -9,6 +9,7 @@
 //     PromQL queries return hubauth_logins_total{connector="dev",outcome="admitted"} = 1,
 //     hubauth_token_grants_total{grant_type="authorization_code",result="ok"} = 1 and ada's
 //     hubauth_user_group_info{usergroup="admins"} series with jupyterhub-groups-exporter's labels.
+//     Every query of the Grafana dashboard in docs/ is accepted by that Prometheus.
 //  3. The exposition parses with prometheus_client's text parser
 //     (`prometheus_client.parser.text_string_to_metric_families`) and its strict OpenMetrics one;
 //     both read every sample back with its labels and value, the OpenMetrics one also the types.
@@ -19,12 +20,12 @@
 // killed in after() (also on failure).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, rmSync, mkdirSync, existsSync } from 'node:fs';
+import { writeFileSync, readFileSync, rmSync, mkdirSync, existsSync } from 'node:fs';
 import { randomBytes, createHash } from 'node:crypto';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  freePort, tempDir, run, startProcess, waitForHttp, artifactPath, CookieJar, browse, loginViaForm, HUBAUTH_BIN,
+  freePort, tempDir, run, startProcess, waitForHttp, artifactPath, CookieJar, browse, loginViaForm, HUBAUTH_BIN, REPO_ROOT,
 } from './lib/harness.mjs';
 import { VENV_BIN } from './lib/jupyterhub.mjs';
 import { startHubauthServe, tomlStr } from './lib/upstream-oidc.mjs';
@@ -226,6 +227,21 @@ describe('hubauth metrics and probes, scraped by a real Prometheus', { timeout: 
     assert.equal(active.length, 1);
     const sessions = await query('hubauth_active_browser_sessions');
     assert.equal(sessions[0].value[1], '1', 'ada\'s browser session');
+  });
+
+  it('every query of the Grafana dashboard (docs/grafana-hubauth.json) is valid PromQL for this Prometheus', async () => {
+    const dashboard = JSON.parse(readFileSync(path.join(REPO_ROOT, 'docs', 'grafana-hubauth.json'), 'utf8'));
+    const exprs = dashboard.panels.flatMap((p) => p.targets.map((t) => [p.title, t.expr]));
+    assert.ok(exprs.length >= 10);
+    const answered = {};
+    for (const [title, expr] of exprs) {
+      const promql = expr.replaceAll('$__rate_interval', '1m').replaceAll('$job', 'hubauth').replaceAll('$group', '.+');
+      answered[title] = (answered[title] || 0) + (await query(promql)).length; // promApi asserts status success
+    }
+    writeFileSync(artifactPath('metrics-dashboard-queries.json'), JSON.stringify(answered, null, 2));
+    for (const title of ['Users', 'Active users', 'Users per group', 'Members of the selected groups', 'Replicas up']) {
+      assert.ok(answered[title] > 0, `dashboard panel "${title}" shows data`);
+    }
   });
 
   it('the exposition parses with prometheus_client (text and OpenMetrics parsers)', async () => {
