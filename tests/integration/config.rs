@@ -252,3 +252,27 @@ fn a_postgres_url_and_password_may_come_from_env_or_file_and_are_never_shown() {
     );
     refused("[storage]\nurl = \"sqlite:///tmp/x.db\"\npassword = \"x\"", "storage", "postgres:// only");
 }
+
+/// `[metrics]`: defaults, the keys, and a second listener that cannot be the main one.
+#[test]
+fn metrics_settings_have_defaults_and_the_second_listener_must_differ() {
+    let parse = |extra: &str| Config::parse(&format!("{}\n{extra}", base()), Path::new("/tmp/hubauth.toml"));
+    let defaults = parse("").unwrap().metrics;
+    assert_eq!(
+        (defaults.listen, defaults.group_info, defaults.namespace.as_str(), defaults.usage_interval),
+        (None, true, "", std::time::Duration::from_secs(15))
+    );
+    let set = parse(
+        "[metrics]\nlisten = \"0.0.0.0:9090\"\ngroup_info = false\nnamespace = \"jhub\"\nusage_interval = \"1m\"",
+    )
+    .unwrap()
+    .metrics;
+    assert_eq!(set.listen, Some("0.0.0.0:9090".parse().unwrap()));
+    assert_eq!((set.group_info, set.namespace.as_str(), set.usage_interval.as_secs()), (false, "jhub", 60));
+    for clash in ["127.0.0.1:5556", "0.0.0.0:5556"] {
+        let err = parse(&format!("[metrics]\nlisten = \"{clash}\"")).unwrap_err().to_string();
+        assert!(err.contains("metrics.listen") && err.contains("must differ from listen"), "{err}");
+    }
+    let err = parse("[metrics]\nport = 9090").unwrap_err().to_string();
+    assert!(err.contains("unknown field `port`"), "{err}");
+}
