@@ -469,42 +469,23 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_authorizations WHERE expires_at > $1")
-            .bind(p.created_at)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        if total >= i64::from(limits.total) {
-            return Ok(PendingAdmission::Full);
-        }
-        if !p.client_address.is_empty() {
-            let from_address: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pending_authorizations WHERE client_address = $1 AND expires_at > $2",
-            )
-            .bind(&p.client_address)
-            .bind(p.created_at)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-            if from_address >= i64::from(limits.per_address) {
-                return Ok(PendingAdmission::AddressFull);
-            }
-        }
-        // Make room for the new one among the browser's newest, with the trips to providers
-        // the dropped ones started.
-        sqlx::query(
-            "WITH dropped AS (DELETE FROM pending_authorizations WHERE id IN (SELECT id FROM pending_authorizations \
-             WHERE browser_binding_hash = $1 ORDER BY created_at DESC, id OFFSET $2) RETURNING id) \
-             DELETE FROM upstream_attempts WHERE pending_id IN (SELECT id FROM dropped)",
-        )
-        .bind(&p.browser_binding_hash)
-        .bind(i64::from(limits.per_browser.saturating_sub(1)))
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO pending_authorizations (id, request_json, browser_binding_hash, csrf_token, client_address, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        // Under the lock, one statement counts, makes room among the browser's newest (with the
+        // trips to providers the dropped ones started) and inserts, so the lock every sign-in
+        // start waits for is held for this round trip and the commit, not five (bench/storm:
+        // a burst of sign-ins queues on it). Its snapshot is taken after the lock was granted,
+        // so it sees every row the previous holder committed.
+        let (total, stored): (i64, bool) = sqlx::query_as(
+            "WITH counts AS (SELECT count(*) AS total, count(*) FILTER (WHERE client_address = $5) AS here \
+             FROM pending_authorizations WHERE expires_at > $6), \
+             admitted AS (SELECT 1 FROM counts WHERE total < $8 AND ($5 = '' OR here < $9)), \
+             dropped AS (DELETE FROM pending_authorizations WHERE EXISTS (SELECT 1 FROM admitted) AND id IN \
+             (SELECT id FROM pending_authorizations WHERE browser_binding_hash = $3 ORDER BY created_at DESC, id OFFSET $10) \
+             RETURNING id), \
+             attempts AS (DELETE FROM upstream_attempts WHERE pending_id IN (SELECT id FROM dropped)), \
+             stored AS (INSERT INTO pending_authorizations \
+             (id, request_json, browser_binding_hash, csrf_token, client_address, created_at, expires_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7 FROM admitted RETURNING 1) \
+             SELECT total, EXISTS (SELECT 1 FROM stored) FROM counts",
         )
         .bind(&p.id)
         .bind(&p.request_json)
@@ -513,9 +494,21 @@ impl Store for PostgresStore {
         .bind(&p.client_address)
         .bind(p.created_at)
         .bind(p.expires_at)
-        .execute(&mut *tx)
+        .bind(i64::from(limits.total))
+        .bind(i64::from(limits.per_address))
+        .bind(i64::from(limits.per_browser.saturating_sub(1)))
+        .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
+        if !stored {
+            // Nothing changed: the transaction ends with its lock when `tx` drops.
+            // Not admitted: the total cap first, as before; else the address was full.
+            return Ok(if total >= i64::from(limits.total) {
+                PendingAdmission::Full
+            } else {
+                PendingAdmission::AddressFull
+            });
+        }
         tx.commit().await.map_err(backend)?;
         Ok(PendingAdmission::Stored)
     }
