@@ -345,7 +345,7 @@ PEER_VER=$(node -p "require('$BENCH/node_modules/oidc-provider/package.json').ve
   if [ -s "$PGCOUNT_MD" ]; then
     echo "## PostgreSQL: statements, transactions and round trips per request"
     echo
-    echo "Counted in a short extra pass (4 clients, 2 s per grant, ES256 client, not part of the table above) with \`log_statement = all\` (statements, and transactions as distinct virtual transaction ids in the log prefix) and \`ss\` (round trips = TCP segments hubauth sent to PostgreSQL: sqlx writes each statement's Bind/Execute/Sync, and each pool ping, in one write). *Not statements* = round trips that carry no SQL: the ping sqlx sends on every pool acquire when \`test_before_acquire\` is on."
+    echo "Counted in a short extra pass (4 clients, 2 s per grant, ES256 client, not part of the table above) with \`log_statement = all\` (statements, and transactions as distinct virtual transaction ids in the log prefix) and \`ss\` (round trips = TCP segments hubauth sent to PostgreSQL: sqlx writes each statement's Bind/Execute/Sync, and each pool ping, in one write). *Not statements* = round trips that carry no SQL: sqlx's ping when a connection goes back to the pool (always; it cannot be turned off) and when one is taken out (hubauth since ada0316: only after 1 s idle; before, on every acquire). *Transactions* counts single statements outside BEGIN … COMMIT as one each: refresh and code exchange read the token first (\`refresh_token_holder\`, \`authorization_code\`, in the handler) and then make one transaction of the change."
     echo
     cat "$PGCOUNT_MD"
     echo

@@ -6,9 +6,6 @@
 
 use super::*;
 
-/// The key of the transaction lock that makes pending sign-in caps exact across replicas.
-pub(super) const PENDING_CAPS: i64 = 0x6875_6261_7574_6801;
-
 /// How often a waiter asks for a lock someone else holds.
 const POLL: Duration = Duration::from_millis(20);
 

@@ -3,8 +3,9 @@
 //! Every guarantee the SQLite backend gets from its single writer thread is in the SQL here:
 //! single use by conditional UPDATEs (PostgreSQL re-checks a racing row after the lock is
 //! released), uniqueness by constraints mapped to typed errors, one active signing key by a
-//! partial unique index. Each trait call is one transaction, so a replica that dies or loses the
-//! database mid-call leaves nothing half-written. The per-user lock is a session advisory lock
+//! partial unique index. Each trait call commits once (one statement, or one transaction where it
+//! writes twice), so a replica that dies or loses the database mid-call leaves nothing
+//! half-written. The per-user lock is a session advisory lock
 //! held on a connection of its own pool, so a refresh waiting at a provider never starves the
 //! pool that serves everyone else.
 

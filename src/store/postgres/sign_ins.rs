@@ -106,51 +106,23 @@ impl SignInStore for PostgresStore {
         p: &PendingAuthorization,
         limits: PendingLimits,
     ) -> StoreResult<PendingAdmission> {
-        let mut tx = self.begin().await?;
-        // The caps count rows other replicas insert at the same moment: one transaction-scoped
-        // lock makes count-then-insert a single step across replicas (held for a few
-        // statements; sign-ins start far less often than tokens are used).
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(locks::PENDING_CAPS)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_authorizations WHERE expires_at > $1")
-            .bind(p.created_at)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        if total >= i64::from(limits.total) {
-            return Ok(PendingAdmission::Full);
-        }
-        if !p.client_address.is_empty() {
-            let from_address: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pending_authorizations WHERE client_address = $1 AND expires_at > $2",
-            )
-            .bind(&p.client_address)
-            .bind(p.created_at)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-            if from_address >= i64::from(limits.per_address) {
-                return Ok(PendingAdmission::AddressFull);
-            }
-        }
-        // Make room for the new one among the browser's newest, with the trips to providers
-        // the dropped ones started.
-        sqlx::query(
-            "WITH dropped AS (DELETE FROM pending_authorizations WHERE id IN (SELECT id FROM pending_authorizations \
-             WHERE browser_binding_hash = $1 ORDER BY created_at DESC, id OFFSET $2) RETURNING id) \
-             DELETE FROM upstream_attempts WHERE pending_id IN (SELECT id FROM dropped)",
-        )
-        .bind(&p.browser_binding_hash)
-        .bind(i64::from(limits.per_browser.saturating_sub(1)))
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO pending_authorizations (id, request_json, browser_binding_hash, csrf_token, client_address, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        // One statement counts, makes room among the browser's newest (with the trips to
+        // providers the dropped ones started) and inserts. No lock: statements running at the
+        // same moment on any replica do not see each other's rows, so a cap can be passed by at
+        // most the number of sign-in starts in flight at once (each replica's `pool_size`) —
+        // still bounded — while a burst of sign-ins does not queue behind one lock (bench/storm).
+        let (total, stored): (i64, bool) = sqlx::query_as(
+            "WITH counts AS (SELECT count(*) AS total, count(*) FILTER (WHERE client_address = $5) AS here \
+             FROM pending_authorizations WHERE expires_at > $6), \
+             admitted AS (SELECT 1 FROM counts WHERE total < $8 AND ($5 = '' OR here < $9)), \
+             dropped AS (DELETE FROM pending_authorizations WHERE EXISTS (SELECT 1 FROM admitted) AND id IN \
+             (SELECT id FROM pending_authorizations WHERE browser_binding_hash = $3 ORDER BY created_at DESC, id OFFSET $10) \
+             RETURNING id), \
+             attempts AS (DELETE FROM upstream_attempts WHERE pending_id IN (SELECT id FROM dropped)), \
+             stored AS (INSERT INTO pending_authorizations \
+             (id, request_json, browser_binding_hash, csrf_token, client_address, created_at, expires_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7 FROM admitted RETURNING 1) \
+             SELECT total, EXISTS (SELECT 1 FROM stored) FROM counts",
         )
         .bind(&p.id)
         .bind(&p.request_json)
@@ -159,11 +131,18 @@ impl SignInStore for PostgresStore {
         .bind(&p.client_address)
         .bind(p.created_at)
         .bind(p.expires_at)
-        .execute(&mut *tx)
+        .bind(i64::from(limits.total))
+        .bind(i64::from(limits.per_address))
+        .bind(i64::from(limits.per_browser.saturating_sub(1)))
+        .fetch_one(&self.pool)
         .await
         .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(PendingAdmission::Stored)
+        Ok(match (stored, total >= i64::from(limits.total)) {
+            (true, _) => PendingAdmission::Stored,
+            // Not admitted: the total cap first; else the address was full.
+            (false, true) => PendingAdmission::Full,
+            (false, false) => PendingAdmission::AddressFull,
+        })
     }
 
     async fn pending_authorization(&self, id: &str, now: UnixTime) -> StoreResult<Option<PendingAuthorization>> {

@@ -188,21 +188,26 @@ async fn withdraw(conn: &mut PgConnection, hash: &str, now: UnixTime) -> SqlResu
     Ok(())
 }
 
+/// Rotates a refresh token. No BEGIN/COMMIT on the usual path: the token is read, judged, and
+/// claimed together with its successor in one statement whose condition re-checks what was read
+/// (so of racing rotations one claims and the others are reuse). Only a retry after a lost
+/// answer writes twice (the claim, and withdrawing the lost successor) and so takes a
+/// transaction.
 pub(super) async fn rotate_refresh(
-    tx: &mut PgConnection,
+    conn: &mut PgConnection,
     old_hash: &str,
     client_id: &str,
     now: UnixTime,
     reuse_grace: UnixTime,
     issue: IssueOnRotation,
 ) -> StoreResult<RefreshRotation> {
-    let Some(found) = presented_refresh(tx, old_hash).await.map_err(backend)? else {
+    let Some(found) = presented_refresh(&mut *conn, old_hash).await.map_err(backend)? else {
         return Ok(RefreshRotation::Invalid);
     };
     let lost_successor = match rotation::judge(&found, client_id, now, reuse_grace) {
         Verdict::Invalid => return Ok(RefreshRotation::Invalid),
         Verdict::Reuse => {
-            revoke_grant_in(tx, &found.grant.id, "refresh token reuse", now).await.map_err(backend)?;
+            revoke_grant_in(conn, &found.grant.id, "refresh token reuse", now).await.map_err(backend)?;
             return Ok(RefreshRotation::Reused { grant_id: found.grant.id });
         }
         Verdict::Rotate { lost_successor } => lost_successor,
@@ -211,15 +216,23 @@ pub(super) async fn rotate_refresh(
     let Some(issued) = issue(&grant, &user) else {
         return Ok(RefreshRotation::Declined);
     };
-    // Claim and successor in one statement; a loser of a race claims nothing, inserts nothing,
-    // and is the reuse it is.
     let claim = Lead::Claim { now, old_hash, lost_successor: lost_successor.as_deref() };
-    if !insert_tokens(tx, &grant.id, &issued, claim).await.map_err(backend)? {
-        revoke_grant_in(tx, &grant.id, "refresh token reuse", now).await.map_err(backend)?;
+    let claimed = match &lost_successor {
+        None => insert_tokens(&mut *conn, &grant.id, &issued, claim).await.map_err(backend)?,
+        Some(lost) => {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(backend)?;
+            let claimed = insert_tokens(&mut tx, &grant.id, &issued, claim).await.map_err(backend)?;
+            if claimed {
+                withdraw(&mut tx, lost, now).await.map_err(backend)?;
+            }
+            tx.commit().await.map_err(backend)?;
+            claimed
+        }
+    };
+    if !claimed {
+        // A racing rotation claimed it first: this presentation is the reuse it is.
+        revoke_grant_in(conn, &grant.id, "refresh token reuse", now).await.map_err(backend)?;
         return Ok(RefreshRotation::Reused { grant_id: grant.id });
-    }
-    if let Some(lost) = &lost_successor {
-        withdraw(tx, lost, now).await.map_err(backend)?;
     }
     let (user, scope) = (Box::new(user), issued.access_scope);
     Ok(match lost_successor {
@@ -334,14 +347,7 @@ impl TokenStore for PostgresStore {
         reuse_grace: UnixTime,
         issue: IssueOnRotation,
     ) -> StoreResult<RefreshRotation> {
-        let mut tx = self.begin().await?;
-        let outcome = rotate_refresh(&mut tx, old_hash, client_id, now, reuse_grace, issue).await?;
-        match outcome {
-            // Nothing changed: no need to keep anything.
-            RefreshRotation::Invalid | RefreshRotation::Declined => tx.rollback().await.map_err(backend)?,
-            _ => tx.commit().await.map_err(backend)?,
-        }
-        Ok(outcome)
+        rotate_refresh(&mut *self.conn().await?, old_hash, client_id, now, reuse_grace, issue).await
     }
 
     async fn refresh_token_holder(&self, hash: &str, client_id: &str, now: UnixTime) -> StoreResult<Option<User>> {
