@@ -227,7 +227,8 @@ pub async fn sqlite_to_postgres(from: &str, to: &StorageConfig) -> anyhow::Resul
     let tables = tokio::task::spawn_blocking(move || read_all(&path)).await??;
 
     let target = crate::store::PostgresStore::open(to, true).await?;
-    let mut tx = target.pool().begin().await.context("cannot start the copy's transaction")?;
+    let mut lease = target.conn().await.context("cannot connect to the copy's target")?;
+    let mut tx = sqlx::Connection::begin(&mut *lease).await.context("cannot start the copy's transaction")?;
     for (table, _) in TABLES {
         let present: bool = sqlx::query_scalar(AssertSqlSafe(format!("SELECT EXISTS (SELECT 1 FROM {table})")))
             .fetch_one(&mut *tx)

@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use postgres::PostgresStore;
+pub use rotation::Presented;
 pub use sqlite::{create_private_dir, SqliteStore, PURGE_BATCH};
 pub use throttle::{ThrottleCharge, ThrottleOutcome};
 
@@ -245,22 +246,24 @@ pub trait TokenStore: Send + Sync {
     /// Records a grant and its first tokens.
     async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens) -> StoreResult<()>;
 
-    /// Spends a refresh token and records the tokens `issue` mints for its grant, atomically.
-    /// A spent token presented again revokes its whole grant (reuse detection), except the one
-    /// just rotated away, back less than `reuse_grace` seconds after its rotation while its
-    /// successor is unused ([`RefreshRotation::Retried`]).
+    /// A refresh token as presented, spent or not, with its grant and person: read once, before
+    /// the person is re-checked, and handed back to [`TokenStore::rotate_refresh_token`].
+    async fn presented_refresh_token(&self, hash: &str) -> StoreResult<Option<Presented>>;
+
+    /// Spends the refresh token `seen` was read for and records the tokens `issue` mints for its
+    /// grant, atomically. A spent token presented again revokes its whole grant (reuse
+    /// detection), except the one just rotated away, back less than `reuse_grace` seconds after
+    /// its rotation while its successor is unused ([`RefreshRotation::Retried`]). `seen` is
+    /// judged as read; if the token changed since (the claim re-checks it), it is read and
+    /// judged once more, so a stale read never spends a token twice nor hides a retry.
     async fn rotate_refresh_token(
         &self,
-        old_hash: &str,
+        seen: Presented,
         client_id: &str,
         now: UnixTime,
         reuse_grace: UnixTime,
         issue: IssueOnRotation,
     ) -> StoreResult<RefreshRotation>;
-
-    /// Whose login a refresh token of `client_id` belongs to, spent or not, while its grant
-    /// holds: for checking the person before anything is rotated.
-    async fn refresh_token_holder(&self, hash: &str, client_id: &str, now: UnixTime) -> StoreResult<Option<User>>;
 
     async fn access_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<AccessTokenRecord>>;
 

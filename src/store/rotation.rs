@@ -1,12 +1,17 @@
 //! The refresh-token rules, kept out of the backends so both judge a presented token the same
-//! way: each backend reads a [`Presented`] token inside its transaction, asks [`judge`], and
-//! writes what the verdict says (with single use re-checked in its claiming UPDATE).
+//! way. The token is read once ([`Presented`], before the person is re-checked); the backend
+//! asks [`judge`] and writes what the verdict says, with single use re-checked in its claiming
+//! UPDATE. Only when that claim finds the token changed since it was read does the backend read
+//! and judge it once more (a racing rotation, or a retry of a lost answer).
 
 use crate::clock::UnixTime;
 use crate::model::{Grant, User};
 
 /// A refresh token as presented, with what the rules need to know about it.
+#[derive(Debug, Clone)]
 pub struct Presented {
+    /// The token's storage key (its hash).
+    pub token_hash: String,
     pub grant: Grant,
     pub user: User,
     pub used_at: Option<UnixTime>,
@@ -31,8 +36,16 @@ pub enum Verdict {
     Rotate { lost_successor: Option<String> },
 }
 
+impl Presented {
+    /// Whether the login this token belongs to still holds for `client_id` (spent or not): its
+    /// grant is that client's, unrevoked, and the token unexpired.
+    pub fn holds_for(&self, client_id: &str, now: UnixTime) -> bool {
+        self.grant.client_id == client_id && !self.grant_revoked && self.expires_at > now
+    }
+}
+
 pub fn judge(token: &Presented, client_id: &str, now: UnixTime, reuse_grace: UnixTime) -> Verdict {
-    if token.grant.client_id != client_id || token.grant_revoked || token.expires_at <= now {
+    if !token.holds_for(client_id, now) {
         return Verdict::Invalid;
     }
     match (token.used_at, &token.replaced_by) {
@@ -70,6 +83,7 @@ mod tests {
             last_login_at: None,
         };
         Presented {
+            token_hash: "this".into(),
             grant,
             user,
             used_at,

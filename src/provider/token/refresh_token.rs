@@ -24,13 +24,18 @@ pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) 
     let hash = token_key(presented);
 
     // A refresh is where a hub learns of lost access: re-check stale memberships first, while
-    // nothing is spent yet.
-    let Some(holder) = state.store.refresh_token_holder(&hash, &client.id, state.clock.now()).await? else {
-        return Err(OAuthError::invalid_grant("the refresh token is invalid, expired or revoked"));
+    // nothing is spent yet. The token is read once; the rotation judges that read.
+    let mut seen = match state.store.presented_refresh_token(&hash).await? {
+        Some(seen) if seen.holds_for(&client.id, state.clock.now()) => seen,
+        _ => return Err(OAuthError::invalid_grant("the refresh token is invalid, expired or revoked")),
     };
-    if let Current::Revoked { code, .. } = ensure_current(state, &holder).await? {
-        tracing::info!(client_id = %client.id, reason = code.as_str(), "refresh refused: access withdrawn");
-        return Err(OAuthError::invalid_grant("access to this hub was withdrawn; sign in again"));
+    match ensure_current(state, &seen.user).await? {
+        Current::Revoked { code, .. } => {
+            tracing::info!(client_id = %client.id, reason = code.as_str(), "refresh refused: access withdrawn");
+            return Err(OAuthError::invalid_grant("access to this hub was withdrawn; sign in again"));
+        }
+        // The re-check may have refreshed their name or groups: the new ID token carries those.
+        Current::Admitted(user) => seen.user = *user,
     }
 
     // The tokens are minted up front; which scope they carry is decided inside the rotation, once
@@ -49,7 +54,7 @@ pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) 
         Some(record)
     });
     let grace = state.config.tokens.refresh_token_reuse_grace.as_secs() as i64;
-    match state.store.rotate_refresh_token(&hash, &client.id, now, grace, issue).await? {
+    match state.store.rotate_refresh_token(seen, &client.id, now, grace, issue).await? {
         RefreshRotation::Rotated { grant, user, scope } => {
             respond(state, client, &user, &scope, grant.auth_time, None, minted)
         }

@@ -28,7 +28,7 @@ impl AuditStore for PostgresStore {
         let rows =
             sqlx::query(AssertSqlSafe(format!("SELECT {AUDIT_COLUMNS} FROM audit_events ORDER BY id DESC LIMIT $1")))
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.conn().await?)
                 .await
                 .map_err(backend)?;
         rows.iter().map(audit_from_row).collect::<SqlResult<_>>().map_err(backend)

@@ -170,7 +170,8 @@ impl PostgresStore {
         let mut tries = 0;
         loop {
             tries += 1;
-            let mut tx = self.begin().await?;
+            let mut lease = self.conn().await?;
+            let mut tx = sqlx::Connection::begin(&mut *lease).await.map_err(backend)?;
             match land(&mut tx, identity, upstream, &groups, now, is_login).await {
                 Ok(user) => {
                     tx.commit().await.map_err(backend)?;
@@ -225,7 +226,7 @@ impl UserStore for PostgresStore {
         )))
         .bind(connector_id)
         .bind(subject)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
         .map_err(backend)?
         .map(|r| stored_upstream_from_row(&r).map_err(backend))
@@ -238,7 +239,7 @@ impl UserStore for PostgresStore {
              ORDER BY i.refreshed_at DESC NULLS LAST LIMIT 1"
         )))
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
         .map_err(backend)?
         .map(|r| stored_upstream_from_row(&r).map_err(backend))
@@ -257,7 +258,7 @@ impl UserStore for PostgresStore {
         .bind(subject)
         .bind(user_id)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
         .map_err(backend)?;
         match holder {
@@ -271,7 +272,7 @@ impl UserStore for PostgresStore {
             "SELECT {UPSTREAM_COLUMNS}, u.username FROM user_identities i JOIN users u ON u.id = i.user_id \
              ORDER BY u.username, i.created_at, i.seq"
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(backend)?;
         rows.iter()
@@ -287,7 +288,7 @@ impl UserStore for PostgresStore {
         )))
         .bind(user_id)
         .bind(connector_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
         .map_err(backend)?
         .map(|r| stored_upstream_from_row(&r).map_err(backend))
@@ -316,7 +317,8 @@ impl UserStore for PostgresStore {
     }
 
     async fn revoke_user(&self, user_id: &str, reason: &str, now: UnixTime) -> StoreResult<u64> {
-        let mut tx = self.begin().await?;
+        let mut lease = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *lease).await.map_err(backend)?;
         let grants = sqlx::query(
             "UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL",
         )

@@ -29,7 +29,7 @@ impl InviteStore for PostgresStore {
     async fn invites(&self) -> StoreResult<Vec<Invite>> {
         let rows =
             sqlx::query(AssertSqlSafe(format!("SELECT {INVITE_COLUMNS} FROM invites i ORDER BY i.created_at DESC")))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.conn().await?)
                 .await
                 .map_err(backend)?;
         rows.iter().map(invite_from_row).collect::<SqlResult<_>>().map_err(backend)
@@ -38,7 +38,7 @@ impl InviteStore for PostgresStore {
     async fn invite_by_token(&self, token_hash: &str) -> StoreResult<Option<Invite>> {
         sqlx::query(AssertSqlSafe(format!("SELECT {INVITE_COLUMNS} FROM invites i WHERE i.token_hash = $1")))
             .bind(token_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
             .map_err(backend)?
             .map(|r| invite_from_row(&r).map_err(backend))
@@ -57,7 +57,8 @@ impl InviteStore for PostgresStore {
     }
 
     async fn redeem_invite(&self, id: &str, user_id: &str, now: UnixTime) -> StoreResult<Redemption> {
-        let mut tx = self.begin().await?;
+        let mut lease = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *lease).await.map_err(backend)?;
         // The redemption row first: only a person not counted before takes a place, and of two
         // racing redemptions by one person only the one that inserted counts. The count is a
         // conditional UPDATE: racing newcomers queue on the invite's row and each re-checks
@@ -97,7 +98,7 @@ impl InviteStore for PostgresStore {
         )))
         .bind(user_id)
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(backend)?;
         rows.iter().map(invite_from_row).collect::<SqlResult<_>>().map_err(backend)

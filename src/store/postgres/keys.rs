@@ -9,7 +9,7 @@ impl KeyStore for PostgresStore {
             "SELECT kid, alg, private_pkcs8, private_sealed, created_at, rotated_at, expires_at, verify_until \
              FROM signing_keys",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(backend)?;
         rows.into_iter().map(signing_key_from_row).collect()
@@ -59,7 +59,8 @@ impl KeyStore for PostgresStore {
         verify_until: UnixTime,
     ) -> StoreResult<()> {
         let (plain, sealed) = private_columns(&k.private_key);
-        let mut tx = self.begin().await?;
+        let mut lease = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *lease).await.map_err(backend)?;
         sqlx::query(
             "UPDATE signing_keys SET rotated_at = $1, expires_at = $2, verify_until = $3 WHERE alg = $4 AND rotated_at IS NULL",
         )

@@ -1,4 +1,4 @@
-//! PostgreSQL, for several replicas sharing one database (through sqlx's pool).
+//! PostgreSQL, for several replicas sharing one database (sqlx connections, in [`pool`]).
 //!
 //! Every guarantee the SQLite backend gets from its single writer thread is in the SQL here:
 //! single use by conditional UPDATEs (PostgreSQL re-checks a racing row after the lock is
@@ -14,6 +14,7 @@ mod identities;
 mod invites;
 mod keys;
 mod locks;
+pub(crate) mod pool;
 mod rows;
 mod schema;
 mod sign_ins;
@@ -34,17 +35,18 @@ use crate::config::StorageConfig;
 
 type SqlResult<T> = Result<T, sqlx::Error>;
 
-/// A pooled connection idle this long is pinged before use (see [`PostgresStore::open`]).
-const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
-
 pub struct PostgresStore {
-    pool: PgPool,
+    pool: pool::Pool,
     /// Connections that hold per-user advisory locks (see [`locks`]).
     lock_pool: PgPool,
 }
 
 fn backend(e: impl Into<anyhow::Error>) -> StoreError {
-    StoreError::Backend(e.into())
+    let e = e.into();
+    if let Some(sql) = e.downcast_ref::<sqlx::Error>() {
+        pool::note_error(sql);
+    }
+    StoreError::Backend(e)
 }
 
 /// The constraint (or unique index) a statement broke, when it was a uniqueness rule.
@@ -76,26 +78,13 @@ impl PostgresStore {
     /// date) its schema.
     pub async fn open(config: &StorageConfig, migrate: bool) -> anyhow::Result<Self> {
         let options = connect_options(config)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(config.pool_size)
-            .acquire_timeout(config.connect_timeout)
-            // sqlx pings a connection (a round trip) when it goes back to the pool and, by
-            // default, again when it is taken out: on a busy replica that is one round trip per
-            // store call for a check made microseconds earlier. Ping on acquire only connections
-            // idle for a while (the database may have gone since); a fresh one that broke fails
-            // its one call with a clear error and its release ping drops it.
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= PING_IF_IDLE_FOR {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .connect_with(options.clone())
-            .await
-            .with_context(|| format!("cannot connect to PostgreSQL at {}", config.display_url()))?;
+        // The first connection now: a wrong URL or password fails the start, not the first call.
+        let pool = pool::build(options.clone(), config.pool_size, config.connect_timeout)?;
+        let first = pool::take(&pool).await.map_err(|e| match e {
+            deadpool::managed::PoolError::Backend(e) => anyhow::Error::new(e),
+            e => anyhow::anyhow!("{e}"),
+        });
+        drop(first.with_context(|| format!("cannot connect to PostgreSQL at {}", config.display_url()))?);
         // Migrations wait for each other's lock and may rewrite big tables: no statement
         // timeout on their own short-lived pool.
         let migrations = PgPoolOptions::new()
@@ -126,17 +115,12 @@ impl PostgresStore {
         Ok((applied, schema::latest_version()))
     }
 
-    /// The pool behind the store, for whole-database work (`db copy`).
-    pub(crate) fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
-        self.pool.begin().await.map_err(backend)
-    }
-
-    async fn conn(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Postgres>> {
-        self.pool.acquire().await.map_err(backend)
+    /// A connection for one store call (or for whole-database work, `db copy`).
+    pub(crate) async fn conn(&self) -> StoreResult<pool::Lease> {
+        pool::take(&self.pool).await.map_err(|e| match e {
+            deadpool::managed::PoolError::Backend(e) => backend(e),
+            e => backend(anyhow::anyhow!("no PostgreSQL connection: {e}")),
+        })
     }
 
     /// Runs one statement that changes rows, outside any longer transaction; how many changed.
@@ -144,7 +128,7 @@ impl PostgresStore {
         &self,
         query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> StoreResult<u64> {
-        Ok(query.execute(&self.pool).await.map_err(backend)?.rows_affected())
+        Ok(query.execute(&mut *self.conn().await?).await.map_err(backend)?.rows_affected())
     }
 }
 
@@ -157,7 +141,8 @@ impl Store for PostgresStore {
     async fn health(&self) -> StoreResult<()> {
         // A read inside a transaction that writes nothing: the pool hands out a working
         // connection and the server answers.
-        let mut tx = self.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(backend)?;
         sqlx::query("SELECT count(*) FROM signing_keys").execute(&mut *tx).await.map_err(backend)?;
         tx.rollback().await.map_err(backend)
     }
@@ -172,7 +157,7 @@ impl Store for PostgresStore {
         )
         .bind(active_since)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await
         .map_err(backend)?;
         let active: Option<Vec<i64>> = row.try_get(1).map_err(backend)?;
@@ -186,7 +171,7 @@ impl Store for PostgresStore {
             let rows: Vec<(String, String)> = sqlx::query_as(
                 "SELECT username, groups_json FROM users WHERE groups_json <> '[]' ORDER BY username COLLATE \"C\"",
             )
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await
             .map_err(backend)?;
             for (username, groups) in rows {

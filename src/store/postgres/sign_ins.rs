@@ -5,7 +5,8 @@ use super::*;
 #[async_trait]
 impl SignInStore for PostgresStore {
     async fn create_upstream_attempt(&self, a: &UpstreamAttempt) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
+        let mut lease = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *lease).await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO upstream_attempts (state_hash, pending_id, connector_id, pkce_verifier, nonce, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -39,7 +40,7 @@ impl SignInStore for PostgresStore {
         )))
         .bind(state_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
         .map_err(backend)?
         .map(|r| attempt_from_row(&r).map_err(backend))
@@ -51,7 +52,7 @@ impl SignInStore for PostgresStore {
             "DELETE FROM upstream_attempts WHERE state_hash = $1 RETURNING {ATTEMPT_COLUMNS}"
         )))
         .bind(state_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
         .map_err(backend)?
         .map(|r| attempt_from_row(&r).map_err(backend))
@@ -84,7 +85,7 @@ impl SignInStore for PostgresStore {
         )))
         .bind(token_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
         .map_err(backend)?
         .map(|r| session_from_row(&r).map_err(backend))
@@ -134,7 +135,7 @@ impl SignInStore for PostgresStore {
         .bind(i64::from(limits.total))
         .bind(i64::from(limits.per_address))
         .bind(i64::from(limits.per_browser.saturating_sub(1)))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await
         .map_err(backend)?;
         Ok(match (stored, total >= i64::from(limits.total)) {
@@ -151,7 +152,7 @@ impl SignInStore for PostgresStore {
         )))
         .bind(id)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
         .map_err(backend)?
         .map(|r| pending_from_row(&r).map_err(backend))

@@ -7,10 +7,14 @@ use crate::store::throttle::gcra_step;
 
 /// Takes the allowance of `charges` in order, in one transaction: the rows are locked first (in
 /// key order, so two attempts sharing keys cannot deadlock), then the charged ones are written.
-pub(super) async fn take(pool: &PgPool, charges: &[ThrottleCharge], now: i64) -> StoreResult<ThrottleOutcome> {
+pub(super) async fn take(
+    conn: &mut PgConnection,
+    charges: &[ThrottleCharge],
+    now: i64,
+) -> StoreResult<ThrottleOutcome> {
     let mut sorted: Vec<&[u8]> = charges.iter().map(|c| &c.key[..]).collect();
     sorted.sort_unstable();
-    let mut tx = pool.begin().await.map_err(backend)?;
+    let mut tx = sqlx::Connection::begin(conn).await.map_err(backend)?;
     // A missing key is inserted at `now` (a full allowance, the same as absent): a row that
     // only exists in this transaction's future cannot be locked any other way. The no-op
     // update locks an existing row and returns what the last writer committed.
@@ -58,7 +62,7 @@ pub(super) async fn take(pool: &PgPool, charges: &[ThrottleCharge], now: i64) ->
 }
 
 /// One statement; a key forgotten meanwhile stays forgotten (it has its full allowance).
-pub(super) async fn give_back(pool: &PgPool, charges: &[ThrottleCharge]) -> StoreResult<()> {
+pub(super) async fn give_back(conn: &mut PgConnection, charges: &[ThrottleCharge]) -> StoreResult<()> {
     let keys: Vec<&[u8]> = charges.iter().map(|c| &c.key[..]).collect();
     let every: Vec<i64> = charges.iter().map(|c| c.every).collect();
     sqlx::query(
@@ -67,23 +71,23 @@ pub(super) async fn give_back(pool: &PgPool, charges: &[ThrottleCharge]) -> Stor
     )
     .bind(&keys)
     .bind(&every)
-    .execute(pool)
+    .execute(&mut *conn)
     .await
     .map_err(backend)?;
     Ok(())
 }
 
 /// Counting stops at `up_to`, so a full table costs a bounded scan.
-pub(super) async fn entries(pool: &PgPool, now: i64, up_to: u64) -> StoreResult<u64> {
+pub(super) async fn entries(conn: &mut PgConnection, now: i64, up_to: u64) -> StoreResult<u64> {
     let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
-    let count = || async {
+    async fn count(conn: &mut PgConnection, up_to: i64) -> StoreResult<i64> {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM (SELECT 1 FROM login_throttle LIMIT $1) AS s")
             .bind(up_to)
-            .fetch_one(pool)
+            .fetch_one(conn)
             .await
             .map_err(backend)
-    };
-    let mut n = count().await?;
+    }
+    let mut n = count(&mut *conn, up_to).await?;
     if n >= up_to {
         // SKIP LOCKED: rows an attempt holds are in use, and waiting on them could deadlock
         // with its key-ordered locking.
@@ -92,10 +96,10 @@ pub(super) async fn entries(pool: &PgPool, now: i64, up_to: u64) -> StoreResult<
              (SELECT key FROM login_throttle WHERE tat <= $1 FOR UPDATE SKIP LOCKED)",
         )
         .bind(now)
-        .execute(pool)
+        .execute(&mut *conn)
         .await
         .map_err(backend)?;
-        n = count().await?;
+        n = count(&mut *conn, up_to).await?;
     }
     Ok(n as u64)
 }
@@ -107,14 +111,14 @@ impl ThrottleStore for PostgresStore {
     }
 
     async fn take_login_allowance(&self, charges: &[ThrottleCharge], now: i64) -> StoreResult<ThrottleOutcome> {
-        throttle::take(&self.pool, charges, now).await
+        throttle::take(&mut *self.conn().await?, charges, now).await
     }
 
     async fn give_back_login_allowance(&self, charges: &[ThrottleCharge]) -> StoreResult<()> {
-        throttle::give_back(&self.pool, charges).await
+        throttle::give_back(&mut *self.conn().await?, charges).await
     }
 
     async fn login_throttle_entries(&self, now: i64, up_to: u64) -> StoreResult<u64> {
-        throttle::entries(&self.pool, now, up_to).await
+        throttle::entries(&mut *self.conn().await?, now, up_to).await
     }
 }

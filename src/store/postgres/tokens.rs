@@ -8,57 +8,69 @@ use crate::store::rotation::{self, Presented, Verdict};
 /// What the statement that records a grant's new tokens does first, in the same statement: each
 /// sub-statement is a round trip saved on every grant (bench/RESULTS.md counts them).
 pub(super) enum Lead<'a> {
-    /// The grant itself (code exchange, `create_grant`).
+    /// The grant itself (`create_grant`).
     Grant(&'a Grant),
+    /// Spending the code the grant is exchanged for, then the grant: nothing is inserted unless
+    /// the code was still unspent (code exchange).
+    Redeem { grant: &'a Grant, code_hash: &'a str, now: UnixTime },
     /// The rotation's claim of the presented refresh token: the tokens are inserted only if the
     /// claim changed it, so the statement inserts nothing when a racing rotation won.
     Claim { now: UnixTime, old_hash: &'a str, lost_successor: Option<&'a str> },
 }
 
 /// Records the access token (and refresh token, if any) of `tokens` for `grant_id`, after
-/// `lead`, in one statement. True unless a [`Lead::Claim`] found the token already taken.
-pub(super) async fn insert_tokens(
+/// `lead`, in one statement (no BEGIN/COMMIT: one statement is one transaction). `None` when a
+/// [`Lead::Claim`] found the token already taken or a [`Lead::Redeem`] the code spent;
+/// otherwise a row, for [`Lead::Redeem`] the user the code was issued to ([`USER_COLUMNS`]).
+pub(super) async fn insert_tokens<'a>(
     conn: &mut PgConnection,
-    grant_id: &str,
-    tokens: &IssuedTokens,
-    lead: Lead<'_>,
-) -> SqlResult<bool> {
+    grant_id: &'a str,
+    tokens: &'a IssuedTokens,
+    lead: Lead<'a>,
+) -> SqlResult<Option<PgRow>> {
     // $1 access hash, $2 grant, $3 scope, $4 created, $5 access expiry, $6 refresh hash, $7 its
     // expiry; the lead's own parameters from $8.
-    let mut ctes = Vec::new();
-    let from = match lead {
+    const GRANT_VALUES: &str = "$2, $8, $9, $10, $11, $12, $13";
+    const GRANT_INSERT: &str = "INSERT INTO grants (id, client_id, user_id, session_id, scope, auth_time, created_at)";
+    let (mut ctes, from, last) = match lead {
         Lead::Grant(_) => {
-            ctes.push(
-                "grant_row AS (INSERT INTO grants (id, client_id, user_id, session_id, scope, auth_time, created_at) \
-                 VALUES ($2, $8, $9, $10, $11, $12, $13))",
-            );
-            ""
+            (vec![format!("grant_row AS ({GRANT_INSERT} VALUES ({GRANT_VALUES}))")], "", "SELECT 1".to_owned())
         }
-        Lead::Claim { .. } => {
-            // Changes the token only if it is still as read (unspent, or spent into the same lost
-            // successor). A racing rotation waits on the row lock, PostgreSQL re-checks the
-            // condition against the committed row, and the loser inserts nothing.
-            ctes.push(
-                "claimed AS (UPDATE refresh_tokens SET used_at = coalesce(used_at, $8), replaced_by = $6 \
+        Lead::Redeem { .. } => (
+            vec![
+                // The code's owner, client and expiry are re-checked here; of racing redemptions
+                // one spends it, the others wait on its row lock and then find it spent.
+                "spent AS (UPDATE authorization_codes SET used_at = $15, grant_id = $2 \
+                 WHERE code_hash = $14 AND client_id = $8 AND user_id = $9 AND used_at IS NULL AND expires_at > $15 \
+                 RETURNING user_id)"
+                    .to_owned(),
+                format!("grant_row AS ({GRANT_INSERT} SELECT {GRANT_VALUES} FROM spent)"),
+            ],
+            " FROM spent",
+            format!("SELECT {USER_COLUMNS} FROM users u JOIN spent ON spent.user_id = u.id"),
+        ),
+        // Changes the token only if it is still as judged (unspent, or spent into the same lost
+        // successor). A racing rotation waits on the row lock, PostgreSQL re-checks the
+        // condition against the committed row, and the loser inserts nothing.
+        Lead::Claim { .. } => (
+            vec!["claimed AS (UPDATE refresh_tokens SET used_at = coalesce(used_at, $8), replaced_by = $6 \
                  WHERE token_hash = $9 AND (($10::text IS NULL AND used_at IS NULL) OR replaced_by = $10::text) \
-                 RETURNING 1)",
-            );
-            " FROM claimed"
-        }
+                 RETURNING 1)"
+                .to_owned()],
+            " FROM claimed",
+            "SELECT 1 FROM claimed".to_owned(),
+        ),
     };
-    let access = format!(
-        "INSERT INTO access_tokens (token_hash, grant_id, scope, created_at, expires_at) SELECT $1, $2, $3, $4, $5{from}"
-    );
-    let mut ctes: Vec<String> = ctes.into_iter().map(str::to_owned).collect();
-    let last = if tokens.refresh.is_some() {
-        ctes.push(format!("access AS ({access})"));
-        format!(
-            "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, access_hash) SELECT $6, $2, $4, $7, $1{from}"
-        )
-    } else {
-        access
-    };
-    // Every lead is a CTE, so there is always a WITH.
+    ctes.push(format!(
+        "access AS (INSERT INTO access_tokens (token_hash, grant_id, scope, created_at, expires_at) \
+         SELECT $1, $2, $3, $4, $5{from})"
+    ));
+    if tokens.refresh.is_some() {
+        ctes.push(format!(
+            "refresh AS (INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, access_hash) \
+             SELECT $6, $2, $4, $7, $1{from})"
+        ));
+    }
     let sql = format!("WITH {} {last}", ctes.join(", "));
     let (refresh_hash, refresh_expires) = match &tokens.refresh {
         Some((hash, expires_at)) => (Some(hash.as_str()), Some(*expires_at)),
@@ -72,21 +84,24 @@ pub(super) async fn insert_tokens(
         .bind(tokens.access_expires_at)
         .bind(refresh_hash)
         .bind(refresh_expires);
+    let grant_params = |query: sqlx::query::Query<'a, sqlx::Postgres, sqlx::postgres::PgArguments>,
+                        grant: &'a Grant| {
+        query
+            .bind(&grant.client_id)
+            .bind(&grant.user_id)
+            .bind(&grant.session_id)
+            .bind(&grant.scope)
+            .bind(grant.auth_time)
+            .bind(grant.created_at)
+    };
     match lead {
-        Lead::Grant(grant) => {
-            query = query
-                .bind(&grant.client_id)
-                .bind(&grant.user_id)
-                .bind(&grant.session_id)
-                .bind(&grant.scope)
-                .bind(grant.auth_time)
-                .bind(grant.created_at);
-        }
+        Lead::Grant(grant) => query = grant_params(query, grant),
+        Lead::Redeem { grant, code_hash, now } => query = grant_params(query, grant).bind(code_hash).bind(now),
         Lead::Claim { now, old_hash, lost_successor } => {
             query = query.bind(now).bind(old_hash).bind(lost_successor);
         }
     }
-    Ok(query.execute(conn).await?.rows_affected() > 0)
+    query.fetch_optional(conn).await
 }
 
 pub(super) async fn revoke_grant_in(
@@ -104,9 +119,9 @@ pub(super) async fn revoke_grant_in(
     Ok(())
 }
 
-/// Spends a code and records what it is exchanged for, or revokes that on a replay. Of racing
-/// redemptions the conditional UPDATE lets one win: the others wait on its row lock, then find
-/// it spent. The code names its grant in the same transaction, so every loser finds it.
+/// Spends a code and records what it is exchanged for, or revokes that on a replay. One
+/// statement spends and records ([`Lead::Redeem`]): of racing redemptions one wins, and the
+/// code names its grant in that same statement, so every loser finds it.
 pub(super) async fn redeem_code(
     conn: &mut PgConnection,
     code_hash: &str,
@@ -114,23 +129,10 @@ pub(super) async fn redeem_code(
     tokens: &IssuedTokens,
     now: UnixTime,
 ) -> StoreResult<CodeRedemption> {
-    let won = sqlx::query(AssertSqlSafe(format!(
-        "WITH spent AS (UPDATE authorization_codes SET used_at = $1, grant_id = $2 \
-         WHERE code_hash = $3 AND client_id = $4 AND user_id = $5 AND used_at IS NULL AND expires_at > $1 \
-         RETURNING user_id) \
-         SELECT {USER_COLUMNS} FROM users u JOIN spent ON spent.user_id = u.id"
-    )))
-    .bind(now)
-    .bind(&grant.id)
-    .bind(code_hash)
-    .bind(&grant.client_id)
-    .bind(&grant.user_id)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(backend)?;
+    let won =
+        insert_tokens(&mut *conn, &grant.id, tokens, Lead::Redeem { grant, code_hash, now }).await.map_err(backend)?;
     if let Some(row) = won {
         let user = user_from_row(&row, 0).map_err(backend)?;
-        insert_tokens(conn, &grant.id, tokens, Lead::Grant(grant)).await.map_err(backend)?;
         return Ok(CodeRedemption::Redeemed { user: Box::new(user) });
     }
     let spent: Option<Option<String>> = sqlx::query_scalar(
@@ -162,6 +164,7 @@ pub(super) async fn presented_refresh(conn: &mut PgConnection, hash: &str) -> Sq
     .await?;
     row.map(|r| {
         Ok(Presented {
+            token_hash: hash.to_owned(),
             grant: grant_from_row(&r)?,
             user: user_from_row(&r, GRANT_WIDTH)?,
             used_at: r.try_get(AFTER_GRANT_USER)?,
@@ -188,57 +191,72 @@ async fn withdraw(conn: &mut PgConnection, hash: &str, now: UnixTime) -> SqlResu
     Ok(())
 }
 
-/// Rotates a refresh token. No BEGIN/COMMIT on the usual path: the token is read, judged, and
-/// claimed together with its successor in one statement whose condition re-checks what was read
-/// (so of racing rotations one claims and the others are reuse). Only a retry after a lost
-/// answer writes twice (the claim, and withdrawing the lost successor) and so takes a
-/// transaction.
+/// Rotates the refresh token `seen` was read for (see [`TokenStore::rotate_refresh_token`]). No
+/// BEGIN/COMMIT on the usual path: the token read before the person was re-checked is judged,
+/// and claimed together with its successor in one statement whose condition re-checks what was
+/// judged (so of racing rotations one claims). A claim that finds the token changed reads and
+/// judges it once more. Only a retry after a lost answer writes twice (the claim, and
+/// withdrawing the lost successor) and so takes a transaction.
 pub(super) async fn rotate_refresh(
     conn: &mut PgConnection,
-    old_hash: &str,
+    seen: Presented,
     client_id: &str,
     now: UnixTime,
     reuse_grace: UnixTime,
     issue: IssueOnRotation,
 ) -> StoreResult<RefreshRotation> {
-    let Some(found) = presented_refresh(&mut *conn, old_hash).await.map_err(backend)? else {
-        return Ok(RefreshRotation::Invalid);
-    };
-    let lost_successor = match rotation::judge(&found, client_id, now, reuse_grace) {
+    let mut found = seen;
+    let mut lost_successor = match rotation::judge(&found, client_id, now, reuse_grace) {
         Verdict::Invalid => return Ok(RefreshRotation::Invalid),
-        Verdict::Reuse => {
-            revoke_grant_in(conn, &found.grant.id, "refresh token reuse", now).await.map_err(backend)?;
-            return Ok(RefreshRotation::Reused { grant_id: found.grant.id });
-        }
+        Verdict::Reuse => return reused(conn, found, now).await,
         Verdict::Rotate { lost_successor } => lost_successor,
     };
-    let Presented { grant, user, .. } = found;
-    let Some(issued) = issue(&grant, &user) else {
+    let Some(issued) = issue(&found.grant, &found.user) else {
         return Ok(RefreshRotation::Declined);
     };
-    let claim = Lead::Claim { now, old_hash, lost_successor: lost_successor.as_deref() };
-    let claimed = match &lost_successor {
-        None => insert_tokens(&mut *conn, &grant.id, &issued, claim).await.map_err(backend)?,
-        Some(lost) => {
-            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(backend)?;
-            let claimed = insert_tokens(&mut tx, &grant.id, &issued, claim).await.map_err(backend)?;
-            if claimed {
-                withdraw(&mut tx, lost, now).await.map_err(backend)?;
-            }
-            tx.commit().await.map_err(backend)?;
-            claimed
+    for reread in [false, true] {
+        if reread {
+            // The token changed since it was read: judge it as it is now.
+            let Some(now_found) = presented_refresh(&mut *conn, &found.token_hash).await.map_err(backend)? else {
+                return Ok(RefreshRotation::Invalid);
+            };
+            found = now_found;
+            lost_successor = match rotation::judge(&found, client_id, now, reuse_grace) {
+                Verdict::Invalid => return Ok(RefreshRotation::Invalid),
+                Verdict::Reuse => break,
+                Verdict::Rotate { lost_successor } => lost_successor,
+            };
         }
-    };
-    if !claimed {
-        // A racing rotation claimed it first: this presentation is the reuse it is.
-        revoke_grant_in(conn, &grant.id, "refresh token reuse", now).await.map_err(backend)?;
-        return Ok(RefreshRotation::Reused { grant_id: grant.id });
+        let claim = Lead::Claim { now, old_hash: &found.token_hash, lost_successor: lost_successor.as_deref() };
+        let claimed = match &lost_successor {
+            None => insert_tokens(&mut *conn, &found.grant.id, &issued, claim).await.map_err(backend)?.is_some(),
+            Some(lost) => {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(backend)?;
+                let claimed = insert_tokens(&mut tx, &found.grant.id, &issued, claim).await.map_err(backend)?.is_some();
+                if claimed {
+                    withdraw(&mut tx, lost, now).await.map_err(backend)?;
+                }
+                tx.commit().await.map_err(backend)?;
+                claimed
+            }
+        };
+        if !claimed {
+            continue;
+        }
+        let Presented { grant, user, .. } = found;
+        let (user, scope) = (Box::new(user), issued.access_scope);
+        return Ok(match lost_successor {
+            Some(_) => RefreshRotation::Retried { grant, user, scope },
+            None => RefreshRotation::Rotated { grant, user, scope },
+        });
     }
-    let (user, scope) = (Box::new(user), issued.access_scope);
-    Ok(match lost_successor {
-        Some(_) => RefreshRotation::Retried { grant, user, scope },
-        None => RefreshRotation::Rotated { grant, user, scope },
-    })
+    reused(conn, found, now).await
+}
+
+/// A spent token presented again: two parties hold this login, so its whole family goes.
+async fn reused(conn: &mut PgConnection, found: Presented, now: UnixTime) -> StoreResult<RefreshRotation> {
+    revoke_grant_in(conn, &found.grant.id, "refresh token reuse", now).await.map_err(backend)?;
+    Ok(RefreshRotation::Reused { grant_id: found.grant.id })
 }
 
 #[async_trait]
@@ -265,7 +283,7 @@ impl TokenStore for PostgresStore {
         )
         .bind(hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
         .map_err(backend)?;
         Ok(row.map(|(token_hash, client_id, scope, created_at, expires_at)| ServiceToken {
@@ -312,7 +330,7 @@ impl TokenStore for PostgresStore {
             "SELECT {CODE_COLUMNS}, used_at IS NOT NULL FROM authorization_codes WHERE code_hash = $1"
         )))
         .bind(code_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
         .map_err(backend)?
         .map(|r| Ok(StoredCode { code: code_from_row(&r)?, spent: r.try_get(8)? }))
@@ -327,10 +345,7 @@ impl TokenStore for PostgresStore {
         tokens: &IssuedTokens,
         now: UnixTime,
     ) -> StoreResult<CodeRedemption> {
-        let mut tx = self.begin().await?;
-        let outcome = redeem_code(&mut tx, code_hash, grant, tokens, now).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(outcome)
+        redeem_code(&mut *self.conn().await?, code_hash, grant, tokens, now).await
     }
 
     async fn create_grant(&self, grant: &Grant, tokens: &IssuedTokens) -> StoreResult<()> {
@@ -339,20 +354,19 @@ impl TokenStore for PostgresStore {
         Ok(())
     }
 
+    async fn presented_refresh_token(&self, hash: &str) -> StoreResult<Option<Presented>> {
+        presented_refresh(&mut *self.conn().await?, hash).await.map_err(backend)
+    }
+
     async fn rotate_refresh_token(
         &self,
-        old_hash: &str,
+        seen: Presented,
         client_id: &str,
         now: UnixTime,
         reuse_grace: UnixTime,
         issue: IssueOnRotation,
     ) -> StoreResult<RefreshRotation> {
-        rotate_refresh(&mut *self.conn().await?, old_hash, client_id, now, reuse_grace, issue).await
-    }
-
-    async fn refresh_token_holder(&self, hash: &str, client_id: &str, now: UnixTime) -> StoreResult<Option<User>> {
-        let found = presented_refresh(&mut *self.conn().await?, hash).await.map_err(backend)?;
-        Ok(found.filter(|p| p.grant.client_id == client_id && !p.grant_revoked && p.expires_at > now).map(|p| p.user))
+        rotate_refresh(&mut *self.conn().await?, seen, client_id, now, reuse_grace, issue).await
     }
 
     async fn access_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<AccessTokenRecord>> {
@@ -363,7 +377,7 @@ impl TokenStore for PostgresStore {
         )))
         .bind(hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
         .map_err(backend)?
         .map(|r| {
@@ -387,7 +401,7 @@ impl TokenStore for PostgresStore {
         )))
         .bind(hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
         .map_err(backend)?
         .map(|r| {

@@ -100,6 +100,7 @@ pub(super) fn presented_refresh(conn: &Connection, hash: &str) -> rusqlite::Resu
     ))?
     .query_row([hash], |r| {
         Ok(Presented {
+            token_hash: hash.to_owned(),
             grant: grant_from_row(r)?,
             user: user_from_row(r, GRANT_WIDTH)?,
             used_at: r.get(AFTER_GRANT_USER)?,
@@ -126,54 +127,70 @@ pub(super) fn withdraw(conn: &Connection, hash: &str, now: UnixTime) -> rusqlite
     Ok(())
 }
 
+/// Rotates the refresh token `seen` was read for (see [`TokenStore::rotate_refresh_token`]).
 pub(super) fn rotate_refresh(
     tx: &Connection,
-    old_hash: &str,
+    seen: Presented,
     client_id: &str,
     now: UnixTime,
     reuse_grace: UnixTime,
     issue: IssueOnRotation,
 ) -> StoreResult<RefreshRotation> {
-    let Some(found) = presented_refresh(tx, old_hash).map_err(backend)? else {
-        return Ok(RefreshRotation::Invalid);
-    };
-    let lost_successor = match rotation::judge(&found, client_id, now, reuse_grace) {
+    let mut found = seen;
+    let mut lost_successor = match rotation::judge(&found, client_id, now, reuse_grace) {
         Verdict::Invalid => return Ok(RefreshRotation::Invalid),
-        Verdict::Reuse => {
-            revoke_grant_in(tx, &found.grant.id, "refresh token reuse", now).map_err(backend)?;
-            return Ok(RefreshRotation::Reused { grant_id: found.grant.id });
-        }
+        Verdict::Reuse => return reused(tx, found, now),
         Verdict::Rotate { lost_successor } => lost_successor,
     };
-    let Presented { grant, user, .. } = found;
-    let Some(issued) = issue(&grant, &user) else {
+    let Some(issued) = issue(&found.grant, &found.user) else {
         return Ok(RefreshRotation::Declined);
     };
     let successor = issued.refresh.as_ref().map(|(hash, _)| hash.clone());
-    // Single use is in the statement itself: it changes the token only if it is still as read
-    // (unspent, or spent into the same lost successor), so of two rotations racing on a backend
-    // without a single writer, one wins and the other is the reuse it is. A retry keeps the time
-    // of the first rotation: retrying does not extend the grace.
-    let claimed = tx
-        .prepare_cached(
-            "UPDATE refresh_tokens SET used_at = coalesce(used_at, ?1), replaced_by = ?2 WHERE token_hash = ?3 \
-             AND ((?4 IS NULL AND used_at IS NULL) OR replaced_by = ?4)",
-        )
-        .and_then(|mut s| s.execute(params![now, successor, old_hash, lost_successor]))
-        .map_err(backend)?;
-    if claimed == 0 {
-        revoke_grant_in(tx, &grant.id, "refresh token reuse", now).map_err(backend)?;
-        return Ok(RefreshRotation::Reused { grant_id: grant.id });
+    for reread in [false, true] {
+        if reread {
+            // The token changed since it was read: judge it as it is now.
+            let Some(now_found) = presented_refresh(tx, &found.token_hash).map_err(backend)? else {
+                return Ok(RefreshRotation::Invalid);
+            };
+            found = now_found;
+            lost_successor = match rotation::judge(&found, client_id, now, reuse_grace) {
+                Verdict::Invalid => return Ok(RefreshRotation::Invalid),
+                Verdict::Reuse => break,
+                Verdict::Rotate { lost_successor } => lost_successor,
+            };
+        }
+        // Single use is in the statement itself: it changes the token only if it is still as
+        // judged (unspent, or spent into the same lost successor), so of two rotations racing on
+        // a backend without a single writer one wins. A retry keeps the time of the first
+        // rotation: retrying does not extend the grace.
+        let claimed = tx
+            .prepare_cached(
+                "UPDATE refresh_tokens SET used_at = coalesce(used_at, ?1), replaced_by = ?2 WHERE token_hash = ?3 \
+                 AND ((?4 IS NULL AND used_at IS NULL) OR replaced_by = ?4)",
+            )
+            .and_then(|mut s| s.execute(params![now, successor, found.token_hash, lost_successor]))
+            .map_err(backend)?;
+        if claimed == 0 {
+            continue;
+        }
+        if let Some(lost) = &lost_successor {
+            withdraw(tx, lost, now).map_err(backend)?;
+        }
+        insert_tokens(tx, &found.grant.id, &issued).map_err(backend)?;
+        let Presented { grant, user, .. } = found;
+        let (user, scope) = (Box::new(user), issued.access_scope);
+        return Ok(match lost_successor {
+            Some(_) => RefreshRotation::Retried { grant, user, scope },
+            None => RefreshRotation::Rotated { grant, user, scope },
+        });
     }
-    if let Some(lost) = &lost_successor {
-        withdraw(tx, lost, now).map_err(backend)?;
-    }
-    insert_tokens(tx, &grant.id, &issued).map_err(backend)?;
-    let (user, scope) = (Box::new(user), issued.access_scope);
-    Ok(match lost_successor {
-        Some(_) => RefreshRotation::Retried { grant, user, scope },
-        None => RefreshRotation::Rotated { grant, user, scope },
-    })
+    reused(tx, found, now)
+}
+
+/// A spent token presented again: two parties hold this login, so its whole family goes.
+fn reused(tx: &Connection, found: Presented, now: UnixTime) -> StoreResult<RefreshRotation> {
+    revoke_grant_in(tx, &found.grant.id, "refresh token reuse", now).map_err(backend)?;
+    Ok(RefreshRotation::Reused { grant_id: found.grant.id })
 }
 
 #[async_trait]
@@ -274,21 +291,20 @@ impl TokenStore for SqliteStore {
         .await
     }
 
+    async fn presented_refresh_token(&self, hash: &str) -> StoreResult<Option<Presented>> {
+        presented_refresh(&self.reader(), hash).map_err(backend)
+    }
+
     async fn rotate_refresh_token(
         &self,
-        old_hash: &str,
+        seen: Presented,
         client_id: &str,
         now: UnixTime,
         reuse_grace: UnixTime,
         issue: IssueOnRotation,
     ) -> StoreResult<RefreshRotation> {
-        let (old_hash, client_id) = (old_hash.to_owned(), client_id.to_owned());
-        self.write(move |tx| rotate_refresh(tx, &old_hash, &client_id, now, reuse_grace, issue)).await
-    }
-
-    async fn refresh_token_holder(&self, hash: &str, client_id: &str, now: UnixTime) -> StoreResult<Option<User>> {
-        let found = presented_refresh(&self.reader(), hash).map_err(backend)?;
-        Ok(found.filter(|p| p.grant.client_id == client_id && !p.grant_revoked && p.expires_at > now).map(|p| p.user))
+        let client_id = client_id.to_owned();
+        self.write(move |tx| rotate_refresh(tx, seen, &client_id, now, reuse_grace, issue)).await
     }
 
     async fn access_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<AccessTokenRecord>> {
