@@ -64,8 +64,14 @@ impl LiveChecks {
     }
 }
 
+/// People whose data was read from their provider at or after this time need no re-check now:
+/// within `[access] recheck_after`, and since this process started.
+pub fn fresh_since(state: &AppState, now: UnixTime) -> UnixTime {
+    (now - state.config.access.recheck_after_secs() + 1).max(state.started_at)
+}
+
 fn is_stale(state: &AppState, user: &User, now: UnixTime) -> bool {
-    now - user.updated_at >= state.config.access.recheck_after_secs() || user.updated_at < state.started_at
+    user.updated_at < fresh_since(state, now)
 }
 
 /// Makes sure `user` is still admitted, re-reading upstream when their data is stale.

@@ -265,6 +265,21 @@ pub trait TokenStore: Send + Sync {
         issue: IssueOnRotation,
     ) -> StoreResult<RefreshRotation>;
 
+    /// The usual refresh in one step: if `hash` is an unspent, unexpired refresh token of
+    /// `client_id`'s unrevoked grant, and its person was checked at or after `checked_since` (so
+    /// nothing is to be re-checked first), spends it and records `tokens`, whose access token
+    /// gets the grant's whole scope. `None`, with nothing changed, in every other case: the
+    /// caller then reads the token, re-checks the person and calls
+    /// [`TokenStore::rotate_refresh_token`].
+    async fn rotate_fresh_refresh_token(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: UnixTime,
+        checked_since: UnixTime,
+        tokens: &IssuedTokens,
+    ) -> StoreResult<Option<RefreshRotation>>;
+
     async fn access_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<AccessTokenRecord>>;
 
     async fn refresh_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<RefreshTokenRecord>>;

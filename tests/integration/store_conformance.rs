@@ -849,6 +849,77 @@ async fn racing_code_redemptions_issue_once(store: Arc<dyn Store>) {
     }
 }
 
+async fn rotate_fresh(
+    store: &dyn Store,
+    old: &str,
+    client: &str,
+    t: IssuedTokens,
+    now: i64,
+    since: i64,
+) -> Option<RefreshRotation> {
+    store.rotate_fresh_refresh_token(old, client, now, since, &t).await.unwrap()
+}
+
+/// The one-step refresh rotates only a token that needs nothing else (unspent, its client's,
+/// live grant, unexpired, person checked recently enough), with the grant's scope; in every
+/// other case it changes nothing and leaves the decision to the general path.
+async fn a_fresh_rotation_takes_only_the_plain_case(store: Arc<dyn Store>) {
+    let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 10).await.unwrap();
+    let g = Grant { scope: "openid profile".into(), ..grant(&u, "g1") };
+    store.create_grant(&g, &tokens("a1", Some("r1"), 10)).await.unwrap();
+    let narrow = IssuedTokens { access_scope: "ignored".into(), ..tokens("a2", Some("r2"), 12) };
+    assert!(
+        rotate_fresh(store.as_ref(), "r1", "c", narrow.clone(), 12, 11).await.is_none(),
+        "person not checked since 11"
+    );
+    assert!(
+        rotate_fresh(store.as_ref(), "r1", "other", narrow.clone(), 12, 10).await.is_none(),
+        "another client's token"
+    );
+    assert!(rotate_fresh(store.as_ref(), "r1", "c", narrow.clone(), 1000 * 3600, 10).await.is_none(), "expired");
+    assert!(rotate_fresh(store.as_ref(), "nope", "c", narrow.clone(), 12, 10).await.is_none(), "unknown");
+    assert!(holds(store.as_ref(), "r1", "c", 12).await);
+    assert!(store.presented_refresh_token("r1").await.unwrap().unwrap().used_at.is_none(), "nothing spent so far");
+    match rotate_fresh(store.as_ref(), "r1", "c", narrow.clone(), 12, 10).await {
+        Some(RefreshRotation::Rotated { grant, user, scope }) => {
+            assert_eq!((grant.id.as_str(), user.id.as_str(), scope.as_str()), ("g1", u.id.as_str(), "openid profile"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.access_token("a2", 13).await.unwrap().unwrap().scope, "openid profile", "the grant's scope");
+    assert!(store.refresh_token("r2", 13).await.unwrap().is_some());
+    // Spent: not for this path, and not revoked by it either (the general path judges reuse).
+    assert!(rotate_fresh(store.as_ref(), "r1", "c", tokens("a3", Some("r3"), 14), 14, 10).await.is_none());
+    assert!(store.access_token("a2", 14).await.unwrap().is_some(), "the family is untouched");
+    assert!(store.access_token("a3", 14).await.unwrap().is_none());
+    store.revoke_grant("g1", "test", 15).await.unwrap();
+    assert!(
+        rotate_fresh(store.as_ref(), "r2", "c", tokens("a4", Some("r4"), 16), 16, 10).await.is_none(),
+        "revoked grant"
+    );
+}
+
+/// Of many one-step rotations of one token at once, exactly one rotates.
+async fn racing_fresh_rotations_rotate_once(store: Arc<dyn Store>) {
+    let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
+    grant_for(store.as_ref(), &u, "g1", "a0", "r0").await;
+    let racers = (0..16).map(|i| {
+        let store = store.clone();
+        async move {
+            rotate_fresh(store.as_ref(), "r0", "c", tokens(&format!("x{i}"), Some(&format!("n{i}")), 5), 5, 1).await
+        }
+    });
+    let outcomes = futures_util::future::join_all(racers).await;
+    let rotated: Vec<usize> =
+        (0..16).filter(|&i| matches!(outcomes[i], Some(RefreshRotation::Rotated { .. }))).collect();
+    assert_eq!(rotated.len(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| o.is_none()).count(), 15, "{outcomes:?}");
+    for i in 0..16 {
+        let stored = store.refresh_token(&format!("n{i}"), 6).await.unwrap().is_some();
+        assert_eq!(stored, rotated == [i], "only the winner's successor exists");
+    }
+}
+
 /// Of many rotations of one refresh token at once, exactly one succeeds; the next is reuse,
 /// which revokes the family (the winner's new token included), and the rest find it revoked.
 async fn racing_refresh_rotations_rotate_once(store: Arc<dyn Store>) {
@@ -957,6 +1028,8 @@ macro_rules! backends {
                 case!(a_declined_rotation_changes_nothing);
                 case!(the_reuse_grace_forgives_only_a_lost_answer);
                 case!(a_rotation_judged_on_a_stale_read_reads_again);
+                case!(a_fresh_rotation_takes_only_the_plain_case);
+                case!(racing_fresh_rotations_rotate_once);
                 case!(concurrent_writes_fail_alone);
                 case!(token_lookups_honour_expiry_and_revocation);
                 case!(invites_count_people_once_and_close);

@@ -8,11 +8,11 @@
 //! is withdrawn (as Hydra and Okta do). Older tokens, or any reuse after the grace or once the
 //! successor was used, revoke the family.
 
-use super::{mint, respond, TokenResponse};
+use super::{mint, respond, Minted, TokenResponse};
 use crate::app::SharedState;
 use crate::config::ClientConfig;
 use crate::crypto::random::token_key;
-use crate::policy::live::{ensure_current, Current};
+use crate::policy::live::{self, ensure_current, Current};
 use crate::provider::params::Params;
 use crate::provider::{scope, ErrorCode, OAuthError};
 use crate::store::{Grant, RefreshRotation, User};
@@ -22,6 +22,19 @@ pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) 
         params.get("refresh_token").ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let asked_scope = params.get("scope");
     let hash = token_key(presented);
+
+    // The usual refresh in one step: an unspent token of someone checked recently enough, with
+    // no narrower scope asked, is rotated right away (one round trip on PostgreSQL).
+    if asked_scope.is_none() {
+        let now = state.clock.now();
+        let minted = mint(state, "", true);
+        let fresh_since = live::fresh_since(state, now);
+        let outcome =
+            state.store.rotate_fresh_refresh_token(&hash, &client.id, now, fresh_since, &minted.record).await?;
+        if let Some(outcome) = outcome {
+            return finish(state, client, outcome, minted);
+        }
+    }
 
     // A refresh is where a hub learns of lost access: re-check stale memberships first, while
     // nothing is spent yet. The token is read once; the rotation judges that read.
@@ -54,7 +67,17 @@ pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) 
         Some(record)
     });
     let grace = state.config.tokens.refresh_token_reuse_grace.as_secs() as i64;
-    match state.store.rotate_refresh_token(seen, &client.id, now, grace, issue).await? {
+    let outcome = state.store.rotate_refresh_token(seen, &client.id, now, grace, issue).await?;
+    finish(state, client, outcome, minted)
+}
+
+fn finish(
+    state: &SharedState,
+    client: &ClientConfig,
+    outcome: RefreshRotation,
+    minted: Minted,
+) -> Result<TokenResponse, OAuthError> {
+    match outcome {
         RefreshRotation::Rotated { grant, user, scope } => {
             respond(state, client, &user, &scope, grant.auth_time, None, minted)
         }

@@ -253,6 +253,61 @@ pub(super) async fn rotate_refresh(
     reused(conn, found, now).await
 }
 
+/// [`TokenStore::rotate_fresh_refresh_token`] in one statement (one round trip): the claim's
+/// condition is all that [`rotation::judge`] and the person's re-check would look at first —
+/// unspent, unexpired, the client's unrevoked grant, a person checked recently enough — and the
+/// new tokens are inserted only if it claimed.
+pub(super) async fn rotate_fresh(
+    conn: &mut PgConnection,
+    hash: &str,
+    client_id: &str,
+    now: UnixTime,
+    checked_since: UnixTime,
+    tokens: &IssuedTokens,
+) -> StoreResult<Option<RefreshRotation>> {
+    // $1 access hash, $2 created, $3 access expiry, $4 refresh hash, $5 its expiry, $6 now,
+    // $7 presented hash, $8 client, $9 checked since.
+    let refresh = match tokens.refresh {
+        Some(_) => {
+            ", refresh AS (INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, access_hash) \
+             SELECT $4, c.claimed_grant, $2, $5, $1 FROM claimed c)"
+        }
+        None => "",
+    };
+    let sql = format!(
+        "WITH claimed AS (UPDATE refresh_tokens r SET used_at = $6, replaced_by = $4 \
+         FROM grants g JOIN users u ON u.id = g.user_id \
+         WHERE r.token_hash = $7 AND r.used_at IS NULL AND r.expires_at > $6 AND g.id = r.grant_id \
+         AND g.client_id = $8 AND g.revoked_at IS NULL AND u.updated_at >= $9 \
+         RETURNING {GRANT_COLUMNS}, {USER_COLUMNS}, r.grant_id AS claimed_grant, g.scope AS claimed_scope), \
+         access AS (INSERT INTO access_tokens (token_hash, grant_id, scope, created_at, expires_at) \
+         SELECT $1, c.claimed_grant, c.claimed_scope, $2, $3 FROM claimed c){refresh} \
+         SELECT * FROM claimed"
+    );
+    let (refresh_hash, refresh_expires) = match &tokens.refresh {
+        Some((hash, expires_at)) => (Some(hash.as_str()), Some(*expires_at)),
+        None => (None, None),
+    };
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(&tokens.access_hash)
+        .bind(tokens.created_at)
+        .bind(tokens.access_expires_at)
+        .bind(refresh_hash)
+        .bind(refresh_expires)
+        .bind(now)
+        .bind(hash)
+        .bind(client_id)
+        .bind(checked_since)
+        .fetch_optional(conn)
+        .await
+        .map_err(backend)?;
+    let Some(row) = row else { return Ok(None) };
+    let grant = grant_from_row(&row).map_err(backend)?;
+    let user = Box::new(user_from_row(&row, GRANT_WIDTH).map_err(backend)?);
+    let scope = grant.scope.clone();
+    Ok(Some(RefreshRotation::Rotated { grant, user, scope }))
+}
+
 /// A spent token presented again: two parties hold this login, so its whole family goes.
 async fn reused(conn: &mut PgConnection, found: Presented, now: UnixTime) -> StoreResult<RefreshRotation> {
     revoke_grant_in(conn, &found.grant.id, "refresh token reuse", now).await.map_err(backend)?;
@@ -367,6 +422,17 @@ impl TokenStore for PostgresStore {
         issue: IssueOnRotation,
     ) -> StoreResult<RefreshRotation> {
         rotate_refresh(&mut *self.conn().await?, seen, client_id, now, reuse_grace, issue).await
+    }
+
+    async fn rotate_fresh_refresh_token(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: UnixTime,
+        checked_since: UnixTime,
+        tokens: &IssuedTokens,
+    ) -> StoreResult<Option<RefreshRotation>> {
+        rotate_fresh(&mut *self.conn().await?, hash, client_id, now, checked_since, tokens).await
     }
 
     async fn access_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<AccessTokenRecord>> {

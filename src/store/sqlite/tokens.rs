@@ -187,6 +187,27 @@ pub(super) fn rotate_refresh(
     reused(tx, found, now)
 }
 
+/// [`TokenStore::rotate_fresh_refresh_token`], on the writer: the token is read there and
+/// rotated only when it needs nothing but a rotation.
+fn rotate_fresh(
+    tx: &Connection,
+    hash: &str,
+    client_id: &str,
+    now: UnixTime,
+    checked_since: UnixTime,
+    tokens: IssuedTokens,
+) -> StoreResult<Option<RefreshRotation>> {
+    let Some(found) = presented_refresh(tx, hash).map_err(backend)? else {
+        return Ok(None);
+    };
+    if found.used_at.is_some() || !found.holds_for(client_id, now) || found.user.updated_at < checked_since {
+        return Ok(None);
+    }
+    let issue =
+        Box::new(move |grant: &Grant, _: &User| Some(IssuedTokens { access_scope: grant.scope.clone(), ..tokens }));
+    rotate_refresh(tx, found, client_id, now, 0, issue).map(Some)
+}
+
 /// A spent token presented again: two parties hold this login, so its whole family goes.
 fn reused(tx: &Connection, found: Presented, now: UnixTime) -> StoreResult<RefreshRotation> {
     revoke_grant_in(tx, &found.grant.id, "refresh token reuse", now).map_err(backend)?;
@@ -305,6 +326,18 @@ impl TokenStore for SqliteStore {
     ) -> StoreResult<RefreshRotation> {
         let client_id = client_id.to_owned();
         self.write(move |tx| rotate_refresh(tx, seen, &client_id, now, reuse_grace, issue)).await
+    }
+
+    async fn rotate_fresh_refresh_token(
+        &self,
+        hash: &str,
+        client_id: &str,
+        now: UnixTime,
+        checked_since: UnixTime,
+        tokens: &IssuedTokens,
+    ) -> StoreResult<Option<RefreshRotation>> {
+        let (hash, client_id, tokens) = (hash.to_owned(), client_id.to_owned(), tokens.clone());
+        self.write(move |tx| rotate_fresh(tx, &hash, &client_id, now, checked_since, tokens)).await
     }
 
     async fn access_token(&self, hash: &str, now: UnixTime) -> StoreResult<Option<AccessTokenRecord>> {
