@@ -356,9 +356,14 @@ async fn the_hub_not_answering_refuses_with_its_own_reason() {
 
 #[tokio::test]
 async fn a_token_the_hub_refuses_or_a_hub_that_is_gone_admits_no_one() {
+    let captured = crate::no_secrets_in_logs::capture();
     let hub = FakeHub::start(&["sam"]).await;
-    let app = TestApp::with_extra_toml(&hub.toml("not-the-hubs-token")).await;
+    let wrong = "not-the-hubs-token-0123456789";
+    let app = TestApp::with_extra_toml(&hub.toml(wrong)).await;
     assert!(refused(&app, "sam").await.contains("hub_unreachable"), "403 from the hub is not a no, nor a yes");
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert!(logs.contains("status=403") && logs.contains("read:users"), "the log line says what went wrong");
+    assert!(!logs.contains(wrong), "the token is never logged");
 
     // Nothing listens there any more.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -411,4 +416,19 @@ fn admit_hub_users_needs_the_hubs_api_and_a_token() {
     .unwrap();
     assert_eq!(ok.jupyterhub.api_token.as_ref().unwrap().expose(), "from-the-environment");
     assert!(!format!("{:?}", ok.jupyterhub).contains("from-the-environment"), "never in a debug print");
+}
+
+#[tokio::test]
+async fn on_an_open_hub_an_entry_adds_groups_and_the_cli_says_it_restricts_no_one() {
+    let app = TestApp::new().await;
+    let config = cli_config(&app, "");
+    let (ok, _, err) = hubauth(&config, &["access", "allow", "--email", "ada@example.org", "--group", "gpu"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("restricts no one"), "{err}");
+    let tokens = app.login_and_exchange("ada", "ada-pw").await;
+    assert_eq!(last_login_reason(&app).await.as_deref(), Some("allow_list"), "ada's address is verified");
+    let info = app.userinfo(tokens["access_token"].as_str().unwrap()).await.json();
+    assert_eq!(info["groups"], json!(["admins", "gpu"]));
+    app.login_and_exchange("sam", "sam-pw").await;
+    assert_eq!(last_login_reason(&app).await.as_deref(), Some("open_policy"), "everyone else still gets in");
 }
