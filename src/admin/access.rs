@@ -107,7 +107,8 @@ pub fn entry(config: &Config, new: &NewEntry, created_by: &str, now: UnixTime) -
     })
 }
 
-/// Stores `entry` (replacing one with the same selector) and audits it as `actor`'s doing.
+/// Stores `entry` (replacing one with the same selector) and audits it as the doing of its
+/// `created_by`.
 pub async fn allow(
     store: &dyn Store,
     entry: &AccessEntry,

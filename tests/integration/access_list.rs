@@ -432,3 +432,14 @@ async fn on_an_open_hub_an_entry_adds_groups_and_the_cli_says_it_restricts_no_on
     app.login_and_exchange("sam", "sam-pw").await;
     assert_eq!(last_login_reason(&app).await.as_deref(), Some("open_policy"), "everyone else still gets in");
 }
+
+#[tokio::test]
+async fn the_hub_fragment_lets_in_existing_hub_users_with_admit_hub_users() {
+    let app = TestApp::new().await;
+    let hub = FakeHub::start(&[]).await;
+    let (ok, out, err) = hubauth(&cli_config(&app, &hub.toml(HUB_TOKEN)), &["jupyterhub-config", "--client", "hub"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("c.GenericOAuthenticator.allow_existing_users = True"), "{out}");
+    let (ok, out, _) = hubauth(&cli_config(&app, ""), &["jupyterhub-config", "--client", "hub"]);
+    assert!(ok && !out.contains("allow_existing_users"), "{out}");
+}
