@@ -332,8 +332,13 @@ async fn admit_hub_users_admits_whom_the_hub_knows_and_follows_it_at_the_recheck
     assert_eq!(hub.seen_auth.lock().unwrap().len(), asked + 1, "the re-check asked the hub again");
     hub.users.lock().unwrap().remove("sam");
     app.clock.advance(61);
-    assert_eq!(app.userinfo(access).await.status, StatusCode::UNAUTHORIZED, "deleted from the hub: access ends");
+    // OAuthenticator's refresh, before any userinfo: the re-check runs on this path too.
+    let res = app
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap())])
+        .await;
+    assert_eq!(res.error(), "invalid_grant", "deleted from the hub: access ends");
     assert_eq!(revoked_reason(&app).await.as_deref(), Some("not_allowed"));
+    assert_eq!(app.userinfo(access).await.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
