@@ -1149,7 +1149,6 @@ impl Config {
     }
 }
 
-/// One `[clients.token_exchange]` rule on its own; errors name the field at fault.
 /// `admit_hub_users` needs the hub's API and a token for it; a URL given must be usable.
 fn validate_hub_api(
     hub: &JupyterHubConfig,
@@ -1189,6 +1188,7 @@ fn validate_hub_api(
     Ok(())
 }
 
+/// One `[clients.token_exchange]` rule on its own; errors name the field at fault.
 fn validate_exchange_rule(x: &TokenExchangeConfig) -> Result<(), (String, String)> {
     for (j, t) in x.subject_token_types.iter().enumerate() {
         if !matches!(t.as_str(), "access_token" | "jupyterhub") {
