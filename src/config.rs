@@ -63,7 +63,7 @@ struct RawConfig {
     #[serde(default)]
     metrics: RawMetrics,
     #[serde(default)]
-    jupyterhub: JupyterHubConfig,
+    jupyterhub: RawJupyterHub,
     /// `[[static_groups]]`: groups granted to named users, whatever their connector says.
     #[serde(default)]
     static_groups: Vec<StaticGroup>,
@@ -138,13 +138,45 @@ impl RawMetrics {
     }
 }
 
-/// `[jupyterhub]`: where hubauth checks JupyterHub API tokens presented for token exchange.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JupyterHubConfig {
-    /// The hub's REST API, e.g. `http://127.0.0.1:8081/hub/api` (hubauth calls `{api_url}/user`).
+struct RawJupyterHub {
     #[serde(default)]
+    api_url: Option<String>,
+    #[serde(default)]
+    api_token: Option<SecretSource>,
+    #[serde(default = "default_hub_timeout", with = "humantime_serde")]
+    timeout: Duration,
+}
+
+impl Default for RawJupyterHub {
+    fn default() -> Self {
+        Self { api_url: None, api_token: None, timeout: default_hub_timeout() }
+    }
+}
+
+fn default_hub_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// `[jupyterhub]`: the hub's REST API, where hubauth checks JupyterHub API tokens presented for
+/// token exchange (with the presented token) and, with `[access] admit_hub_users`, whether the
+/// hub has a user (with `api_token`).
+#[derive(Debug, Clone)]
+pub struct JupyterHubConfig {
+    /// The hub's REST API, e.g. `http://127.0.0.1:8081/hub/api` (hubauth calls `{api_url}/user`
+    /// and `{api_url}/users/{name}`).
     pub api_url: Option<String>,
+    /// hubauth's own token for the hub's API (a service's, with the `read:users` scope).
+    pub api_token: Option<Secret>,
+    /// How long a call to the hub's API may take before it counts as unanswered.
+    pub timeout: Duration,
+}
+
+impl Default for JupyterHubConfig {
+    fn default() -> Self {
+        Self { api_url: None, api_token: None, timeout: default_hub_timeout() }
+    }
 }
 
 /// A group granted to named hub users (after their username rule).
@@ -1053,6 +1085,19 @@ impl Config {
         crate::connectors::Connectors::from_config(&connectors, &http, &Default::default())
             .map_err(|e| invalid(&e.key, e.message))?;
 
+        let jupyterhub = JupyterHubConfig {
+            api_token: raw
+                .jupyterhub
+                .api_token
+                .as_ref()
+                .map(|t| resolve_secret_at(t, base_dir))
+                .transpose()
+                .map_err(|m| invalid("jupyterhub.api_token", m))?,
+            api_url: raw.jupyterhub.api_url,
+            timeout: raw.jupyterhub.timeout,
+        };
+        validate_hub_api(&jupyterhub, &raw.access, &connectors).map_err(|(key, m)| invalid(&key, m))?;
+
         Ok(Config {
             issuer: raw.issuer,
             issuer_url,
@@ -1078,7 +1123,7 @@ impl Config {
                 raw.metrics.with_token(token)
             },
             static_groups: raw.static_groups,
-            jupyterhub: raw.jupyterhub,
+            jupyterhub,
             trusted_proxies,
             password_login: raw.password_login,
         })
@@ -1102,6 +1147,45 @@ impl Config {
     pub fn secure_cookies(&self) -> bool {
         self.issuer_url.scheme() == "https"
     }
+}
+
+/// `admit_hub_users` needs the hub's API and a token for it; a URL given must be usable.
+fn validate_hub_api(
+    hub: &JupyterHubConfig,
+    access: &AccessConfig,
+    connectors: &[ConnectorEntry],
+) -> Result<(), (String, String)> {
+    if let Some(api) = &hub.api_url {
+        match Url::parse(api) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && !u.cannot_be_a_base() => {}
+            _ => {
+                return Err((
+                    "jupyterhub.api_url".into(),
+                    format!("{api:?} is not an http(s) URL such as \"http://127.0.0.1:8081/hub/api\""),
+                ))
+            }
+        }
+    }
+    if hub.timeout.is_zero() || hub.timeout > Duration::from_secs(60) {
+        return Err(("jupyterhub.timeout".into(), "must be between 1ms and 60s".into()));
+    }
+    let mut wanted = access.admit_hub_users.then(|| "access.admit_hub_users".to_string());
+    for (i, c) in connectors.iter().enumerate() {
+        if wanted.is_none() && c.access.as_ref().is_some_and(|a| a.admit_hub_users) {
+            wanted = Some(format!("connectors[{i}].access.admit_hub_users"));
+        }
+    }
+    if let Some(key) = wanted {
+        if hub.api_url.is_none() || hub.api_token.is_none() {
+            return Err((
+                key,
+                "needs the hub's REST API: set [jupyterhub] api_url (e.g. \"http://127.0.0.1:8081/hub/api\") and \
+                 api_token (a token of a hub service with the read:users scope, e.g. { env = \"HUBAUTH_HUB_API_TOKEN\" })"
+                    .into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One `[clients.token_exchange]` rule on its own; errors name the field at fault.

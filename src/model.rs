@@ -303,3 +303,103 @@ pub struct Usage {
     /// (username, groups) of every user with at least one group, by username; empty unless asked for.
     pub memberships: Vec<(String, Vec<String>)>,
 }
+
+/// Whom an allow-list entry names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AccessSelector {
+    /// A hub username (after the connector's username rule and account links).
+    Username(String),
+    /// An e-mail address, matched only when the provider says it is verified.
+    Email(String),
+    /// An account's login at one connector as the provider gives it (e.g. a GitHub username).
+    Login { connector_id: String, login: String },
+}
+
+impl AccessSelector {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AccessSelector::Username(_) => "username",
+            AccessSelector::Email(_) => "email",
+            AccessSelector::Login { .. } => "login",
+        }
+    }
+
+    /// The value as an admin gave it.
+    pub fn value(&self) -> &str {
+        match self {
+            AccessSelector::Username(v) | AccessSelector::Email(v) => v,
+            AccessSelector::Login { login, .. } => login,
+        }
+    }
+
+    /// The connector a login belongs to; empty for the other kinds (stored that way so the
+    /// unique index covers them: NULLs never collide).
+    pub fn connector(&self) -> &str {
+        match self {
+            AccessSelector::Login { connector_id, .. } => connector_id,
+            _ => "",
+        }
+    }
+
+    /// What matching compares: hub usernames, e-mail addresses and GitHub logins are all
+    /// case-insensitive, so entries are too.
+    pub fn key(&self) -> String {
+        access_key(self.value())
+    }
+
+    /// Rebuilds a selector from its stored columns (kind, connector, value).
+    pub fn from_parts(kind: &str, connector: &str, value: String) -> Option<Self> {
+        match kind {
+            "username" => Some(AccessSelector::Username(value)),
+            "email" => Some(AccessSelector::Email(value)),
+            "login" => Some(AccessSelector::Login { connector_id: connector.to_string(), login: value }),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AccessSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccessSelector::Login { connector_id, login } => write!(f, "login {connector_id}:{login}"),
+            other => write!(f, "{} {}", other.kind(), other.value()),
+        }
+    }
+}
+
+/// The form every allow-list value is compared in.
+pub fn access_key(value: &str) -> String {
+    value.trim().to_lowercase()
+}
+
+/// One entry of the runtime allow-list (`hubauth access`, `/admin/api/access`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessEntry {
+    pub id: String,
+    pub selector: AccessSelector,
+    /// Added to the groups of the person while the entry admits them.
+    pub groups: Vec<String>,
+    pub note: Option<String>,
+    /// The entry stops matching at this time; `None` never expires.
+    pub expires_at: Option<UnixTime>,
+    /// Who added it: `cli:<os user>`, `api`, ….
+    pub created_by: String,
+    pub created_at: UnixTime,
+}
+
+impl AccessEntry {
+    pub fn live_at(&self, now: UnixTime) -> bool {
+        self.expires_at.is_none_or(|t| t > now)
+    }
+}
+
+/// What a sign-in offers the allow-list to match on.
+#[derive(Debug, Clone, Default)]
+pub struct AccessQuery {
+    pub username: String,
+    /// Only an address the provider verified; `None` otherwise.
+    pub verified_email: Option<String>,
+    pub connector_id: String,
+    /// The provider's own login of the account (before the username rule), if it has one.
+    pub login: Option<String>,
+}

@@ -5,6 +5,12 @@
 //! - `POST /admin/api/invites` — JSON `{"expires_in": "7d", "max_uses": 40, "groups": [...],
 //!   "connector": "github", "note": "..."}` → `{"id", "link", "expires_at"}` (the link is shown once)
 //! - `DELETE /admin/api/invites/{id}` — revoke
+//! - `GET /admin/api/access` — the runtime allow-list (expired entries included, with `state`)
+//! - `POST /admin/api/access` — JSON `{"username": "alice"}`, `{"email": "a@example.org"}` or
+//!   `{"login": "github:octocat"}`, with optional `"groups": [...]`, `"note"`, `"expires_in":
+//!   "30d"` → 201 with the entry (200 when it replaced the entry for the same person)
+//! - `DELETE /admin/api/access/{id}` — remove an entry (the person loses access at their next
+//!   re-check unless another rule admits them)
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -13,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use super::access::{self, NewEntry};
 use super::invites::{self, NewInvite};
 use crate::app::SharedState;
 
@@ -90,5 +97,62 @@ pub async fn revoke_invite(State(state): State<SharedState>, headers: HeaderMap,
             tracing::error!(error = %e, "could not revoke an invite");
             error(StatusCode::SERVICE_UNAVAILABLE, "storage is unavailable; try again")
         }
+    }
+}
+
+/// Who the audit log names for changes through the API: the static tokens carry no name.
+const API_ACTOR: &str = "admin-api";
+
+fn storage_unavailable(what: &str, e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "could not {what}");
+    error(StatusCode::SERVICE_UNAVAILABLE, "storage is unavailable; try again")
+}
+
+pub async fn list_access(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    if let Some(r) = refusal(&state, &headers) {
+        return r;
+    }
+    let now = state.clock.now();
+    match state.store.access_entries().await {
+        Ok(all) => Json(all.iter().map(|e| access::view(e, now)).collect::<Vec<_>>()).into_response(),
+        Err(e) => storage_unavailable("list the allow-list", e),
+    }
+}
+
+pub async fn allow_access(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = refusal(&state, &headers) {
+        return r;
+    }
+    let new: NewEntry = match serde_json::from_slice(&body) {
+        Ok(n) => n,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid allow-list entry: {e}")),
+    };
+    let now = state.clock.now();
+    let entry = match access::entry(&state.config, &new, API_ACTOR, now) {
+        Ok(e) => e,
+        Err(m) => return error(StatusCode::BAD_REQUEST, &m),
+    };
+    match access::allow(state.store.as_ref(), &entry, crate::web::request_id::current()).await {
+        Ok((stored, replaced)) => {
+            tracing::info!(entry = %stored.id, replaced, "allow-list entry stored through the admin API");
+            let status = if replaced { StatusCode::OK } else { StatusCode::CREATED };
+            (status, Json(access::view(&stored, now))).into_response()
+        }
+        Err(e) => storage_unavailable("store an allow-list entry", e),
+    }
+}
+
+pub async fn deny_access(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = refusal(&state, &headers) {
+        return r;
+    }
+    let now = state.clock.now();
+    match access::deny(state.store.as_ref(), &id, API_ACTOR, now, crate::web::request_id::current()).await {
+        Ok(Some(removed)) => {
+            tracing::info!(entry = %removed.id, "allow-list entry removed through the admin API");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, "no allow-list entry with this id"),
+        Err(e) => storage_unavailable("remove an allow-list entry", e),
     }
 }

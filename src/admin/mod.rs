@@ -1,5 +1,6 @@
 //! Operating hubauth: what hub admins do, shared by the CLI and the admin API (`api.rs`).
 
+pub mod access;
 pub mod api;
 pub mod invites;
 pub mod rename;

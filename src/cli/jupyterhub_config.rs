@@ -79,6 +79,14 @@ pub fn fragment(config: &Config, client: &ClientConfig) -> String {
     for (k, v) in lines {
         out.push_str(&format!("{g}.{k} = {v}\n"));
     }
+    let admits_hub_users = config.access.admit_hub_users
+        || config.connectors.iter().any(|c| c.access.as_ref().is_some_and(|a| a.admit_hub_users));
+    if admits_hub_users {
+        // hubauth admits the people the hub knows; the hub must let them in too, whatever its
+        // allowed_groups (and a user added on its admin page is then allowed at once).
+        out.push_str("# [access] admit_hub_users: users added on the hub's admin page are allowed by the hub too.\n");
+        out.push_str(&format!("{g}.allow_existing_users = True\n"));
+    }
     if let Some(logout) = logout {
         out.push_str(&format!("{g}.logout_redirect_url = {}\n", py_str(&logout)));
     }

@@ -1,5 +1,6 @@
 //! The `hubauth` command line.
 
+pub mod access;
 pub mod db;
 pub mod demo;
 pub mod invites;
@@ -42,6 +43,11 @@ pub enum Command {
     Invites {
         #[command(subcommand)]
         command: invites::InvitesCommand,
+    },
+    /// The runtime allow-list: admit people beside the configured [access] rules.
+    Access {
+        #[command(subcommand)]
+        command: access::AccessCommand,
     },
     /// People: list them, link accounts, plan a change of username rule.
     Users {
@@ -114,6 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Db { command } => db::run(command).await,
         Command::Invites { command } => invites::run(command).await,
         Command::Users { command } => users::run(command).await,
+        Command::Access { command } => access::run(command).await,
         Command::Token(args) => token::run(args).await,
         Command::HashPassword { password } => {
             let password = match password {

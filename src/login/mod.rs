@@ -10,8 +10,8 @@ use crate::app::AppState;
 use crate::clock::UnixTime;
 use crate::connectors::{Connector, Membership};
 use crate::groups;
-use crate::policy::{self, Decision, ReasonCode};
-use crate::store::{AuditEvent, Invite, Redemption, StoreError, UpstreamIdentity, UpstreamRecord, User};
+use crate::policy::{self, hub_users, Decision, HubUser, ReasonCode};
+use crate::store::{AccessQuery, AuditEvent, Invite, Redemption, StoreError, UpstreamIdentity, UpstreamRecord, User};
 use crate::web::request_id;
 
 /// An upstream account, as its connector just read it.
@@ -72,7 +72,7 @@ async fn judge(
             identity.username = target.user.username;
         }
     }
-    let decision = admit(state, connector, &mut identity, memberships, invites);
+    let decision = admit(state, connector, &mut identity, &record, memberships, invites).await?;
     Ok(Ok(Judged { identity, record, decision }))
 }
 
@@ -114,7 +114,7 @@ pub async fn sign_in(
         // Linked to someone else between the judgement and the write: judge the user who now
         // gets the tokens.
         identity.username = user.username.clone();
-        decision = admit(state, connector, &mut identity, memberships, invites);
+        decision = admit(state, connector, &mut identity, &record, memberships, invites).await?;
         if !decision.allowed {
             state.store.revoke_user(&user.id, decision.code.as_str(), now).await?;
             return Ok(refuse(state, &mut audit, user.username, decision).await);
@@ -191,26 +191,52 @@ pub async fn recheck(
 }
 
 /// The one decision for a sign-in and for every re-check: groups from the connector's rules,
-/// static groups, the invites' groups, then the policy (and the admin group for admins), all
-/// written into `identity.groups`. `identity.username` is the final hub username.
-fn admit(
+/// static groups, the invites' groups, then the policy (and the admin group for admins, and the
+/// groups of the allow-list entries naming the person), all written into `identity.groups`.
+/// `identity.username` is the final hub username. The hub's API is asked only when its answer
+/// can change the outcome.
+async fn admit(
     state: &AppState,
     connector: &Connector,
     identity: &mut UpstreamIdentity,
+    record: &UpstreamRecord,
     memberships: &[Membership],
     invites: &[Invite],
-) -> Decision {
+) -> Result<Decision, StoreError> {
     let mut names = connector.groups.names(memberships);
     groups::add_static(&state.config.static_groups, &identity.username, &mut names);
     add_missing(&mut names, invites.iter().flat_map(|i| i.groups.iter()));
-    let subject =
-        policy::Subject { username: &identity.username, groups: &names, memberships, invited: !invites.is_empty() };
-    let decision = policy::decide(&state.config.access, connector.access.as_ref(), &subject);
+    let query = AccessQuery {
+        username: identity.username.clone(),
+        verified_email: identity.email.clone().filter(|_| identity.email_verified),
+        connector_id: connector.id.clone(),
+        login: record.upstream_username.clone(),
+    };
+    let entries = state.store.matching_access_entries(&query, state.clock.now()).await?;
+    let mut subject = policy::Subject {
+        username: &identity.username,
+        groups: &names,
+        memberships,
+        invited: !invites.is_empty(),
+        allow_list: entries.first(),
+        hub_user: HubUser::NotAsked,
+    };
+    let (global, own) = (&state.config.access, connector.access.as_ref());
+    let mut decision = policy::decide(global, own, &subject);
+    if policy::needs_hub(global, own, &decision) {
+        subject.hub_user = hub_users::lookup(state, &identity.username).await;
+        decision = policy::decide(global, own, &subject);
+    }
     if decision.admin {
         add_missing(&mut names, state.config.access.admin_group.iter());
     }
+    if decision.allowed {
+        // After the policy: an entry's groups are claims for the hub, not a way into
+        // `allowed_groups` or `admin_groups`.
+        add_missing(&mut names, entries.iter().flat_map(|e| e.groups.iter()));
+    }
     identity.groups = names;
-    decision
+    Ok(decision)
 }
 
 fn add_missing<'a>(names: &mut Vec<String>, more: impl Iterator<Item = &'a String>) {

@@ -5,7 +5,9 @@
 //! re-checks the person itself on those two paths: when the user's data is older than
 //! `[access] recheck_after` (or predates this server's start, so a changed config applies), the
 //! connector reads identity and memberships again (refreshing the upstream token), groups are
-//! recomputed and the policy decides again. A person no longer admitted loses every token and
+//! recomputed and the policy decides again — with the runtime allow-list and, under
+//! `admit_hub_users`, the hub's REST API asked again too, so a removed entry or a user deleted in
+//! JupyterHub counts like a lost membership. A person no longer admitted loses every token and
 //! browser session at once; userinfo then answers 401 and the refresh grant `invalid_grant`.
 //!
 //! One re-check runs at a time per user; others asking meanwhile wait and use its result. When the

@@ -5,7 +5,19 @@
 //! is admitted when any admitting rule of either matches, refused outright when a `blocked_users`
 //! entry matches, and admitted by default only when no admitting rule is configured anywhere
 //! (then hubauth authenticates and the hub decides, as with a plain OAuthenticator).
+//!
+//! Beside the configuration, two sources admit people at run time, checked after the
+//! configured rules (so a configured reason wins) and before that default:
+//! - the allow-list hub admins edit (`hubauth access`, `/admin/api/access`): an entry naming the
+//!   person's hub username, verified e-mail address or upstream login admits them (`allow_list`)
+//!   and adds its groups. It only adds people: an empty hub config stays open, and an entry never
+//!   overrides `blocked_users`;
+//! - with `admit_hub_users`, the hub itself: a person whose username JupyterHub's REST API knows
+//!   is admitted (`hub_user`). Being a configured rule, it closes the default. When the hub's API
+//!   cannot be asked (down, timing out, refusing hubauth's token), a person nothing else admits is
+//!   refused (`hub_unreachable`), at sign-in and at a re-check alike: this rule never fails open.
 
+pub mod hub_users;
 pub mod live;
 
 use std::time::Duration;
@@ -13,6 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::connectors::{Membership, MembershipState};
+use crate::model::AccessEntry;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +65,10 @@ pub struct AccessConfig {
     /// again from the provider (default 5 minutes).
     #[serde(default, with = "humantime_serde")]
     pub recheck_after: Option<Duration>,
+    /// People whose username JupyterHub's REST API knows (`[jupyterhub] api_url` and
+    /// `api_token`) are admitted: hub admins add them in the hub's own admin page.
+    #[serde(default)]
+    pub admit_hub_users: bool,
 }
 
 impl AccessConfig {
@@ -70,6 +87,7 @@ impl AccessConfig {
             || !self.admin_groups.is_empty()
             || !self.allowed_organizations.is_empty()
             || !self.allowed_courses.is_empty()
+            || self.admit_hub_users
     }
 }
 
@@ -80,6 +98,21 @@ pub struct Subject<'a> {
     pub memberships: &'a [Membership],
     /// Admitted by a workshop invite.
     pub invited: bool,
+    /// The first live allow-list entry that names the person.
+    pub allow_list: Option<&'a AccessEntry>,
+    /// What the hub's REST API said about the username (asked only when it can matter).
+    pub hub_user: HubUser,
+}
+
+/// Whether JupyterHub knows a username (see [`hub_users`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HubUser {
+    /// Not asked: no `admit_hub_users` rule, or another rule decided first.
+    NotAsked,
+    Known,
+    Unknown,
+    /// The hub's API did not give a usable answer.
+    Unreachable,
 }
 
 /// Why a decision came out the way it did.
@@ -97,6 +130,10 @@ pub enum ReasonCode {
     PendingInvitation,
     AllowedCourse,
     Invite,
+    /// An entry of the runtime allow-list.
+    AllowList,
+    /// `admit_hub_users`: the hub knows the username.
+    HubUser,
     // Refused.
     BlockedUser,
     NotAllowed,
@@ -106,6 +143,8 @@ pub enum ReasonCode {
     ConnectorRemoved,
     /// The username rule cannot make a hub username of the provider's.
     UsernameInvalid,
+    /// `admit_hub_users` could not ask the hub, and nothing else admits the person.
+    HubUnreachable,
 }
 
 impl ReasonCode {
@@ -121,11 +160,14 @@ impl ReasonCode {
             ReasonCode::PendingInvitation => "pending_invitation",
             ReasonCode::AllowedCourse => "allowed_course",
             ReasonCode::Invite => "invite",
+            ReasonCode::AllowList => "allow_list",
+            ReasonCode::HubUser => "hub_user",
             ReasonCode::BlockedUser => "blocked_user",
             ReasonCode::NotAllowed => "not_allowed",
             ReasonCode::UpstreamSessionEnded => "upstream_session_ended",
             ReasonCode::ConnectorRemoved => "connector_removed",
             ReasonCode::UsernameInvalid => "username_invalid",
+            ReasonCode::HubUnreachable => "hub_unreachable",
         }
     }
 }
@@ -229,8 +271,28 @@ fn requirements(rules: &[&AccessConfig]) -> Vec<String> {
         if !r.allowed_users.is_empty() {
             needs.push("being on the list of admitted users".to_string());
         }
+        if r.admit_hub_users {
+            needs.push("a user account on the hub itself (the hub's administrators add them)".to_string());
+        }
     }
+    needs.dedup();
     needs
+}
+
+/// Whether these rule sets leave the default open (no admitting rule in any of them).
+pub fn admits_by_default<'a>(mut sets: impl Iterator<Item = &'a AccessConfig>) -> bool {
+    !sets.any(|r| r.admits_anything())
+}
+
+fn asks_hub(sets: &[&AccessConfig]) -> bool {
+    sets.iter().any(|r| r.admit_hub_users)
+}
+
+/// Whether `decision`, made without asking the hub, could change if the hub were asked:
+/// `admit_hub_users` applies and nothing else decided.
+pub fn needs_hub(global: &AccessConfig, connector_rules: Option<&AccessConfig>, decision: &Decision) -> bool {
+    let sets: Vec<&AccessConfig> = std::iter::once(global).chain(connector_rules).collect();
+    !decision.allowed && decision.code == ReasonCode::NotAllowed && asks_hub(&sets)
 }
 
 /// Decides for `subject` signing in through a connector with `connector_rules`.
@@ -252,8 +314,39 @@ pub fn decide(global: &AccessConfig, connector_rules: Option<&AccessConfig>, s: 
             return Decision { allowed: true, admin, code, sentence };
         }
     }
+    if s.allow_list.is_some() {
+        return Decision {
+            allowed: true,
+            admin,
+            code: ReasonCode::AllowList,
+            sentence: "a hub administrator added you to the hub's allow-list".into(),
+        };
+    }
     if s.invited {
         return Decision { allowed: true, admin, code: ReasonCode::Invite, sentence: "you were invited".into() };
+    }
+    if asks_hub(&sets) {
+        match s.hub_user {
+            HubUser::Known => {
+                return Decision {
+                    allowed: true,
+                    admin,
+                    code: ReasonCode::HubUser,
+                    sentence: "the hub has a user account for you".into(),
+                }
+            }
+            HubUser::Unreachable => {
+                return Decision {
+                    allowed: false,
+                    admin: false,
+                    code: ReasonCode::HubUnreachable,
+                    sentence:
+                        "the hub could not be asked whether it has a user account for you; try again in a few minutes"
+                            .into(),
+                }
+            }
+            HubUser::NotAsked | HubUser::Unknown => {}
+        }
     }
     if !sets.iter().any(|r| r.admits_anything()) {
         return Decision {
@@ -304,7 +397,21 @@ mod tests {
         groups: Vec<&'static str>,
         memberships: Vec<Membership>,
         invited: bool,
+        allow_list: Option<AccessEntry>,
+        hub_user: HubUser,
         want: (bool, bool, ReasonCode),
+    }
+
+    fn entry() -> AccessEntry {
+        AccessEntry {
+            id: "e1".into(),
+            selector: crate::model::AccessSelector::Username("alice".into()),
+            groups: vec![],
+            note: None,
+            expires_at: None,
+            created_by: "test".into(),
+            created_at: 0,
+        }
     }
 
     fn case(name: &'static str, global: AccessConfig, want: (bool, bool, ReasonCode)) -> Case {
@@ -316,12 +423,15 @@ mod tests {
             groups: vec![],
             memberships: vec![],
             invited: false,
+            allow_list: None,
+            hub_user: HubUser::NotAsked,
             want,
         }
     }
 
     #[test]
     fn every_reason_code_is_reachable_and_decided_as_documented() {
+        use super::HubUser::{Known, Unknown, Unreachable};
         use MembershipState::*;
         use ReasonCode::*;
         let a = AccessConfig::default;
@@ -447,11 +557,80 @@ mod tests {
                 connector: Some(AccessConfig { allowed_groups: vec!["staff".into()], ..a() }),
                 ..case("a connector rule alone closes the default", a(), (false, false, NotAllowed))
             },
+            Case {
+                allow_list: Some(entry()),
+                ..case(
+                    "an allow-list entry admits",
+                    AccessConfig { allowed_groups: vec!["physics".into()], ..a() },
+                    (true, false, AllowList),
+                )
+            },
+            Case {
+                allow_list: Some(entry()),
+                ..case(
+                    "blocked beats the allow-list",
+                    AccessConfig { blocked_users: vec!["alice".into()], ..a() },
+                    (false, false, BlockedUser),
+                )
+            },
+            Case {
+                allow_list: Some(entry()),
+                ..case("an allow-list entry does not close an open hub", a(), (true, false, AllowList))
+            },
+            case("the allow-list being empty leaves a hub open", a(), (true, false, OpenPolicy)),
+            Case {
+                hub_user: Known,
+                ..case(
+                    "a user the hub knows",
+                    AccessConfig { admit_hub_users: true, ..a() },
+                    (true, false, ReasonCode::HubUser),
+                )
+            },
+            Case {
+                hub_user: Unknown,
+                ..case(
+                    "admit_hub_users closes the default",
+                    AccessConfig { admit_hub_users: true, ..a() },
+                    (false, false, NotAllowed),
+                )
+            },
+            Case {
+                hub_user: Unreachable,
+                ..case(
+                    "the hub not answering refuses",
+                    AccessConfig { admit_hub_users: true, ..a() },
+                    (false, false, HubUnreachable),
+                )
+            },
+            Case {
+                hub_user: Unreachable,
+                memberships: vec![course(42, "active")],
+                ..case(
+                    "the hub not answering does not matter when another rule admits",
+                    AccessConfig { admit_hub_users: true, allowed_courses: vec![42], ..a() },
+                    (true, false, AllowedCourse),
+                )
+            },
+            Case {
+                hub_user: Known,
+                ..case(
+                    "the hub's answer counts only with admit_hub_users",
+                    AccessConfig { allowed_groups: vec!["physics".into()], ..a() },
+                    (false, false, NotAllowed),
+                )
+            },
         ];
         let mut seen = std::collections::HashSet::new();
         for c in cases {
             let groups: Vec<String> = c.groups.iter().map(|g| g.to_string()).collect();
-            let s = Subject { username: c.username, groups: &groups, memberships: &c.memberships, invited: c.invited };
+            let s = Subject {
+                username: c.username,
+                groups: &groups,
+                memberships: &c.memberships,
+                invited: c.invited,
+                allow_list: c.allow_list.as_ref(),
+                hub_user: c.hub_user,
+            };
             let d = decide(&c.global, c.connector.as_ref(), &s);
             assert_eq!((d.allowed, d.admin, d.code), c.want, "{}: {}", c.name, d.sentence);
             assert!(!d.sentence.is_empty());
@@ -459,7 +638,28 @@ mod tests {
         }
         // The two re-check codes (upstream_session_ended, connector_removed) are decided in
         // live.rs and covered by the integration tests.
-        assert_eq!(seen.len(), 12, "every policy reason code is covered: {seen:?}");
+        assert_eq!(seen.len(), 15, "every policy reason code is covered: {seen:?}");
+    }
+
+    #[test]
+    fn the_hub_is_asked_only_when_its_answer_can_change_the_decision() {
+        let rules = AccessConfig { admit_hub_users: true, allowed_users: vec!["bob".into()], ..Default::default() };
+        let subject = |name| Subject {
+            username: name,
+            groups: &[],
+            memberships: &[],
+            invited: false,
+            allow_list: None,
+            hub_user: HubUser::NotAsked,
+        };
+        let eve = decide(&rules, None, &subject("eve"));
+        assert!(needs_hub(&rules, None, &eve));
+        assert!(eve.sentence.contains("a user account on the hub"), "{}", eve.sentence);
+        assert!(!needs_hub(&rules, None, &decide(&rules, None, &subject("bob"))), "admitted already");
+        let blocked = AccessConfig { blocked_users: vec!["eve".into()], ..rules.clone() };
+        assert!(!needs_hub(&blocked, None, &decide(&blocked, None, &subject("eve"))), "blocked whatever the hub says");
+        let plain = AccessConfig { allowed_users: vec!["bob".into()], ..Default::default() };
+        assert!(!needs_hub(&plain, None, &decide(&plain, None, &subject("eve"))));
     }
 
     #[test]
@@ -470,7 +670,18 @@ mod tests {
             allowed_users: vec!["bob-the-secret-user".into()],
             ..Default::default()
         };
-        let d = decide(&rules, None, &Subject { username: "eve", groups: &[], memberships: &[], invited: false });
+        let d = decide(
+            &rules,
+            None,
+            &Subject {
+                username: "eve",
+                groups: &[],
+                memberships: &[],
+                invited: false,
+                allow_list: None,
+                hub_user: HubUser::NotAsked,
+            },
+        );
         assert!(!d.allowed);
         assert!(d.sentence.contains("physics") && d.sentence.contains("carpentries:instructors"), "{}", d.sentence);
         assert!(!d.sentence.contains("bob-the-secret-user"), "{}", d.sentence);

@@ -1,7 +1,7 @@
 //! `hubauth db copy`: moves a deployment from its SQLite file to PostgreSQL row for row, so
 //! nobody is signed out: users, identities (with their sealed upstream tokens), browser
-//! sessions, grants and every token hash, signing keys (the JWKS stays the same), invites and
-//! the audit log.
+//! sessions, grants and every token hash, signing keys (the JWKS stays the same), invites, the
+//! runtime allow-list and the audit log.
 //!
 //! The source is read in one read transaction (a consistent snapshot, while `serve` may still
 //! be running on it); the target is written in one transaction and must be empty, so a copy
@@ -195,6 +195,21 @@ const TABLES: &[(&str, &[Column])] = &[
         ],
     ),
     ("invite_redemptions", &[("invite_id", "invite_id", Text), ("user_id", "user_id", Text), ("at", "at", Int)]),
+    (
+        "access_entries",
+        &[
+            ("id", "id", Text),
+            ("kind", "kind", Text),
+            ("connector_id", "connector_id", Text),
+            ("value", "value", Text),
+            ("value_key", "value_key", Text),
+            ("groups_json", "groups_json", Text),
+            ("note", "note", Text),
+            ("expires_at", "expires_at", Int),
+            ("created_by", "created_by", Text),
+            ("created_at", "created_at", Int),
+        ],
+    ),
     (
         "service_tokens",
         &[

@@ -333,6 +333,27 @@ pub trait InviteStore: Send + Sync {
     async fn invites_of_user(&self, user_id: &str, now: UnixTime) -> StoreResult<Vec<Invite>>;
 }
 
+/// The runtime allow-list: entries hub admins add beside the configured access rules.
+#[async_trait]
+pub trait AccessListStore: Send + Sync {
+    /// Stores `entry`, or replaces the entry with the same selector (its groups, note, expiry,
+    /// author and time; the id stays). Returns the entry as stored and whether one was replaced.
+    async fn put_access_entry(&self, entry: &AccessEntry) -> StoreResult<(AccessEntry, bool)>;
+
+    /// Removes the entry with this id; the removed entry, if there was one.
+    async fn delete_access_entry(&self, id: &str) -> StoreResult<Option<AccessEntry>>;
+
+    /// The entry with this selector, expired or not.
+    async fn access_entry(&self, selector: &AccessSelector) -> StoreResult<Option<AccessEntry>>;
+
+    /// Every entry, expired ones included, oldest first.
+    async fn access_entries(&self) -> StoreResult<Vec<AccessEntry>>;
+
+    /// The entries not expired at `now` that match the sign-in: its username, its verified
+    /// e-mail address, or its login at its connector. Oldest first.
+    async fn matching_access_entries(&self, query: &AccessQuery, now: UnixTime) -> StoreResult<Vec<AccessEntry>>;
+}
+
 /// The audit log.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
@@ -374,7 +395,7 @@ pub trait ThrottleStore: Send + Sync {
 /// the same name); handlers hold an `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store:
-    UserStore + SignInStore + TokenStore + KeyStore + InviteStore + AuditStore + ThrottleStore + 'static
+    UserStore + SignInStore + TokenStore + KeyStore + InviteStore + AccessListStore + AuditStore + ThrottleStore + 'static
 {
     /// A lock on `user_id` that other replicas respect, waited for at most `wait`. Callers hold
     /// their in-process lock first; a backend only one process uses needs nothing more.

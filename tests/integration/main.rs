@@ -5,6 +5,7 @@ mod fakes;
 mod harness;
 mod pg;
 
+mod access_list;
 mod at_rest;
 mod authorize;
 mod cli;

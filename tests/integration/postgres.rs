@@ -149,6 +149,16 @@ async fn db_copy_moves_a_live_deployment_without_signing_anyone_out() {
     let (access, refresh) =
         (tokens["access_token"].as_str().unwrap().to_string(), tokens["refresh_token"].as_str().unwrap().to_string());
     let jwks_before = before.get("/jwks").await.text();
+    let entry = hubauth::store::AccessEntry {
+        id: "e1".into(),
+        selector: hubauth::store::AccessSelector::Login { connector_id: "dev".into(), login: "Sam".into() },
+        groups: vec!["guests".into()],
+        note: Some("visiting".into()),
+        expires_at: Some(START + 3600),
+        created_by: "cli:root".into(),
+        created_at: START,
+    };
+    before.store.put_access_entry(&entry).await.unwrap();
     let counts_before: Vec<i64> = {
         let mut v = Vec::new();
         for t in [
@@ -160,6 +170,7 @@ async fn db_copy_moves_a_live_deployment_without_signing_anyone_out() {
             "refresh_tokens",
             "signing_keys",
             "audit_events",
+            "access_entries",
         ] {
             v.push(before.sql_count(t).await);
         }
@@ -187,10 +198,12 @@ async fn db_copy_moves_a_live_deployment_without_signing_anyone_out() {
         "refresh_tokens",
         "signing_keys",
         "audit_events",
+        "access_entries",
     ] {
         counts_after.push(after.sql_count(t).await);
     }
     assert_eq!(counts_after, counts_before, "every row came along");
+    assert_eq!(after.store.access_entries().await.unwrap(), [entry], "the allow-list came along as it was");
     assert_eq!(after.get("/jwks").await.text(), jwks_before, "the same keys");
     let info = after.userinfo(&access).await;
     assert_eq!(info.status, axum::http::StatusCode::OK, "{}", info.text());

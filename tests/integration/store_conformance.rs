@@ -1007,6 +1007,111 @@ async fn usage_counts_users_sessions_and_memberships(store: Arc<dyn Store>) {
     assert_eq!((without.users, without.active_users.len(), without.memberships.len()), (3, 0, 0));
 }
 
+fn access_entry(id: &str, selector: AccessSelector, at: i64) -> AccessEntry {
+    AccessEntry {
+        id: id.into(),
+        selector,
+        groups: vec!["w1".into()],
+        note: Some("workshop".into()),
+        expires_at: None,
+        created_by: "cli:root".into(),
+        created_at: at,
+    }
+}
+
+fn query(username: &str, email: Option<&str>, connector: &str, login: Option<&str>) -> AccessQuery {
+    AccessQuery {
+        username: username.into(),
+        verified_email: email.map(Into::into),
+        connector_id: connector.into(),
+        login: login.map(Into::into),
+    }
+}
+
+/// Every method of the allow-list: put (new and replacing, keeping the id), look-ups by
+/// selector, listing, matching by each kind (case-insensitively, never across connectors,
+/// never expired), and delete.
+async fn the_allow_list_matches_live_entries_by_each_kind(store: Arc<dyn Store>) {
+    let login = |c: &str, l: &str| AccessSelector::Login { connector_id: c.into(), login: l.into() };
+    let (a, replaced) =
+        store.put_access_entry(&access_entry("e1", AccessSelector::Username("Alice".into()), 1)).await.unwrap();
+    assert!(!replaced);
+    assert_eq!(a, access_entry("e1", AccessSelector::Username("Alice".into()), 1));
+    store.put_access_entry(&access_entry("e2", AccessSelector::Email("Bob@Example.org".into()), 2)).await.unwrap();
+    store.put_access_entry(&access_entry("e3", login("github", "OctoCat"), 3)).await.unwrap();
+    let expiring =
+        AccessEntry { expires_at: Some(100), ..access_entry("e4", AccessSelector::Username("carol".into()), 4) };
+    store.put_access_entry(&expiring).await.unwrap();
+
+    // Replacing keeps the id and takes everything else from the new entry.
+    let newer = AccessEntry {
+        groups: vec!["w2".into(), "w3".into()],
+        note: None,
+        expires_at: Some(500),
+        created_by: "admin-api".into(),
+        ..access_entry("e9", AccessSelector::Username("ALICE".into()), 5)
+    };
+    let (stored, replaced) = store.put_access_entry(&newer).await.unwrap();
+    assert!(replaced, "the same username in another case is the same entry");
+    assert_eq!(stored, AccessEntry { id: "e1".into(), ..newer.clone() });
+    let read = store.access_entry(&AccessSelector::Username("alice".into())).await.unwrap().unwrap();
+    assert_eq!(read, stored);
+    assert!(store.access_entry(&AccessSelector::Email("alice".into())).await.unwrap().is_none(), "kinds are apart");
+    assert!(store.access_entry(&login("gitlab", "octocat")).await.unwrap().is_none(), "connectors are apart");
+
+    let all: Vec<String> = store.access_entries().await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(all, ["e2", "e3", "e4", "e1"], "oldest first (a replaced entry is as new as its replacement)");
+
+    let ids = |v: Vec<AccessEntry>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let m = |q: AccessQuery, now: i64| {
+        let store = store.clone();
+        async move { ids(store.matching_access_entries(&q, now).await.unwrap()) }
+    };
+    assert_eq!(m(query("alice", None, "dev", None), 10).await, ["e1"]);
+    assert_eq!(m(query("alice", None, "dev", None), 500).await, Vec::<String>::new(), "expired at 500");
+    assert_eq!(m(query("x", Some("bob@example.ORG"), "dev", None), 10).await, ["e2"]);
+    assert_eq!(m(query("x", None, "dev", None), 10).await, Vec::<String>::new(), "no verified address, no match");
+    assert_eq!(m(query("x", None, "github", Some("octocat")), 10).await, ["e3"]);
+    assert_eq!(m(query("x", None, "gitlab", Some("octocat")), 10).await, Vec::<String>::new(), "another connector");
+    assert_eq!(m(query("octocat", None, "dev", None), 10).await, Vec::<String>::new(), "a login is not a username");
+    assert_eq!(m(query("bob@example.org", None, "dev", None), 10).await, Vec::<String>::new());
+    assert_eq!(m(query("carol", None, "dev", None), 99).await, ["e4"]);
+    assert_eq!(m(query("carol", None, "dev", None), 100).await, Vec::<String>::new(), "expires_at is exclusive");
+    assert_eq!(
+        m(query("carol", Some("bob@example.org"), "github", Some("OCTOCAT")), 10).await,
+        ["e2", "e3", "e4"],
+        "every kind at once, oldest first"
+    );
+
+    let removed = store.delete_access_entry("e3").await.unwrap().unwrap();
+    assert_eq!(removed.selector, login("github", "OctoCat"));
+    assert_eq!(removed.groups, ["w1"]);
+    assert!(store.delete_access_entry("e3").await.unwrap().is_none(), "gone");
+    assert!(store.access_entry(&login("github", "octocat")).await.unwrap().is_none());
+    assert_eq!(m(query("x", None, "github", Some("octocat")), 10).await, Vec::<String>::new());
+    assert_eq!(store.access_entries().await.unwrap().len(), 3);
+}
+
+/// Two admins adding the same person at once leave one entry.
+async fn racing_puts_leave_one_entry(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let e = access_entry(&format!("r{i}"), AccessSelector::Username("dana".into()), 1);
+            store.put_access_entry(&e).await.unwrap()
+        }));
+    }
+    let mut new = 0;
+    for t in tasks {
+        if !t.await.unwrap().1 {
+            new += 1;
+        }
+    }
+    assert_eq!(new, 1, "one put created it, the others replaced it");
+    assert_eq!(store.access_entries().await.unwrap().len(), 1);
+}
+
 macro_rules! backends {
     ($($backend:ident),*) => {
         $(
@@ -1053,6 +1158,8 @@ macro_rules! backends {
                 case!(racing_refresh_rotations_rotate_once);
                 case!(racing_first_logins_make_one_user);
                 case!(usage_counts_users_sessions_and_memberships);
+                case!(the_allow_list_matches_live_entries_by_each_kind);
+                case!(racing_puts_leave_one_entry);
             }
         )*
     };

@@ -11,7 +11,7 @@ pub(super) const GRANT_WIDTH: usize = 7;
 /// The first column after a grant and a user in a joined row.
 pub(super) const AFTER_GRANT_USER: usize = GRANT_WIDTH + USER_WIDTH;
 
-fn json_column<T: serde::de::DeserializeOwned>(row: &PgRow, at: usize) -> Result<T, sqlx::Error> {
+pub(super) fn json_column<T: serde::de::DeserializeOwned>(row: &PgRow, at: usize) -> Result<T, sqlx::Error> {
     let text: String = row.try_get(at)?;
     serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode { index: at.to_string(), source: Box::new(e) })
 }
