@@ -44,7 +44,7 @@ impl AccessListStore for PostgresStore {
         .bind(e.expires_at)
         .bind(&e.created_by)
         .bind(e.created_at)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await
         .map_err(backend)?;
         let replaced = id != e.id;
@@ -54,7 +54,7 @@ impl AccessListStore for PostgresStore {
     async fn delete_access_entry(&self, id: &str) -> StoreResult<Option<AccessEntry>> {
         sqlx::query(AssertSqlSafe(format!("DELETE FROM access_entries WHERE id = $1 RETURNING {ACCESS_COLUMNS}")))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
             .map_err(backend)?
             .map(|r| entry_from_row(&r).map_err(backend))
@@ -68,7 +68,7 @@ impl AccessListStore for PostgresStore {
         .bind(s.kind())
         .bind(s.connector())
         .bind(s.key())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await
         .map_err(backend)?
         .map(|r| entry_from_row(&r).map_err(backend))
@@ -78,7 +78,7 @@ impl AccessListStore for PostgresStore {
     async fn access_entries(&self) -> StoreResult<Vec<AccessEntry>> {
         let rows =
             sqlx::query(AssertSqlSafe(format!("SELECT {ACCESS_COLUMNS} FROM access_entries ORDER BY created_at, id")))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.conn().await?)
                 .await
                 .map_err(backend)?;
         rows.iter().map(entry_from_row).collect::<SqlResult<_>>().map_err(backend)
@@ -99,7 +99,7 @@ impl AccessListStore for PostgresStore {
         .bind(q.verified_email.as_deref().map(access_key))
         .bind(&q.connector_id)
         .bind(q.login.as_deref().map(access_key))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(backend)?;
         rows.iter().map(entry_from_row).collect::<SqlResult<_>>().map_err(backend)
