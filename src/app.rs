@@ -47,6 +47,8 @@ pub struct AppState {
     /// When this server started: users last checked before it are re-checked (the config may
     /// have changed).
     pub started_at: crate::clock::UnixTime,
+    /// Last token use per user, written at most once a minute (the activity report).
+    pub token_use: crate::provider::token_use::TokenUse,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -80,6 +82,7 @@ impl AppState {
         Ok(Arc::new(Self {
             live: Default::default(),
             refresh_flights: Default::default(),
+            token_use: Default::default(),
             metrics,
             http: http.clone(),
             started_at,

@@ -51,10 +51,12 @@ pub async fn grant(state: &SharedState, client: &ClientConfig, params: &Params) 
     let grace = state.config.tokens.refresh_token_reuse_grace.as_secs() as i64;
     match state.store.rotate_refresh_token(&hash, &client.id, now, grace, issue).await? {
         RefreshRotation::Rotated { grant, user, scope } => {
+            crate::provider::token_use::note(state, &user.id);
             respond(state, client, &user, &scope, grant.auth_time, None, minted)
         }
         RefreshRotation::Retried { grant, user, scope } => {
             tracing::info!(client_id = %client.id, grant_id = %grant.id, "refresh retried within the reuse grace; the unused pair is withdrawn");
+            crate::provider::token_use::note(state, &user.id);
             respond(state, client, &user, &scope, grant.auth_time, None, minted)
         }
         RefreshRotation::Declined => {

@@ -9,6 +9,7 @@
 //! held on a connection of its own pool, so a refresh waiting at a provider never starves the
 //! pool that serves everyone else.
 
+mod accounts;
 mod audit;
 mod identities;
 mod invites;

@@ -7,6 +7,7 @@
 //! never fail half-way with "database is locked"); `busy_timeout` covers other processes such as
 //! the CLI touching the same file.
 
+mod accounts;
 mod audit;
 mod files;
 mod identities;
@@ -87,6 +88,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../../migrations/sqlite/0004_signing_key_trust.sql")),
         M::up(include_str!("../../../migrations/sqlite/0005_pending_limits.sql")),
         M::up(include_str!("../../../migrations/sqlite/0006_one_active_signing_key.sql")),
+        M::up(include_str!("../../../migrations/sqlite/0008_user_activity.sql")),
     ])
 }
 
@@ -95,7 +97,7 @@ pub fn latest_version() -> i64 {
     MIGRATION_COUNT as i64
 }
 
-const MIGRATION_COUNT: usize = 6;
+const MIGRATION_COUNT: usize = 7;
 
 /// The schema version of the database in `conn` (SQLite's `user_version`; 0 when new).
 pub fn applied_version(conn: &Connection) -> rusqlite::Result<i64> {
