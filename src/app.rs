@@ -213,6 +213,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/invite/{token}", get(crate::web::invite::open))
         .route("/admin/api/invites", get(crate::admin::api::list_invites).post(crate::admin::api::create_invite))
         .route("/admin/api/invites/{id}", axum::routing::delete(crate::admin::api::revoke_invite))
+        .route("/admin/api/report/activity", get(crate::admin::api::activity_report))
         .route("/token", post(token::token))
         .route("/userinfo", get(userinfo::userinfo_get).post(userinfo::userinfo_post))
         .route("/revoke", post(revoke::revoke))
