@@ -5,12 +5,14 @@ mod fakes;
 mod harness;
 mod pg;
 
+mod activity_report;
 mod at_rest;
 mod authorize;
 mod cli;
 mod config;
 mod connections;
 mod custody;
+mod deprovision;
 mod discovery;
 mod group_namespaces;
 mod hostile_input;
