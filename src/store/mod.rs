@@ -325,7 +325,9 @@ pub trait AccountStore: Send + Sync {
     /// Every user with their identities and activity at `now`, by username.
     async fn activity(&self, now: UnixTime) -> StoreResult<Vec<UserActivity>>;
 
-    /// Blocks the user at `now`; false if already blocked (the first time stays) or unknown.
+    /// Blocks the user at `now` and forgets their upstream tokens (so token exchange hands out
+    /// nothing more, even for a hub token still alive); false if already blocked (the first
+    /// time stays) or unknown.
     async fn block_user(&self, user_id: &str, now: UnixTime) -> StoreResult<bool>;
 
     /// Deletes the user and everything of theirs (identities, sessions, grants and tokens,

@@ -923,14 +923,22 @@ async fn activity_lists_every_user_with_what_they_did(store: Arc<dyn Store>) {
 }
 
 async fn blocked_and_deleted_users(store: Arc<dyn Store>) {
-    let ada = store.upsert_user_for_identity(&identity("dev", "d1", "ada"), 10).await.unwrap();
-    let sam = store.upsert_user_for_identity(&identity("dev", "d2", "sam"), 10).await.unwrap();
+    let sealed = UpstreamRecord {
+        tokens_sealed: Some("sealed-upstream-tokens".into()),
+        tokens_expire_at: Some(99),
+        ..Default::default()
+    };
+    let ada = store.record_upstream_login(&identity("dev", "d1", "ada"), &sealed, 10).await.unwrap();
+    let sam = store.record_upstream_login(&identity("dev", "d2", "sam"), &sealed, 10).await.unwrap();
     assert!(!store.login_target(&identity("dev", "d1", "ada"), false).await.unwrap().unwrap().blocked);
     assert!(store.block_user(&ada.id, 20).await.unwrap());
     assert!(!store.block_user(&ada.id, 30).await.unwrap(), "already blocked");
     assert!(!store.block_user("nobody", 30).await.unwrap());
     assert!(store.login_target(&identity("dev", "d1", "ada"), false).await.unwrap().unwrap().blocked);
     assert_eq!(store.activity(40).await.unwrap()[0].blocked_at, Some(20), "the first block stays");
+    let upstream = store.upstream_of("dev", "d1").await.unwrap().unwrap();
+    assert_eq!((upstream.tokens_sealed, upstream.tokens_expire_at), (None, None), "nothing left to exchange");
+    assert!(store.upstream_of("dev", "d2").await.unwrap().unwrap().tokens_sealed.is_some(), "sam's stay");
 
     // Everything of sam's goes; ada's stays.
     grant_for(store.as_ref(), &sam, "gs", "s-access", "s-refresh").await;

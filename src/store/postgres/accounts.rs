@@ -62,13 +62,20 @@ impl AccountStore for PostgresStore {
     }
 
     async fn block_user(&self, user_id: &str, now: UnixTime) -> StoreResult<bool> {
-        let n = self
-            .execute(
-                sqlx::query("UPDATE users SET blocked_at = $1 WHERE id = $2 AND blocked_at IS NULL")
-                    .bind(now)
-                    .bind(user_id),
-            )
-            .await?;
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("UPDATE users SET blocked_at = $1 WHERE id = $2 AND blocked_at IS NULL")
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        sqlx::query("UPDATE user_identities SET tokens_sealed = NULL, tokens_expire_at = NULL WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
         Ok(n > 0)
     }
 

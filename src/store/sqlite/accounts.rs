@@ -82,6 +82,11 @@ impl AccountStore for SqliteStore {
             let n = conn
                 .execute("UPDATE users SET blocked_at = ? WHERE id = ? AND blocked_at IS NULL", params![now, user_id])
                 .map_err(backend)?;
+            conn.execute(
+                "UPDATE user_identities SET tokens_sealed = NULL, tokens_expire_at = NULL WHERE user_id = ?",
+                [&user_id],
+            )
+            .map_err(backend)?;
             Ok(n > 0)
         })
         .await
