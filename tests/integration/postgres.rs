@@ -149,6 +149,13 @@ async fn db_copy_moves_a_live_deployment_without_signing_anyone_out() {
     let (access, refresh) =
         (tokens["access_token"].as_str().unwrap().to_string(), tokens["refresh_token"].as_str().unwrap().to_string());
     let jwks_before = before.get("/jwks").await.text();
+    // sam is blocked and ada used a token: both come along.
+    before.login_and_exchange("sam", "sam-pw").await;
+    let sam = before.store.user_by_username("sam").await.unwrap().unwrap();
+    before.store.block_user(&sam.id, START + 1).await.unwrap();
+    let ada_id = before.store.user_by_username("ada").await.unwrap().unwrap().id;
+    before.store.note_token_use(&ada_id, START + 2).await.unwrap();
+    let activity_before = before.store.activity(START + 3).await.unwrap();
     let counts_before: Vec<i64> = {
         let mut v = Vec::new();
         for t in [
@@ -191,6 +198,7 @@ async fn db_copy_moves_a_live_deployment_without_signing_anyone_out() {
         counts_after.push(after.sql_count(t).await);
     }
     assert_eq!(counts_after, counts_before, "every row came along");
+    assert_eq!(after.store.activity(START + 3).await.unwrap(), activity_before, "blocks and token use too");
     assert_eq!(after.get("/jwks").await.text(), jwks_before, "the same keys");
     let info = after.userinfo(&access).await;
     assert_eq!(info.status, axum::http::StatusCode::OK, "{}", info.text());
