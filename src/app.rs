@@ -47,6 +47,8 @@ pub struct AppState {
     /// When this server started: users last checked before it are re-checked (the config may
     /// have changed).
     pub started_at: crate::clock::UnixTime,
+    /// Last token use per user, written at most once a minute (the activity report).
+    pub token_use: crate::provider::token_use::TokenUse,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -80,6 +82,7 @@ impl AppState {
         Ok(Arc::new(Self {
             live: Default::default(),
             refresh_flights: Default::default(),
+            token_use: Default::default(),
             metrics,
             http: http.clone(),
             started_at,
@@ -212,6 +215,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/admin/api/invites/{id}", axum::routing::delete(crate::admin::api::revoke_invite))
         .route("/admin/api/access", get(crate::admin::api::list_access).post(crate::admin::api::allow_access))
         .route("/admin/api/access/{id}", axum::routing::delete(crate::admin::api::deny_access))
+        .route("/admin/api/report/activity", get(crate::admin::api::activity_report))
         .route("/token", post(token::token))
         .route("/userinfo", get(userinfo::userinfo_get).post(userinfo::userinfo_post))
         .route("/revoke", post(revoke::revoke))

@@ -64,6 +64,8 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     jupyterhub: RawJupyterHub,
+    #[serde(default)]
+    report: ReportConfig,
     /// `[[static_groups]]`: groups granted to named users, whatever their connector says.
     #[serde(default)]
     static_groups: Vec<StaticGroup>,
@@ -176,6 +178,44 @@ pub struct JupyterHubConfig {
 impl Default for JupyterHubConfig {
     fn default() -> Self {
         Self { api_url: None, api_token: None, timeout: default_hub_timeout() }
+    }
+}
+
+/// `[report]`: the activity report's optional storage columns, read from a Prometheus that
+/// scrapes prometheus-dirsize-exporter (its metric and label names are the defaults).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// e.g. `http://prometheus:9090`; hubauth queries `{prometheus_url}/api/v1/query`. Unset: no
+    /// storage columns.
+    pub prometheus_url: Option<String>,
+    /// Home-directory size in bytes.
+    pub size_metric: String,
+    /// Newest modification time under the home directory (Unix seconds).
+    pub mtime_metric: String,
+    /// The label naming the directory (its last path component).
+    pub directory_label: String,
+    /// The directory a user's home is, from their hub username: `{username}` as is, or
+    /// `{escaped_username}` escaped the way KubeSpawner names per-user volumes.
+    pub directory: String,
+    /// Extra label matchers for both metrics, e.g. `namespace="prod"` (when one Prometheus
+    /// scrapes the exporters of several hubs).
+    pub selector: String,
+    #[serde(with = "humantime_serde")]
+    pub prometheus_timeout: Duration,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self {
+            prometheus_url: None,
+            size_metric: "dirsize_total_size_bytes".into(),
+            mtime_metric: "dirsize_latest_mtime".into(),
+            directory_label: "directory".into(),
+            directory: "{username}".into(),
+            selector: String::new(),
+            prometheus_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -787,6 +827,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub static_groups: Vec<StaticGroup>,
     pub jupyterhub: JupyterHubConfig,
+    /// `[report]`: the activity report's storage columns.
+    pub report: ReportConfig,
     /// `trusted_proxies`: whose `X-Forwarded-For` is believed (nobody's by default).
     pub trusted_proxies: crate::web::client_address::TrustedProxies,
     /// `[password_login]`: throttling and the bound on concurrent password checks.
@@ -1124,6 +1166,7 @@ impl Config {
             },
             static_groups: raw.static_groups,
             jupyterhub,
+            report: validate_report(raw.report).map_err(|(k, m)| invalid(&format!("report.{k}"), m))?,
             trusted_proxies,
             password_login: raw.password_login,
         })
@@ -1305,6 +1348,28 @@ pub fn validate_redirect_uri(uri: &str, allow_insecure: bool) -> Result<(), Stri
         tracing::warn!(uri, "redirect URI uses plain http on a non-loopback host (allow_insecure_redirect)");
     }
     Ok(())
+}
+
+fn validate_report(r: ReportConfig) -> Result<ReportConfig, (&'static str, String)> {
+    if let Some(url) = &r.prometheus_url {
+        let parsed = Url::parse(url).map_err(|e| ("prometheus_url", format!("{url:?} is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(("prometheus_url", "must be an http:// or https:// URL".into()));
+        }
+    }
+    if !r.directory.contains("{username}") && !r.directory.contains("{escaped_username}") {
+        return Err(("directory", "must contain {username} or {escaped_username}".into()));
+    }
+    for (key, name) in
+        [("size_metric", &r.size_metric), ("mtime_metric", &r.mtime_metric), ("directory_label", &r.directory_label)]
+    {
+        let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || (c == ':' && key != "directory_label"));
+        if !ok {
+            return Err((key, format!("{name:?} is not a Prometheus name")));
+        }
+    }
+    Ok(r)
 }
 
 /// Resolves a secret whose `file` path (if any) is already absolute or relative to the working

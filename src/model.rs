@@ -38,6 +38,8 @@ pub struct LoginTarget {
     /// The user's first identity: their username follows this account's. A linked second
     /// identity keeps the user's username.
     pub primary: bool,
+    /// An administrator blocked the user (`hubauth deprovision --block`): no sign-in.
+    pub blocked: bool,
 }
 
 /// A trip to an upstream provider, waiting for the browser to come back (`state` is its key).
@@ -402,4 +404,23 @@ pub struct AccessQuery {
     pub connector_id: String,
     /// The provider's own login of the account (before the username rule), if it has one.
     pub login: Option<String>,
+}
+
+/// One user as the activity report shows them (see `AccountStore::activity`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserActivity {
+    pub user_id: String,
+    pub username: String,
+    /// The connectors the user has an identity at, sorted.
+    pub connectors: Vec<String>,
+    pub groups: Vec<String>,
+    pub created_at: UnixTime,
+    pub last_login_at: Option<UnixTime>,
+    /// The latest userinfo, refresh or token exchange, to within a minute.
+    pub last_token_use_at: Option<UnixTime>,
+    pub blocked_at: Option<UnixTime>,
+    /// A grant (what the hub holds after a login) with a usable access or refresh token.
+    pub hub_session_live: bool,
+    /// A browser session at hubauth itself (single sign-on) neither ended nor expired.
+    pub sso_session_live: bool,
 }

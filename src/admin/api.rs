@@ -11,9 +11,11 @@
 //!   "30d"` → 201 with the entry (200 when it replaced the entry for the same person)
 //! - `DELETE /admin/api/access/{id}` — remove an entry (the person loses access at their next
 //!   re-check unless another rule admits them)
+//! - `GET /admin/api/report/activity?inactive_since=90d&format=json|csv` — the activity report
+//!   (JSON by default; its `notes` say why storage columns are missing, if they are)
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -154,5 +156,42 @@ pub async fn deny_access(State(state): State<SharedState>, headers: HeaderMap, P
         }
         Ok(None) => error(StatusCode::NOT_FOUND, "no allow-list entry with this id"),
         Err(e) => storage_unavailable("remove an allow-list entry", e),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ActivityQuery {
+    inactive_since: Option<String>,
+    format: Option<String>,
+}
+
+pub async fn activity_report(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Query(q): Query<ActivityQuery>,
+) -> Response {
+    use super::report::{self, Format};
+    if let Some(r) = refusal(&state, &headers) {
+        return r;
+    }
+    let inactive_since = match q.inactive_since.as_deref().map(report::parse_age).transpose() {
+        Ok(age) => age,
+        Err(m) => return error(StatusCode::BAD_REQUEST, &format!("inactive_since: {m}")),
+    };
+    let format = match q.format.as_deref().unwrap_or("json") {
+        "json" => Format::Json,
+        "csv" => Format::Csv,
+        other => return error(StatusCode::BAD_REQUEST, &format!("format: {other:?} is not json or csv")),
+    };
+    match report::build(state.store.as_ref(), &state.config.report, state.clock.now(), inactive_since).await {
+        Ok(r) => {
+            let content_type = if format == Format::Csv { "text/csv; charset=utf-8" } else { "application/json" };
+            ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-store")], report::render(&r, format))
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not build the activity report");
+            error(StatusCode::SERVICE_UNAVAILABLE, "storage is unavailable; try again")
+        }
     }
 }

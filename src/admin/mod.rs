@@ -2,5 +2,7 @@
 
 pub mod access;
 pub mod api;
+pub mod deprovision;
 pub mod invites;
 pub mod rename;
+pub mod report;

@@ -3,9 +3,11 @@
 pub mod access;
 pub mod db;
 pub mod demo;
+pub mod deprovision;
 pub mod invites;
 pub mod jupyterhub_config;
 pub mod keys;
+pub mod report;
 pub mod token;
 pub mod users;
 
@@ -54,6 +56,13 @@ pub enum Command {
         #[command(subcommand)]
         command: users::UsersCommand,
     },
+    /// Reports about the hub's people: `report activity`.
+    Report {
+        #[command(subcommand)]
+        command: report::ReportCommand,
+    },
+    /// Take people out in bulk: revoke, block or delete (here and on the hub). Dry run by default.
+    Deprovision(deprovision::DeprovisionArgs),
     /// Inside a notebook: print a fresh upstream access token (exchanges JUPYTERHUB_API_TOKEN).
     Token(token::TokenArgs),
     /// The database: schema status and migration, copying from SQLite to PostgreSQL.
@@ -122,6 +131,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Users { command } => users::run(command).await,
         Command::Access { command } => access::run(command).await,
         Command::Token(args) => token::run(args).await,
+        Command::Report { command } => report::run(command).await,
+        Command::Deprovision(args) => deprovision::run(args).await,
         Command::HashPassword { password } => {
             let password = match password {
                 Some(p) => p,

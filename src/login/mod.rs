@@ -66,13 +66,24 @@ async fn judge(
     };
     record.upstream_username = Some(raw_username);
     record.link_by_verified_email = state.config.identity.link_by_verified_email;
+    let mut blocked = false;
     if let Some(target) = state.store.login_target(&identity, record.link_by_verified_email).await? {
+        blocked = target.blocked;
         if !target.primary {
             // A linked account signs in as the user it is linked to, under their name.
             identity.username = target.user.username;
         }
     }
-    let decision = admit(state, connector, &mut identity, &record, memberships, invites).await?;
+    let mut decision = admit(state, connector, &mut identity, &record, memberships, invites).await?;
+    if blocked {
+        // An administrator's block (`hubauth deprovision --block`) outranks every admitting rule.
+        decision = Decision {
+            allowed: false,
+            admin: false,
+            code: ReasonCode::BlockedUser,
+            sentence: "an administrator has blocked this account".into(),
+        };
+    }
     Ok(Ok(Judged { identity, record, decision }))
 }
 

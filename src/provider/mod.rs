@@ -13,6 +13,7 @@ pub mod params;
 pub mod revoke;
 pub mod scope;
 pub mod token;
+pub mod token_use;
 pub mod userinfo;
 
 pub use error::{ErrorCode, OAuthError};

@@ -72,6 +72,7 @@ async fn answer(state: &SharedState, headers: &HeaderMap, body: Option<&[u8]>) -
             return Err(BearerError::InvalidToken("access to this hub was withdrawn; sign in again"));
         }
     };
+    crate::provider::token_use::note(state, &user.id);
     let mut response = Json(user_claims(&user, &record.scope)).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)

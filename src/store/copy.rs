@@ -43,6 +43,8 @@ const TABLES: &[(&str, &[Column])] = &[
             ("created_at", "created_at", Int),
             ("updated_at", "updated_at", Int),
             ("last_login_at", "last_login_at", Int),
+            ("last_token_use_at", "last_token_use_at", Int),
+            ("blocked_at", "blocked_at", Int),
         ],
     ),
     (

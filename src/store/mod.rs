@@ -354,6 +354,29 @@ pub trait AccessListStore: Send + Sync {
     async fn matching_access_entries(&self, query: &AccessQuery, now: UnixTime) -> StoreResult<Vec<AccessEntry>>;
 }
 
+/// What administrators see and do to accounts as a whole: activity, blocking, deleting.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Records a token use (userinfo, refresh, exchange) at `now`, unless one within the last
+    /// [`TOKEN_USE_RESOLUTION`] seconds is recorded already. Callers throttle it too.
+    async fn note_token_use(&self, user_id: &str, now: UnixTime) -> StoreResult<()>;
+
+    /// Every user with their identities and activity at `now`, by username.
+    async fn activity(&self, now: UnixTime) -> StoreResult<Vec<UserActivity>>;
+
+    /// Blocks the user at `now` and forgets their upstream tokens (so token exchange hands out
+    /// nothing more, even for a hub token still alive); false if already blocked (the first
+    /// time stays) or unknown.
+    async fn block_user(&self, user_id: &str, now: UnixTime) -> StoreResult<bool>;
+
+    /// Deletes the user and everything of theirs (identities, sessions, grants and tokens,
+    /// invite uses), in one step; the audit log keeps their name. False if there was no such user.
+    async fn delete_user(&self, user_id: &str) -> StoreResult<bool>;
+}
+
+/// How precisely a user's last token use is kept, in seconds: written at most this often.
+pub const TOKEN_USE_RESOLUTION: UnixTime = 60;
+
 /// The audit log.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
@@ -395,7 +418,16 @@ pub trait ThrottleStore: Send + Sync {
 /// the same name); handlers hold an `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store:
-    UserStore + SignInStore + TokenStore + KeyStore + InviteStore + AccessListStore + AuditStore + ThrottleStore + 'static
+    UserStore
+    + SignInStore
+    + TokenStore
+    + KeyStore
+    + InviteStore
+    + AccessListStore
+    + AccountStore
+    + AuditStore
+    + ThrottleStore
+    + 'static
 {
     /// A lock on `user_id` that other replicas respect, waited for at most `wait`. Callers hold
     /// their in-process lock first; a backend only one process uses needs nothing more.

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use crate::harness::*;
 
-fn hubauth(args: &[&str]) -> (bool, String, String) {
+pub fn hubauth(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_hubauth")).args(args).env_remove("HUBAUTH_CONFIG").output().unwrap();
     (
         out.status.success(),

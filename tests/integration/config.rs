@@ -276,3 +276,38 @@ fn metrics_settings_have_defaults_and_the_second_listener_must_differ() {
     let err = parse("[metrics]\nport = 9090").unwrap_err().to_string();
     assert!(err.contains("unknown field `port`"), "{err}");
 }
+
+#[test]
+fn report_and_hub_token_settings_are_checked_and_default_to_the_exporters_names() {
+    let c = Config::parse(&base(), Path::new("/tmp/hubauth.toml")).unwrap();
+    assert_eq!(c.report.prometheus_url, None);
+    assert_eq!(c.report.size_metric, "dirsize_total_size_bytes");
+    assert_eq!(c.report.mtime_metric, "dirsize_latest_mtime");
+    assert_eq!(c.report.directory_label, "directory");
+    assert_eq!(c.report.directory, "{username}");
+    assert!(c.jupyterhub.api_token.is_none());
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hub-token"), "from-a-file\n").unwrap();
+    let with_file = format!(
+        "{}\n[jupyterhub]\napi_url = \"http://127.0.0.1:8081/hub/api\"\napi_token = {{ file = \"hub-token\" }}\n",
+        base()
+    );
+    let c = Config::parse(&with_file, &dir.path().join("hubauth.toml")).unwrap();
+    assert_eq!(c.jupyterhub.api_token.unwrap().expose(), "from-a-file", "relative to the config file");
+    assert!(!format!("{:?}", Config::parse(&with_file, &dir.path().join("hubauth.toml")).unwrap().jupyterhub)
+        .contains("from-a-file"));
+
+    for (extra, key, why) in [
+        ("[report]\nprometheus_url = \"prometheus:9090\"", "report.prometheus_url", "http://"),
+        ("[report]\nprometheus_url = \"not a url\"", "report.prometheus_url", "not a URL"),
+        ("[report]\nprometheus_url = \"ftp://prometheus\"", "report.prometheus_url", "http://"),
+        ("[report]\ndirectory = \"home\"", "report.directory", "{username}"),
+        ("[report]\nsize_metric = \"dirsize total\"", "report.size_metric", "not a Prometheus name"),
+        ("[report]\nprometheus_timeout = \"soon\"", "report.prometheus_timeout", ""),
+        ("[jupyterhub]\napi_token = { env = \"HUBAUTH_TEST_SURELY_UNSET\" }", "jupyterhub.api_token", "not set"),
+    ] {
+        let e = error_of(&format!("{}\n{extra}\n", base()));
+        assert!(e.contains(key) && e.contains(why), "{extra}: {e}");
+    }
+}

@@ -6,12 +6,14 @@ mod harness;
 mod pg;
 
 mod access_list;
+mod activity_report;
 mod at_rest;
 mod authorize;
 mod cli;
 mod config;
 mod connections;
 mod custody;
+mod deprovision;
 mod discovery;
 mod group_namespaces;
 mod hostile_input;

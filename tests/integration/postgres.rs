@@ -159,6 +159,13 @@ async fn db_copy_moves_a_live_deployment_without_signing_anyone_out() {
         created_at: START,
     };
     before.store.put_access_entry(&entry).await.unwrap();
+    // sam is blocked and ada used a token: both come along.
+    before.login_and_exchange("sam", "sam-pw").await;
+    let sam = before.store.user_by_username("sam").await.unwrap().unwrap();
+    before.store.block_user(&sam.id, START + 1).await.unwrap();
+    let ada_id = before.store.user_by_username("ada").await.unwrap().unwrap().id;
+    before.store.note_token_use(&ada_id, START + 2).await.unwrap();
+    let activity_before = before.store.activity(START + 3).await.unwrap();
     let counts_before: Vec<i64> = {
         let mut v = Vec::new();
         for t in [
@@ -204,6 +211,7 @@ async fn db_copy_moves_a_live_deployment_without_signing_anyone_out() {
     }
     assert_eq!(counts_after, counts_before, "every row came along");
     assert_eq!(after.store.access_entries().await.unwrap(), [entry], "the allow-list came along as it was");
+    assert_eq!(after.store.activity(START + 3).await.unwrap(), activity_before, "blocks and token use too");
     assert_eq!(after.get("/jwks").await.text(), jwks_before, "the same keys");
     let info = after.userinfo(&access).await;
     assert_eq!(info.status, axum::http::StatusCode::OK, "{}", info.text());

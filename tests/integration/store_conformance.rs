@@ -1112,6 +1112,123 @@ async fn racing_puts_leave_one_entry(store: Arc<dyn Store>) {
     assert_eq!(store.access_entries().await.unwrap().len(), 1);
 }
 
+/// The activity report's rows: identities, last sign-in and token use, live sessions.
+async fn activity_lists_every_user_with_what_they_did(store: Arc<dyn Store>) {
+    let ada = store.upsert_user_for_identity(&identity("github", "g1", "ada"), 10).await.unwrap();
+    store.link_identity(&ada.id, "dev", "d1", 11).await.unwrap();
+    let sam = store.upsert_user_for_identity(&identity("dev", "d2", "sam"), 12).await.unwrap();
+    grant_for(store.as_ref(), &ada, "ga", "a-access", "a-refresh").await;
+    let session = BrowserSession {
+        id: "s1".into(),
+        token_hash: "th".into(),
+        user_id: sam.id.clone(),
+        connector_id: "dev".into(),
+        csrf_token: "c".into(),
+        auth_time: 12,
+        created_at: 12,
+        expires_at: 5000,
+    };
+    store.create_browser_session(&session).await.unwrap();
+
+    let rows = store.activity(100).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.username.as_str()).collect::<Vec<_>>(), ["ada", "sam"], "by username");
+    let (a, s) = (&rows[0], &rows[1]);
+    assert_eq!(a.user_id, ada.id);
+    assert_eq!(a.connectors, ["dev", "github"]);
+    assert_eq!(a.groups, ["g1"]);
+    assert_eq!((a.created_at, a.last_login_at, a.last_token_use_at, a.blocked_at), (10, Some(10), None, None));
+    assert!(a.hub_session_live && !a.sso_session_live);
+    assert_eq!(s.last_login_at, Some(12));
+    assert!(!s.hub_session_live && s.sso_session_live);
+
+    // Token use is kept to the minute: a second write within it changes nothing.
+    store.note_token_use(&ada.id, 200).await.unwrap();
+    store.note_token_use(&ada.id, 200 + TOKEN_USE_RESOLUTION - 1).await.unwrap();
+    assert_eq!(store.activity(300).await.unwrap()[0].last_token_use_at, Some(200));
+    store.note_token_use(&ada.id, 200 + TOKEN_USE_RESOLUTION).await.unwrap();
+    assert_eq!(store.activity(300).await.unwrap()[0].last_token_use_at, Some(200 + TOKEN_USE_RESOLUTION));
+    store.note_token_use("nobody", 300).await.unwrap();
+
+    // The access token expires at 601 and the refresh token at 3601 (see `tokens`).
+    assert!(store.activity(3000).await.unwrap()[0].hub_session_live, "the refresh token still works");
+    assert!(!store.activity(3601).await.unwrap()[0].hub_session_live);
+    store.revoke_user(&ada.id, "test", 400).await.unwrap();
+    assert!(!store.activity(400).await.unwrap()[0].hub_session_live, "a revoked grant is no session");
+}
+
+async fn blocked_and_deleted_users(store: Arc<dyn Store>) {
+    let sealed = UpstreamRecord {
+        tokens_sealed: Some("sealed-upstream-tokens".into()),
+        tokens_expire_at: Some(99),
+        ..Default::default()
+    };
+    let ada = store.record_upstream_login(&identity("dev", "d1", "ada"), &sealed, 10).await.unwrap();
+    let sam = store.record_upstream_login(&identity("dev", "d2", "sam"), &sealed, 10).await.unwrap();
+    assert!(!store.login_target(&identity("dev", "d1", "ada"), false).await.unwrap().unwrap().blocked);
+    assert!(store.block_user(&ada.id, 20).await.unwrap());
+    assert!(!store.block_user(&ada.id, 30).await.unwrap(), "already blocked");
+    assert!(!store.block_user("nobody", 30).await.unwrap());
+    assert!(store.login_target(&identity("dev", "d1", "ada"), false).await.unwrap().unwrap().blocked);
+    assert_eq!(store.activity(40).await.unwrap()[0].blocked_at, Some(20), "the first block stays");
+    let upstream = store.upstream_of("dev", "d1").await.unwrap().unwrap();
+    assert_eq!((upstream.tokens_sealed, upstream.tokens_expire_at), (None, None), "nothing left to exchange");
+    assert!(store.upstream_of("dev", "d2").await.unwrap().unwrap().tokens_sealed.is_some(), "sam's stay");
+
+    // Everything of sam's goes; ada's stays.
+    grant_for(store.as_ref(), &sam, "gs", "s-access", "s-refresh").await;
+    grant_for(store.as_ref(), &ada, "ga", "a-access", "a-refresh").await;
+    let code = AuthorizationCode {
+        code_hash: "code".into(),
+        client_id: "c".into(),
+        user_id: sam.id.clone(),
+        session_id: None,
+        request_json: "{}".into(),
+        auth_time: 1,
+        created_at: 1,
+        expires_at: 100,
+    };
+    store.create_authorization_code(&code).await.unwrap();
+    let session = BrowserSession {
+        id: "s1".into(),
+        token_hash: "th".into(),
+        user_id: sam.id.clone(),
+        connector_id: "dev".into(),
+        csrf_token: "c".into(),
+        auth_time: 1,
+        created_at: 1,
+        expires_at: 5000,
+    };
+    store.create_browser_session(&session).await.unwrap();
+    let invite = Invite {
+        id: "i1".into(),
+        token_hash: "ih".into(),
+        note: None,
+        groups: vec![],
+        connector_id: None,
+        max_uses: Some(5),
+        uses: 0,
+        created_at: 1,
+        expires_at: 1000,
+        revoked_at: None,
+    };
+    store.create_invite(&invite).await.unwrap();
+    assert_eq!(store.redeem_invite("i1", &sam.id, 5).await.unwrap(), Redemption::Redeemed);
+
+    assert!(store.delete_user(&sam.id).await.unwrap());
+    assert!(!store.delete_user(&sam.id).await.unwrap(), "already gone");
+    assert!(store.user_by_id(&sam.id).await.unwrap().is_none());
+    assert!(store.upstream_of("dev", "d2").await.unwrap().is_none());
+    assert!(store.access_token("s-access", 2).await.unwrap().is_none());
+    assert!(store.refresh_token("s-refresh", 2).await.unwrap().is_none());
+    assert!(store.authorization_code("code").await.unwrap().is_none());
+    assert!(store.browser_session("th", 2).await.unwrap().is_none());
+    assert!(store.access_token("a-access", 2).await.unwrap().is_some(), "other users keep theirs");
+    assert_eq!(store.activity(40).await.unwrap().len(), 1);
+    // The same account signing in again is a new user.
+    let again = store.upsert_user_for_identity(&identity("dev", "d2", "sam"), 50).await.unwrap();
+    assert_ne!(again.id, sam.id);
+}
+
 macro_rules! backends {
     ($($backend:ident),*) => {
         $(
@@ -1160,6 +1277,8 @@ macro_rules! backends {
                 case!(usage_counts_users_sessions_and_memberships);
                 case!(the_allow_list_matches_live_entries_by_each_kind);
                 case!(racing_puts_leave_one_entry);
+                case!(activity_lists_every_user_with_what_they_did);
+                case!(blocked_and_deleted_users);
             }
         )*
     };

@@ -494,3 +494,31 @@ async fn keys_reseal_moves_every_sealed_token_to_the_first_key() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 unreadable"));
 }
+
+/// A notebook's exchange counts as the user's token use; once deprovisioned (blocked), the hub
+/// token the notebook still holds gets no upstream token any more.
+#[tokio::test]
+async fn an_exchange_is_a_token_use_and_a_blocked_user_gets_nothing() {
+    use hubauth::admin::deprovision::{self, Action, Actor, Local};
+    let (app, _fake, _tokens) = setup().await;
+    app.clock.advance(5);
+    let res = notebook_exchange(&app, "notebooks", "alice-server-token").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let mut used = None;
+    for _ in 0..100 {
+        used = app.store.activity(START + 5).await.unwrap()[0].last_token_use_at;
+        if used.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(used, Some(START + 5));
+
+    let actor = Actor { name: "test".into() };
+    let now = START + 6;
+    let done = deprovision::run(app.store.as_ref(), &["alice".into()], Action::Block, None, true, &actor, || now).await;
+    assert!(matches!(done[0].local, Local::Blocked { .. }), "{:?}", done[0]);
+    let res = notebook_exchange(&app, "notebooks", "alice-server-token").await;
+    assert_ne!(res.status, StatusCode::OK, "{}", res.text());
+    assert!(!res.text().contains("access_token\""), "{}", res.text());
+}

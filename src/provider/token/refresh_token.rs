@@ -79,10 +79,12 @@ fn finish(
 ) -> Result<TokenResponse, OAuthError> {
     match outcome {
         RefreshRotation::Rotated { grant, user, scope } => {
+            crate::provider::token_use::note(state, &user.id);
             respond(state, client, &user, &scope, grant.auth_time, None, minted)
         }
         RefreshRotation::Retried { grant, user, scope } => {
             tracing::info!(client_id = %client.id, grant_id = %grant.id, "refresh retried within the reuse grace; the unused pair is withdrawn");
+            crate::provider::token_use::note(state, &user.id);
             respond(state, client, &user, &scope, grant.auth_time, None, minted)
         }
         RefreshRotation::Declined => {

@@ -216,8 +216,15 @@ impl UserStore for PostgresStore {
         };
         let primary = !owner.linked_by_email
             && identities::is_primary_identity(&mut conn, &owner.user_id, identity).await.map_err(backend)?;
-        let user = user_by(&mut conn, UserKey::Id, &owner.user_id).await.map_err(backend)?;
-        Ok(user.map(|user| LoginTarget { user, primary }))
+        let Some(user) = user_by(&mut conn, UserKey::Id, &owner.user_id).await.map_err(backend)? else {
+            return Ok(None);
+        };
+        let blocked: bool = sqlx::query_scalar("SELECT blocked_at IS NOT NULL FROM users WHERE id = $1")
+            .bind(&user.id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(backend)?;
+        Ok(Some(LoginTarget { user, primary, blocked }))
     }
 
     async fn upstream_of(&self, connector_id: &str, subject: &str) -> StoreResult<Option<StoredUpstream>> {

@@ -10,6 +10,7 @@
 //! pool that serves everyone else.
 
 mod access_list;
+mod accounts;
 mod audit;
 mod identities;
 mod invites;

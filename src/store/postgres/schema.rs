@@ -12,6 +12,7 @@ fn migrations() -> Vec<Migration> {
         (1, "init", include_str!("../../../migrations/postgres/0001_init.sql")),
         (2, "login throttle", include_str!("../../../migrations/postgres/0002_login_throttle.sql")),
         (3, "access list", include_str!("../../../migrations/postgres/0003_access_list.sql")),
+        (4, "user activity", include_str!("../../../migrations/postgres/0004_user_activity.sql")),
     ]
     .into_iter()
     .map(|(version, description, sql)| {

@@ -157,7 +157,14 @@ impl UserStore for SqliteStore {
         };
         let primary =
             !owner.linked_by_email && is_primary_identity(&conn, &owner.user_id, identity).map_err(backend)?;
-        Ok(user_by(&conn, "id", &owner.user_id).map_err(backend)?.map(|user| LoginTarget { user, primary }))
+        let Some(user) = user_by(&conn, "id", &owner.user_id).map_err(backend)? else {
+            return Ok(None);
+        };
+        let blocked: bool = conn
+            .prepare_cached("SELECT blocked_at IS NOT NULL FROM users WHERE id = ?")
+            .and_then(|mut s| s.query_row([&user.id], |r| r.get(0)))
+            .map_err(backend)?;
+        Ok(Some(LoginTarget { user, primary, blocked }))
     }
 
     async fn upstream_for_user(&self, user_id: &str) -> StoreResult<Option<StoredUpstream>> {

@@ -8,6 +8,7 @@
 //! the CLI touching the same file.
 
 mod access_list;
+mod accounts;
 mod audit;
 mod files;
 mod identities;
@@ -89,6 +90,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../../migrations/sqlite/0005_pending_limits.sql")),
         M::up(include_str!("../../../migrations/sqlite/0006_one_active_signing_key.sql")),
         M::up(include_str!("../../../migrations/sqlite/0007_access_list.sql")),
+        M::up(include_str!("../../../migrations/sqlite/0008_user_activity.sql")),
     ])
 }
 
@@ -97,7 +99,7 @@ pub fn latest_version() -> i64 {
     MIGRATION_COUNT as i64
 }
 
-const MIGRATION_COUNT: usize = 7;
+const MIGRATION_COUNT: usize = 8;
 
 /// The schema version of the database in `conn` (SQLite's `user_version`; 0 when new).
 pub fn applied_version(conn: &Connection) -> rusqlite::Result<i64> {

@@ -115,6 +115,7 @@ async fn exchange<'a>(
         }
         CustodyError::Store(e) => e.into(),
     })?;
+    crate::provider::token_use::note(state, &user.id);
     let now = state.clock.now();
     tracing::info!(client_id = %client.id, user = %user.username, audience = target, "upstream token handed out by token exchange");
     Ok(TokenResponse {
