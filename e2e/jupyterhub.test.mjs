@@ -134,16 +134,29 @@ describe('JupyterHub + OAuthenticator against hubauth demo (headless Chromium)',
     });
   }
 
-  it('olivia (no allowed group) gets JupyterHub\'s 403 page and is not admitted', async () => {
+  it('olivia (no allowed group) meets hubauth\'s refusal page with its reason and is not admitted', async () => {
     const { page, close } = await newContext('login-olivia');
     try {
-      const cb = await loginThroughHub(page, 'olivia');
-      await screenshot(page, 'hub-403-olivia');
-      assert.equal(cb.status(), 403, 'oauth_callback answers 403');
-      const body = await page.textContent('body');
-      assert.match(body, /403/);
-      assert.match(body, /not currently authorized|Forbidden/i);
-      const home = await page.goto('/hub/home');
+      await page.goto('/hub/login');
+      const link = page.locator('a[href*="oauth_login"]');
+      await link.first().waitFor({ timeout: 15_000 });
+      await link.first().click();
+      await page.waitForSelector('#username', { timeout: 15_000 });
+      await page.fill('#username', 'olivia');
+      await page.fill('#password', DEMO_USERS.olivia.password);
+      // The demo's [access] rule refuses her at hubauth: the answer is hubauth's page, not a redirect.
+      const [refusal] = await Promise.all([
+        page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).origin === hubauth.issuer, { timeout: 30_000 }),
+        page.locator('form[method="post" i] [type="submit"], form[method="post" i] button:not([type]), form[method="post" i] button[type="submit"]').first().click(),
+      ]);
+      await page.waitForLoadState('load');
+      await screenshot(page, 'hubauth-refusal-olivia');
+      assert.equal(refusal.status(), 403, 'hubauth refuses the sign-in');
+      assert.equal(new URL(page.url()).origin, hubauth.issuer, 'the refusal page is hubauth\'s');
+      const body = await page.content();
+      assert.match(body, /<code>not_allowed<\/code>/, 'the page names the reason code');
+      assert.match(body, /olivia/);
+      const home = await page.goto(`${hubUrl}/hub/home`);
       assert.ok(new URL(page.url()).pathname.startsWith('/hub/login'), `olivia has no hub session (landed on ${page.url()}, ${home.status()})`);
       const r = await api('/users/olivia');
       assert.equal(r.status, 404, 'olivia was not added to the hub');

@@ -258,6 +258,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 /// [`serve`] with the crypt keyring given rather than read from the environment (the demo keeps
 /// its own).
 pub async fn serve_with_sealer(config: Config, sealer: Option<Sealer>) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    serve_on(listener, config, sealer).await
+}
+
+/// [`serve_with_sealer`] on a listener already bound to `config.listen` (the demo binds before it
+/// writes anything, so a busy port fails at once).
+pub async fn serve_on(listener: tokio::net::TcpListener, config: Config, sealer: Option<Sealer>) -> anyhow::Result<()> {
     for warning in crate::groups::audit::warnings(&config) {
         tracing::warn!("config: {warning}");
     }
@@ -287,8 +296,6 @@ pub async fn serve_with_sealer(config: Config, sealer: Option<Sealer>) -> anyhow
         }
     });
 
-    let listener =
-        tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let operations = match state.config.metrics.listen {
         Some(addr) => Some((
             tokio::net::TcpListener::bind(addr)

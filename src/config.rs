@@ -577,6 +577,10 @@ pub struct HubHints {
     /// Send the hub's users straight to this connector (skipping the chooser).
     #[serde(default)]
     pub connector: Option<String>,
+    /// Where the hub itself listens (`c.JupyterHub.bind_url`), e.g. "http://127.0.0.1:8000";
+    /// unset: the hub's own default (or whatever the deployment sets).
+    #[serde(default)]
+    pub bind_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -1030,6 +1034,21 @@ impl Config {
             if let Some(connector) = c.hub.as_ref().and_then(|h| h.connector.as_deref()) {
                 if !raw_connectors.iter().any(|k| k.id() == connector) {
                     return Err(invalid(&key("hub.connector"), format!("there is no connector {connector:?}")));
+                }
+            }
+            if let Some(bind) = c.hub.as_ref().and_then(|h| h.bind_url.as_deref()) {
+                match Url::parse(bind) {
+                    Ok(u)
+                        if matches!(u.scheme(), "http" | "https")
+                            && u.host().is_some()
+                            && u.query().is_none()
+                            && u.fragment().is_none() => {}
+                    _ => {
+                        return Err(invalid(
+                            &key("hub.bind_url"),
+                            format!("{bind:?} is not an http(s) URL such as \"http://127.0.0.1:8000\""),
+                        ))
+                    }
                 }
             }
             clients.push(ClientConfig {

@@ -90,7 +90,12 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<PathBuf> {
         // A demo hub on the LAN over plain http: say so, the way an operator would have to.
         toml.push_str("allow_insecure_redirect = true\n");
     }
-    toml.push_str("[clients.hub]\nallowed_groups = [\"students\", \"admins\"]\nadmin_groups = [\"admins\"]\n\n");
+    toml.push_str("[clients.hub]\nallowed_groups = [\"students\", \"admins\"]\nadmin_groups = [\"admins\"]\n");
+    // The hub listens where --hub-url says, not only calls back there.
+    toml.push_str(&format!("bind_url = {}\n\n", toml_str(&format!("{hub}/"))));
+    // hubauth itself refuses people outside these groups, on its own page with the reason
+    // (not_allowed), before the hub ever sees them.
+    toml.push_str("[access]\nallowed_groups = [\"students\", \"admins\"]\n\n");
     toml.push_str("[[connectors]]\ntype = \"dev\"\nid = \"dev\"\nname = \"Demo accounts\"\n\n");
     for (username, password, name, email, groups) in DEMO_USERS {
         toml.push_str("[[connectors.users]]\n");
@@ -116,7 +121,24 @@ fn demo_sealer(data_dir: &Path) -> anyhow::Result<(Sealer, String)> {
     Ok((sealer, path.display().to_string()))
 }
 
+/// Binds the demo's address, with an error that says what to do when it is taken.
+async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "cannot listen on {listen}: the address is already in use (another `hubauth demo`?); \
+                 stop what listens there or pick another port with --listen {}:PORT",
+                listen.ip()
+            )
+        } else {
+            anyhow::anyhow!("cannot listen on {listen}: {e}; pick another address with --listen")
+        }
+    })
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    // Bind first: a busy port fails before any key or file is made.
+    let listener = bind(args.listen).await?;
     let config_path = prepare(&args)?;
     let config = super::load_config(&config_path)?;
     let (sealer, crypt_key_source) = demo_sealer(&args.data_dir)?;
@@ -127,7 +149,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  data directory : {dir}  (SQLite database hubauth.db, config hubauth.toml)");
     println!("  demo users     : ada / ada-demo       groups [admins]   -> JupyterHub admin");
     println!("                   sam / sam-demo       groups [students] -> JupyterHub user");
-    println!("                   olivia / olivia-demo no groups         -> refused by the hub");
+    println!("                   olivia / olivia-demo no groups         -> refused by hubauth (not_allowed)");
     println!("  client         : jupyterhub (confidential; secret in {dir}/{SECRET_FILE})");
     println!("  crypt key      : {crypt_key_source} (seals the signing keys; `hubauth keys` commands need it in {CRYPT_KEY_ENV})");
     println!();
@@ -138,5 +160,5 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!();
     print!("{}", super::jupyterhub_config::fragment(&config, client));
     println!();
-    crate::app::serve_with_sealer(config, Some(sealer)).await
+    crate::app::serve_on(listener, config, Some(sealer)).await
 }

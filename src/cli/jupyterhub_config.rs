@@ -56,6 +56,10 @@ pub fn fragment(config: &Config, client: &ClientConfig) -> String {
     out.push_str(&format!("{secret_env} (the client secret) and JUPYTERHUB_CRYPT_KEY (`openssl rand -hex 32`).\n"));
     out.push_str("import os\n\n");
     out.push_str("c.JupyterHub.authenticator_class = \"generic-oauth\"\n");
+    if let Some(bind) = &client.hub.bind_url {
+        // The hub listens where its callback points ([clients.hub] bind_url).
+        out.push_str(&format!("c.JupyterHub.bind_url = {}\n", py_str(bind)));
+    }
     let g = "c.GenericOAuthenticator";
     let lines = [
         ("login_service", py_str("hubauth")),

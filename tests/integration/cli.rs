@@ -134,6 +134,60 @@ fn demo_writes_a_config_that_check_config_accepts() {
     assert_eq!(std::fs::read_to_string(dir.path().join("data/jupyterhub-client-secret")).unwrap(), secret);
     let (ok, _, stderr) = hubauth(&["check-config", "--config", path.to_str().unwrap()]);
     assert!(ok, "{stderr}");
+    // --hub-url is where the hub listens too, not only where it is called back.
+    let (ok, py, stderr) =
+        hubauth(&["jupyterhub-config", "--config", path.to_str().unwrap(), "--client", "jupyterhub"]);
+    assert!(ok, "{stderr}");
+    assert!(py.contains("c.JupyterHub.bind_url = \"http://127.0.0.1:8123/\"\n"), "{py}");
+    assert_compiles_as_python(&py);
+}
+
+#[test]
+fn demo_on_a_busy_port_fails_at_once_naming_the_address_and_writes_nothing() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_hubauth"))
+        .args(["demo", "--listen", &addr, "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains(&format!("cannot listen on {addr}")) && stderr.contains("--listen"), "{stderr}");
+    assert!(!stdout.contains("listening"), "says it listens only once it does: {stdout}");
+    assert!(!data.exists(), "no keys, secret or config were made before the bind failed");
+}
+
+/// The demo as generated: ada (admins) gets in; olivia (no group) is refused by hubauth's own
+/// [access] rule, on its page with the reason code, not later by the hub.
+#[tokio::test]
+async fn the_demo_refuses_olivia_on_hubauths_page_with_its_reason_and_admits_ada() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = hubauth::cli::demo::DemoArgs {
+        listen: "127.0.0.1:5556".parse().unwrap(), // the harness's ISSUER
+        data_dir: dir.path().to_path_buf(),
+        hub_url: "http://127.0.0.1:8000".into(),
+        issuer: None,
+    };
+    let path = hubauth::cli::demo::prepare(&args).unwrap();
+    let toml = std::fs::read_to_string(&path).unwrap();
+    let app = TestApp::with_toml(dir, &toml).await;
+    let demo_hub = |pkce: &Pkce| AuthParams::hub(pkce).set("client_id", "jupyterhub");
+
+    let pkce = Pkce::new();
+    let res = app.browser().submit_login(&demo_hub(&pkce), "olivia", "olivia-demo").await;
+    assert_eq!(res.status, axum::http::StatusCode::FORBIDDEN);
+    let page = res.text();
+    assert!(page.contains("You signed in as <strong>olivia</strong>"), "{page}");
+    assert!(page.contains("<code>not_allowed</code>"), "{page}");
+    assert!(res.headers.get("location").is_none(), "no code goes to the hub");
+
+    for (user, password) in [("ada", "ada-demo"), ("sam", "sam-demo")] {
+        let pkce = Pkce::new();
+        let code = app.browser().login_for_code(&demo_hub(&pkce), user, password).await;
+        assert!(!code.is_empty(), "{user} gets a code");
+    }
 }
 
 #[test]
