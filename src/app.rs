@@ -267,6 +267,11 @@ pub async fn serve_with_sealer(config: Config, sealer: Option<Sealer>) -> anyhow
 /// [`serve_with_sealer`] on a listener already bound to `config.listen` (the demo binds before it
 /// writes anything, so a busy port fails at once).
 pub async fn serve_on(listener: tokio::net::TcpListener, config: Config, sealer: Option<Sealer>) -> anyhow::Result<()> {
+    // A config loaded without its secrets holds stand-ins: it describes, it never serves.
+    anyhow::ensure!(
+        config.secrets == crate::config::Secrets::Resolve,
+        "the configuration was loaded without its secrets"
+    );
     for warning in crate::groups::audit::warnings(&config) {
         tracing::warn!("config: {warning}");
     }

@@ -23,6 +23,47 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: `{key}`: {message}")]
     Invalid { path: PathBuf, key: String, message: String },
+    /// Every problem found, one per line in the same form as `Invalid`.
+    #[error("{}", problem_lines(path, problems))]
+    Problems { path: PathBuf, problems: Vec<(String, String)> },
+}
+
+fn problem_lines(path: &Path, problems: &[(String, String)]) -> String {
+    let lines: Vec<String> =
+        problems.iter().map(|(key, message)| format!("{}: `{key}`: {message}", path.display())).collect();
+    lines.join("\n")
+}
+
+/// Which secrets loading the config reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// All of them, from their environment variables and files: what serving needs.
+    Resolve,
+    /// Only inline ones: for commands that print what the config says and use no secret (the
+    /// hub's fragment). An env or file secret is then not looked at, and holds an unguessable
+    /// stand-in; such a config is refused by `serve`.
+    Skip,
+}
+
+/// Reads secret sources the way [`Secrets`] says, relative to the config file's folder.
+struct SecretReader<'a> {
+    base_dir: &'a Path,
+    mode: Secrets,
+}
+
+impl SecretReader<'_> {
+    /// `Ok(None)`: not read (an env or file secret under [`Secrets::Skip`]), so not checked.
+    fn read(&self, source: &SecretSource) -> Result<Option<Secret>, String> {
+        match (self.mode, source) {
+            (Secrets::Skip, SecretSource::Env { .. } | SecretSource::File { .. }) => Ok(None),
+            _ => resolve_secret_at(source, self.base_dir).map(Some),
+        }
+    }
+}
+
+/// Stands in for a secret that was not read: random, so it matches nothing anyone sends.
+fn placeholder() -> Secret {
+    Secret::new(crate::crypto::random::random_value())
 }
 
 /// A secret given inline, or read from an environment variable or a file at start-up.
@@ -837,6 +878,8 @@ pub struct Config {
     pub trusted_proxies: crate::web::client_address::TrustedProxies,
     /// `[password_login]`: throttling and the bound on concurrent password checks.
     pub password_login: crate::password_login::PasswordLoginConfig,
+    /// Whether the secrets were read ([`Secrets::Skip`] configs only describe, never serve).
+    pub secrets: Secrets,
 }
 
 impl Config {
@@ -847,6 +890,18 @@ impl Config {
 
     /// Parses and validates; `path` names the file in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        Self::parse_with(text, path, Secrets::Resolve)
+    }
+
+    /// [`Config::load`], reading only the secrets `secrets` says.
+    pub fn load_with(path: &Path, secrets: Secrets) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::parse_with(&text, path, secrets)
+    }
+
+    /// Parses and validates; `path` names the file in errors and anchors relative paths. Every
+    /// problem that can be found on its own is reported, not only the first.
+    pub fn parse_with(text: &str, path: &Path, secrets: Secrets) -> Result<Self, ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::Invalid { path: path.into(), key: key.into(), message };
         let deserializer = toml::Deserializer::parse(text).map_err(|e| invalid("(syntax)", e.to_string()))?;
         let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
@@ -855,46 +910,61 @@ impl Config {
             invalid(&key, message)
         })?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
+        let reader = SecretReader { base_dir, mode: secrets };
+        // Every problem with its key: `check-config` lists them all in one run.
+        let mut problems: Vec<(String, String)> = Vec::new();
+        macro_rules! bad {
+            ($key:expr, $message:expr) => {
+                problems.push((($key).to_string(), $message))
+            };
+        }
         let mut admin = AdminConfig::default();
         for (i, source) in raw.admin.api_tokens.iter().enumerate() {
-            let token =
-                resolve_secret_at(source, base_dir).map_err(|m| invalid(&format!("admin.api_tokens[{i}]"), m))?;
-            if token.expose().len() < 32 {
-                return Err(invalid(
-                    &format!("admin.api_tokens[{i}]"),
-                    "is shorter than 32 characters; use a long random value".into(),
-                ));
+            let key = format!("admin.api_tokens[{i}]");
+            match reader.read(source) {
+                Ok(Some(token)) if token.expose().len() < 32 => {
+                    bad!(key, "is shorter than 32 characters; use a long random value".into())
+                }
+                Ok(token) => admin.api_tokens.push(token.unwrap_or_else(placeholder)),
+                Err(m) => bad!(key, m),
             }
-            admin.api_tokens.push(token);
         }
         let mut raw_connectors = Vec::with_capacity(raw.connectors.len());
+        let mut connectors_parsed = true;
         for (i, table) in raw.connectors.into_iter().enumerate() {
-            raw_connectors.push(parse_connector(i, table).map_err(|(key, message)| invalid(&key, message))?);
+            match parse_connector(i, table) {
+                Ok(c) => raw_connectors.push(c),
+                Err((key, message)) => {
+                    connectors_parsed = false;
+                    bad!(key, message)
+                }
+            }
         }
-        let issuer_url = validate_issuer(&raw.issuer).map_err(|m| invalid("issuer", m))?;
-        let listen = match raw.listen {
-            Some(l) => l,
-            None => default_listen(&issuer_url).map_err(|m| invalid("listen", m))?,
+        let issuer_url = validate_issuer(&raw.issuer).map_err(|m| bad!("issuer", m)).ok();
+        let listen = match (raw.listen, &issuer_url) {
+            (Some(l), _) => Some(l),
+            (None, Some(url)) => default_listen(url).map_err(|m| bad!("listen", m)).ok(),
+            (None, None) => None,
         };
-        if raw.metrics.listen.is_some_and(|m| m == listen || (m.port() == listen.port() && m.ip().is_unspecified())) {
-            return Err(invalid(
-                "metrics.listen",
-                format!("must differ from listen ({listen}): it is a second listener"),
-            ));
+        if let Some(listen) = listen {
+            if raw.metrics.listen.is_some_and(|m| m == listen || (m.port() == listen.port() && m.ip().is_unspecified()))
+            {
+                bad!("metrics.listen", format!("must differ from listen ({listen}): it is a second listener"));
+            }
         }
         if raw.tokens.authorization_code_lifetime > Duration::from_secs(60)
             || raw.tokens.authorization_code_lifetime.is_zero()
         {
-            return Err(invalid(
+            bad!(
                 "tokens.authorization_code_lifetime",
-                "must be between 1s and 60s (codes are short-lived by design, RFC 6749 §4.1.2)".into(),
-            ));
+                "must be between 1s and 60s (codes are short-lived by design, RFC 6749 §4.1.2)".into()
+            );
         }
         if raw.tokens.refresh_token_reuse_grace > MAX_REFRESH_TOKEN_REUSE_GRACE {
-            return Err(invalid(
+            bad!(
                 "tokens.refresh_token_reuse_grace",
-                "must be at most 60s (a just-rotated refresh token works that long for whoever holds it)".into(),
-            ));
+                "must be at most 60s (a just-rotated refresh token works that long for whoever holds it)".into()
+            );
         }
         for (key, d) in [
             ("tokens.access_token_lifetime", raw.tokens.access_token_lifetime),
@@ -904,19 +974,22 @@ impl Config {
             ("session.login_timeout", raw.session.login_timeout),
         ] {
             if d.as_secs() == 0 {
-                return Err(invalid(key, "must be at least one second".into()));
+                bad!(key, "must be at least one second".into());
             }
         }
         let trusted_proxies = crate::web::client_address::TrustedProxies::parse(&raw.trusted_proxies)
-            .map_err(|(i, m)| invalid(&format!("trusted_proxies[{i}]"), m))?;
-        raw.password_login.validate().map_err(|(key, m)| invalid(&format!("password_login.{key}"), m))?;
+            .map_err(|(i, m)| bad!(format!("trusted_proxies[{i}]"), m))
+            .ok();
+        if let Err((key, m)) = raw.password_login.validate() {
+            bad!(format!("password_login.{key}"), m);
+        }
         for (key, d) in [
             ("server.header_read_timeout", raw.server.header_read_timeout),
             ("server.idle_timeout", raw.server.idle_timeout),
             ("server.request_timeout", raw.server.request_timeout),
         ] {
             if d.is_zero() {
-                return Err(invalid(key, "must be more than zero".into()));
+                bad!(key, "must be more than zero".into());
             }
         }
         for (key, n) in [
@@ -925,47 +998,44 @@ impl Config {
             ("session.max_pending", raw.session.max_pending),
         ] {
             if n == 0 {
-                return Err(invalid(key, "must be at least 1".into()));
+                bad!(key, "must be at least 1".into());
             }
         }
         if !(1..=1_000_000).contains(&raw.server.max_connections) {
-            return Err(invalid("server.max_connections", "must be between 1 and 1000000".into()));
+            bad!("server.max_connections", "must be between 1 and 1000000".into());
         }
-        let storage = resolve_storage(raw.storage, base_dir, &invalid)?;
+        let storage = resolve_storage(raw.storage, &reader).map_err(|(key, m)| bad!(key, m)).ok();
 
         let mut clients = Vec::new();
         let mut seen = HashSet::new();
         for (i, c) in raw.clients.into_iter().enumerate() {
             let key = |field: &str| format!("clients[{i}].{field}");
             if c.id.trim().is_empty() {
-                return Err(invalid(&key("id"), "must not be empty".into()));
+                bad!(key("id"), "must not be empty".into());
             }
             if !seen.insert(c.id.clone()) {
-                return Err(invalid(&key("id"), format!("client id {:?} is used twice", c.id)));
+                bad!(key("id"), format!("client id {:?} is used twice", c.id));
             }
             let secret = match (&c.secret, c.public) {
                 (Some(_), true) => {
-                    return Err(invalid(
-                        &key("secret"),
-                        "a public client has no secret; remove one of `public` and `secret`".into(),
-                    ))
+                    bad!(key("secret"), "a public client has no secret; remove one of `public` and `secret`".into());
+                    None
                 }
                 (None, false) => {
-                    return Err(invalid(
-                        &key("secret"),
-                        "a confidential client needs a secret (or set `public = true`)".into(),
-                    ))
+                    bad!(key("secret"), "a confidential client needs a secret (or set `public = true`)".into());
+                    Some(placeholder())
                 }
-                (Some(s), false) => {
-                    let secret = resolve_secret_at(s, base_dir).map_err(|m| invalid(&key("secret"), m))?;
-                    if secret.expose().len() < 16 {
-                        return Err(invalid(
-                            &key("secret"),
-                            "is shorter than 16 characters; use a long random value".into(),
-                        ));
+                (Some(s), false) => match reader.read(s) {
+                    Ok(Some(secret)) if secret.expose().len() < 16 => {
+                        bad!(key("secret"), "is shorter than 16 characters; use a long random value".into());
+                        Some(secret)
                     }
-                    Some(secret)
-                }
+                    Ok(secret) => Some(secret.unwrap_or_else(placeholder)),
+                    Err(m) => {
+                        bad!(key("secret"), m);
+                        Some(placeholder())
+                    }
+                },
                 (None, true) => None,
             };
             let grant_types = match &c.grant_types {
@@ -982,73 +1052,75 @@ impl Config {
                 Some(list) => {
                     let mut g = Vec::new();
                     for (j, name) in list.iter().enumerate() {
-                        g.push(GrantType::parse(name).ok_or_else(|| {
-                            invalid(
-                                &key(&format!("grant_types[{j}]")),
-                                format!("{name:?} is not a grant hubauth supports: authorization_code, refresh_token, client_credentials, token_exchange"),
-                            )
-                        })?);
+                        match GrantType::parse(name) {
+                            Some(grant) => g.push(grant),
+                            None => bad!(
+                                key(&format!("grant_types[{j}]")),
+                                format!("{name:?} is not a grant hubauth supports: authorization_code, refresh_token, client_credentials, token_exchange")
+                            ),
+                        }
                     }
                     g
                 }
             };
             if grant_types.contains(&GrantType::TokenExchange) && c.token_exchange.is_none() {
-                return Err(invalid(
-                    &key("token_exchange"),
-                    "is needed to allow token_exchange: say which audiences and subject token types".into(),
-                ));
+                bad!(
+                    key("token_exchange"),
+                    "is needed to allow token_exchange: say which audiences and subject token types".into()
+                );
             }
             if grant_types.contains(&GrantType::ClientCredentials) && c.service_account.is_none() {
-                return Err(invalid(
-                    &key("service_account"),
-                    "is needed to allow client_credentials: list its scopes".into(),
-                ));
+                bad!(key("service_account"), "is needed to allow client_credentials: list its scopes".into());
             }
             if grant_types.contains(&GrantType::ClientCredentials) && c.public {
-                return Err(invalid(&key("service_account"), "a public client cannot be a service account".into()));
+                bad!(key("service_account"), "a public client cannot be a service account".into());
             }
             if let Some(x) = &c.token_exchange {
-                validate_exchange_rule(x).map_err(|(field, m)| invalid(&key(&format!("token_exchange.{field}")), m))?;
+                if let Err((field, m)) = validate_exchange_rule(x) {
+                    bad!(key(&format!("token_exchange.{field}")), m);
+                }
             }
             if c.redirect_uris.is_empty() && grant_types.contains(&GrantType::AuthorizationCode) {
-                return Err(invalid(&key("redirect_uris"), "must list at least one URI".into()));
+                bad!(key("redirect_uris"), "must list at least one URI".into());
             }
             let insecure_ok = c.allow_insecure_redirect;
             for (j, uri) in c.redirect_uris.iter().enumerate() {
-                validate_redirect_uri(uri, insecure_ok)
-                    .map_err(|m| invalid(&key(&format!("redirect_uris[{j}]")), m))?;
+                if let Err(m) = validate_redirect_uri(uri, insecure_ok) {
+                    bad!(key(&format!("redirect_uris[{j}]")), m);
+                }
             }
             for (j, uri) in c.post_logout_redirect_uris.iter().enumerate() {
-                validate_redirect_uri(uri, insecure_ok)
-                    .map_err(|m| invalid(&key(&format!("post_logout_redirect_uris[{j}]")), m))?;
+                if let Err(m) = validate_redirect_uri(uri, insecure_ok) {
+                    bad!(key(&format!("post_logout_redirect_uris[{j}]")), m);
+                }
             }
             let id_token_alg = match c.id_token_signed_response_alg.as_deref() {
                 None => SigningAlgorithm::RS256,
-                Some(a) => SigningAlgorithm::parse(a).ok_or_else(|| {
-                    invalid(
-                        &key("id_token_signed_response_alg"),
-                        format!("{a:?} is not supported; use \"RS256\" or \"ES256\""),
-                    )
-                })?,
+                Some(a) => SigningAlgorithm::parse(a).unwrap_or_else(|| {
+                    bad!(
+                        key("id_token_signed_response_alg"),
+                        format!("{a:?} is not supported; use \"RS256\" or \"ES256\"")
+                    );
+                    SigningAlgorithm::RS256
+                }),
             };
             if let Some(connector) = c.hub.as_ref().and_then(|h| h.connector.as_deref()) {
-                if !raw_connectors.iter().any(|k| k.id() == connector) {
-                    return Err(invalid(&key("hub.connector"), format!("there is no connector {connector:?}")));
+                if connectors_parsed && !raw_connectors.iter().any(|k| k.id() == connector) {
+                    bad!(key("hub.connector"), format!("there is no connector {connector:?}"));
                 }
             }
             if let Some(bind) = c.hub.as_ref().and_then(|h| h.bind_url.as_deref()) {
-                match Url::parse(bind) {
-                    Ok(u)
-                        if matches!(u.scheme(), "http" | "https")
-                            && u.host().is_some()
-                            && u.query().is_none()
-                            && u.fragment().is_none() => {}
-                    _ => {
-                        return Err(invalid(
-                            &key("hub.bind_url"),
-                            format!("{bind:?} is not an http(s) URL such as \"http://127.0.0.1:8000\""),
-                        ))
-                    }
+                let usable = Url::parse(bind).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.query().is_none()
+                        && u.fragment().is_none()
+                });
+                if !usable {
+                    bad!(
+                        key("hub.bind_url"),
+                        format!("{bind:?} is not an http(s) URL such as \"http://127.0.0.1:8000\"")
+                    );
                 }
             }
             clients.push(ClientConfig {
@@ -1067,38 +1139,42 @@ impl Config {
 
         for (i, c) in clients.iter().enumerate() {
             if let Some(x) = &c.token_exchange {
-                validate_subject_clients(x, &clients)
-                    .map_err(|(j, m)| invalid(&format!("clients[{i}].token_exchange.subject_clients[{j}]"), m))?;
+                if let Err((j, m)) = validate_subject_clients(x, &clients) {
+                    bad!(format!("clients[{i}].token_exchange.subject_clients[{j}]"), m);
+                }
             }
         }
 
         let mut seen = HashSet::new();
-        for (i, c) in raw_connectors.iter().enumerate() {
+        // The keys name each connector by its place in the file, so only when all of them parsed.
+        for (i, c) in raw_connectors.iter().enumerate().filter(|_| connectors_parsed) {
             let id = c.id();
             if id.is_empty() || !id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
-                return Err(invalid(
-                    &format!("connectors[{i}].id"),
-                    "must be non-empty and use only letters, digits, '-' and '_'".into(),
-                ));
+                bad!(
+                    format!("connectors[{i}].id"),
+                    "must be non-empty and use only letters, digits, '-' and '_'".into()
+                );
             }
             if !seen.insert(id.to_string()) {
-                return Err(invalid(&format!("connectors[{i}].id"), format!("connector id {id:?} is used twice")));
+                bad!(format!("connectors[{i}].id"), format!("connector id {id:?} is used twice"));
             }
             if let Some(p) = c.groups_preset.as_deref() {
                 if crate::groups::preset(p).is_none() {
-                    return Err(invalid(
-                        &format!("connectors[{i}].groups_preset"),
-                        format!("there is no preset {p:?}; use \"default\" or \"canvasauthenticator\""),
-                    ));
+                    bad!(
+                        format!("connectors[{i}].groups_preset"),
+                        format!("there is no preset {p:?}; use \"default\" or \"canvasauthenticator\"")
+                    );
                 }
             }
             for (j, rule) in c.groups.iter().enumerate() {
-                crate::groups::validate_rule(rule)
-                    .map_err(|m| invalid(&format!("connectors[{i}].groups[{j}].name"), m))?;
+                if let Err(m) = crate::groups::validate_rule(rule) {
+                    bad!(format!("connectors[{i}].groups[{j}].name"), m);
+                }
             }
             if let Some(prefix) = &c.group_prefix {
-                crate::groups::validate_prefix(prefix)
-                    .map_err(|m| invalid(&format!("connectors[{i}].group_prefix"), m))?;
+                if let Err(m) = crate::groups::validate_prefix(prefix) {
+                    bad!(format!("connectors[{i}].group_prefix"), m);
+                }
             }
             if let Some(a) = &c.access {
                 for (field, set) in [
@@ -1107,10 +1183,10 @@ impl Config {
                     ("admin_group", a.admin_group.is_some()),
                 ] {
                     if set {
-                        return Err(invalid(
-                            &format!("connectors[{i}].access.{field}"),
-                            "belongs in the global [access] section".into(),
-                        ));
+                        bad!(
+                            format!("connectors[{i}].access.{field}"),
+                            "belongs in the global [access] section".into()
+                        );
                     }
                 }
             }
@@ -1118,77 +1194,103 @@ impl Config {
                 let mut names = HashSet::new();
                 for (j, u) in dev.users.iter().enumerate() {
                     if u.username.is_empty() || !names.insert(u.username.as_str()) {
-                        return Err(invalid(
-                            &format!("connectors[{i}].users[{j}].username"),
-                            "must be non-empty and unique".into(),
-                        ));
+                        bad!(format!("connectors[{i}].users[{j}].username"), "must be non-empty and unique".into());
                     }
-                    crate::crypto::password::validate_hash(&u.password_hash).map_err(|m| {
-                        invalid(
-                            &format!("connectors[{i}].users[{j}].password_hash"),
-                            format!("is not an argon2 PHC string ({m}); make one with `hubauth hash-password`"),
-                        )
-                    })?;
+                    if let Err(m) = crate::crypto::password::validate_hash(&u.password_hash) {
+                        bad!(
+                            format!("connectors[{i}].users[{j}].password_hash"),
+                            format!("is not an argon2 PHC string ({m}); make one with `hubauth hash-password`")
+                        );
+                    }
                 }
             }
         }
-        if raw_connectors.is_empty() {
-            return Err(invalid("connectors", "at least one connector is needed so people can log in".into()));
+        if raw_connectors.is_empty() && connectors_parsed {
+            bad!("connectors", "at least one connector is needed so people can log in".into());
         }
         let mut connectors = raw_connectors;
         for c in &mut connectors {
             crate::connectors::config::anchor_secret_files(&mut c.kind, base_dir);
         }
-        // Build every connector once (no network): bad URLs, missing secrets and the like are
-        // reported here, with their key, instead of at the first login.
-        let http = crate::connectors::http::UpstreamHttp::new(Default::default())
-            .map_err(|e| invalid("connectors", format!("cannot set up the HTTP client: {e}")))?;
-        crate::connectors::Connectors::from_config(&connectors, &http, &Default::default())
-            .map_err(|e| invalid(&e.key, e.message))?;
+        if connectors_parsed {
+            // Every connector's secrets first, each with its key (all of them, not the first)...
+            let mut stand_ins = connectors.clone();
+            for (i, c) in stand_ins.iter_mut().enumerate() {
+                for (field, source) in crate::connectors::config::secrets_mut(&mut c.kind) {
+                    if let Err(m) = reader.read(source) {
+                        bad!(format!("connectors[{i}].{field}"), m);
+                    }
+                    // ...then each connector is built (no network) with stand-ins for its secrets:
+                    // bad URLs and the like are reported here, with their key, not at the first login.
+                    *source = SecretSource::Inline(placeholder().expose().to_string());
+                }
+            }
+            match crate::connectors::http::UpstreamHttp::new(Default::default()) {
+                Err(e) => bad!("connectors", format!("cannot set up the HTTP client: {e}")),
+                Ok(http) => {
+                    for (i, c) in stand_ins.iter().enumerate() {
+                        if let Err(e) = crate::connectors::Connectors::from_config(
+                            std::slice::from_ref(c),
+                            &http,
+                            &Default::default(),
+                        ) {
+                            // Built alone, it is connectors[0]: give it its place in the file.
+                            bad!(e.key.replacen("connectors[0]", &format!("connectors[{i}]"), 1), e.message);
+                        }
+                    }
+                }
+            }
+        }
 
+        let mut read_optional = |source: Option<&SecretSource>, key: &str| match source.map(|s| reader.read(s)) {
+            None => None,
+            Some(Ok(secret)) => Some(secret.unwrap_or_else(placeholder)),
+            Some(Err(m)) => {
+                bad!(key, m);
+                Some(placeholder())
+            }
+        };
         let jupyterhub = JupyterHubConfig {
-            api_token: raw
-                .jupyterhub
-                .api_token
-                .as_ref()
-                .map(|t| resolve_secret_at(t, base_dir))
-                .transpose()
-                .map_err(|m| invalid("jupyterhub.api_token", m))?,
+            api_token: read_optional(raw.jupyterhub.api_token.as_ref(), "jupyterhub.api_token"),
             api_url: raw.jupyterhub.api_url,
             timeout: raw.jupyterhub.timeout,
         };
-        validate_hub_api(&jupyterhub, &raw.access, &connectors).map_err(|(key, m)| invalid(&key, m))?;
+        let metrics_token = read_optional(raw.metrics.token.as_ref(), "metrics.token");
+        if let Err((key, m)) = validate_hub_api(&jupyterhub, &raw.access, &connectors) {
+            bad!(key, m);
+        }
+        let report = validate_report(raw.report).map_err(|(k, m)| bad!(format!("report.{k}"), m)).ok();
 
-        Ok(Config {
-            issuer: raw.issuer,
-            issuer_url,
-            listen,
-            storage,
-            tokens: raw.tokens,
-            session: raw.session,
-            server: raw.server,
-            clients,
-            connectors,
-            access: raw.access,
-            invites: raw.invites,
-            admin,
-            identity: raw.identity,
-            metrics: {
-                let token = raw
-                    .metrics
-                    .token
-                    .as_ref()
-                    .map(|t| resolve_secret_at(t, base_dir))
-                    .transpose()
-                    .map_err(|m| invalid("metrics.token", m))?;
-                raw.metrics.with_token(token)
-            },
-            static_groups: raw.static_groups,
-            jupyterhub,
-            report: validate_report(raw.report).map_err(|(k, m)| invalid(&format!("report.{k}"), m))?,
-            trusted_proxies,
-            password_login: raw.password_login,
-        })
+        match (issuer_url, listen, storage, trusted_proxies, report) {
+            (Some(issuer_url), Some(listen), Some(storage), Some(trusted_proxies), Some(report))
+                if problems.is_empty() =>
+            {
+                Ok(Config {
+                    issuer: raw.issuer,
+                    issuer_url,
+                    listen,
+                    storage,
+                    tokens: raw.tokens,
+                    session: raw.session,
+                    server: raw.server,
+                    clients,
+                    connectors,
+                    access: raw.access,
+                    invites: raw.invites,
+                    admin,
+                    identity: raw.identity,
+                    metrics: raw.metrics.with_token(metrics_token),
+                    static_groups: raw.static_groups,
+                    jupyterhub,
+                    report,
+                    trusted_proxies,
+                    password_login: raw.password_login,
+                    secrets,
+                })
+            }
+            // A missing value always came with its problem.
+            _ => Err(ConfigError::Problems { path: path.into(), problems }),
+        }
     }
 
     pub fn client(&self, id: &str) -> Option<&ClientConfig> {
@@ -1412,12 +1514,13 @@ fn resolve_secret_at(source: &SecretSource, base_dir: &Path) -> Result<Secret, S
     }
 }
 
-fn resolve_storage(
-    raw: RawStorage,
-    base_dir: &Path,
-    invalid: &dyn Fn(&str, String) -> ConfigError,
-) -> Result<StorageConfig, ConfigError> {
-    let url = resolve_secret_at(&raw.url, base_dir).map_err(|m| invalid("storage.url", m))?;
+fn resolve_storage(raw: RawStorage, reader: &SecretReader) -> Result<StorageConfig, (String, String)> {
+    let invalid = |key: &str, message: String| (key.to_string(), message);
+    let base_dir = reader.base_dir;
+    let Some(url) = reader.read(&raw.url).map_err(|m| invalid("storage.url", m))? else {
+        // Not read (Secrets::Skip): nothing to check, and nothing will open it.
+        return Ok(StorageConfig { url: "sqlite://(not read)".into(), ..StorageConfig::default() });
+    };
     let url = url.expose().to_string();
     if !is_postgres_url(&url) {
         if raw.password.is_some() || raw.ssl_mode.is_some() || raw.ssl_root_cert.is_some() {
@@ -1428,7 +1531,10 @@ fn resolve_storage(
     }
     let mut parsed = url::Url::parse(&url).map_err(|e| invalid("storage.url", format!("{}: {e}", redact_url(&url))))?;
     if let Some(password) = &raw.password {
-        let password = resolve_secret_at(password, base_dir).map_err(|m| invalid("storage.password", m))?;
+        let password = reader
+            .read(password)
+            .map_err(|m| invalid("storage.password", m))?
+            .unwrap_or_else(|| Secret::new(String::new()));
         parsed
             .set_password(Some(password.expose()))
             .map_err(|()| invalid("storage.password", "the URL cannot carry a password".into()))?;

@@ -15,7 +15,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = super::load_config(&args.config)?;
+    // The fragment holds no secret of the broker's (the hub reads its client secret from its own
+    // environment), so none is read: it prints where the broker's secrets are not at hand.
+    let config = crate::config::Config::load_with(&args.config, crate::config::Secrets::Skip)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let client = config.client(&args.client).ok_or_else(|| {
         let known: Vec<_> = config.clients.iter().map(|c| c.id.as_str()).collect();
         anyhow::anyhow!(

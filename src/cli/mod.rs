@@ -91,7 +91,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args).await,
         Command::Serve { config } => crate::app::serve(load_config(&config)?).await,
         Command::CheckConfig { config } => {
-            let c = load_config(&config)?;
+            let c = match Config::load(&config) {
+                Ok(c) => c,
+                // All of them, one a line, each with its key.
+                Err(crate::config::ConfigError::Problems { problems, .. }) if problems.len() > 1 => {
+                    for (key, message) in &problems {
+                        eprintln!("error: {}: `{key}`: {message}", config.display());
+                    }
+                    anyhow::bail!("{}: {} problems", config.display(), problems.len());
+                }
+                Err(e) => anyhow::bail!("{e}"),
+            };
             // serve refuses to start without the keyring when tokens must be kept; say so now.
             let keeps_tokens = c.connectors.iter().any(|k| !matches!(k.kind, crate::config::ConnectorConfig::Dev(_)));
             match crate::crypto::Sealer::from_env() {

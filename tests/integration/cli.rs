@@ -421,3 +421,118 @@ fn jupyterhub_config_grants_the_exchange_scope_when_notebooks_exchange_hub_token
     }
     assert_compiles_as_python(&py);
 }
+
+/// The hub's fragment needs none of the broker's secrets: with every one of them unset it
+/// prints, and the hub client's secret stays a reference to the hub's own environment.
+#[test]
+fn jupyterhub_config_prints_without_the_brokers_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = r#"
+issuer = "http://127.0.0.1:5556"
+[storage]
+url = { env = "FH_UNSET_DB_URL" }
+[admin]
+api_tokens = [{ env = "FH_UNSET_ADMIN_TOKEN" }]
+[metrics]
+token = { file = "no-such-metrics-token" }
+[[clients]]
+id = "hub"
+secret = { env = "FH_UNSET_HUB_SECRET" }
+redirect_uris = ["http://127.0.0.1:8000/hub/oauth_callback"]
+[[connectors]]
+type = "github"
+id = "github"
+client_id = "abc"
+client_secret = { env = "GITHUB_CLIENT_SECRET" }
+"#;
+    let path = write_config(dir.path(), toml);
+    let run = |command: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hubauth"));
+        cmd.args([command, "--config", &path]).env_remove("HUBAUTH_CONFIG");
+        if command == "jupyterhub-config" {
+            cmd.args(["--client", "hub"]);
+        }
+        for var in ["FH_UNSET_DB_URL", "FH_UNSET_ADMIN_TOKEN", "FH_UNSET_HUB_SECRET", "GITHUB_CLIENT_SECRET"] {
+            cmd.env_remove(var);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, py, stderr) = run("jupyterhub-config");
+    assert!(ok, "{stderr}");
+    assert!(py.contains("c.GenericOAuthenticator.client_id = \"hub\"\n"), "{py}");
+    assert!(py.contains("c.GenericOAuthenticator.client_secret = os.environ[\"HUBAUTH_CLIENT_SECRET\"]"), "{py}");
+    assert!(py.contains("http://127.0.0.1:5556/token"), "{py}");
+    assert_compiles_as_python(&py);
+    // The same file is not fit to serve, and check-config says so, secret by secret.
+    let (ok, _, stderr) = run("check-config");
+    assert!(!ok);
+    for key in [
+        "`storage.url`",
+        "`admin.api_tokens[0]`",
+        "`metrics.token`",
+        "`clients[0].secret`",
+        "`connectors[0].client_secret`",
+    ] {
+        assert!(stderr.lines().any(|l| l.starts_with("error: ") && l.contains(key)), "{key} missing:\n{stderr}");
+    }
+}
+
+/// One run names every problem, one a line with its key, not only the first.
+#[test]
+fn check_config_lists_every_problem_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = r#"
+issuer = "http://hub.example.org/auth"
+listen = "127.0.0.1:5556"
+[tokens]
+authorization_code_lifetime = "5m"
+[server]
+max_connections = 0
+[[clients]]
+id = "hub"
+secret = "short"
+redirect_uris = ["https://hub.example.org/*"]
+grant_types = ["password"]
+[[connectors]]
+type = "oidc"
+id = "uni"
+issuer = "ftp://login.uni.example"
+client_id = "hubauth"
+client_secret = { env = "FH_UNSET_UNI_SECRET" }
+[[connectors]]
+type = "dev"
+id = "uni"
+"#;
+    let path = write_config(dir.path(), toml);
+    let out = Command::new(env!("CARGO_BIN_EXE_hubauth"))
+        .args(["check-config", "--config", &path])
+        .env_remove("FH_UNSET_UNI_SECRET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let keys = [
+        "`issuer`",
+        "`tokens.authorization_code_lifetime`",
+        "`server.max_connections`",
+        "`clients[0].secret`",
+        "`clients[0].grant_types[0]`",
+        "`clients[0].redirect_uris[0]`",
+        "`connectors[0].client_secret`",
+        "`connectors[0].issuer`",
+        "`connectors[1].id`",
+    ];
+    for key in keys {
+        assert_eq!(
+            stderr.lines().filter(|l| l.starts_with("error: ") && l.contains(key)).count(),
+            1,
+            "{key}:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains(&format!("{} problems", keys.len())), "{stderr}");
+}
