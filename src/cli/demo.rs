@@ -153,12 +153,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  client         : jupyterhub (confidential; secret in {dir}/{SECRET_FILE})");
     println!("  crypt key      : {crypt_key_source} (seals the signing keys; `hubauth keys` commands need it in {CRYPT_KEY_ENV})");
     println!();
-    println!("Start JupyterHub with:");
+    println!("Start JupyterHub (pip install jupyterhub oauthenticator jupyterlab) in a folder of its own, e.g. /tmp/hubauth-hub, with:");
     println!("  export HUBAUTH_CLIENT_SECRET=\"$(cat {dir}/{SECRET_FILE})\"");
     println!("  export JUPYTERHUB_CRYPT_KEY=\"$(openssl rand -hex 32)\"");
     println!("and this in jupyterhub_config.py (also: hubauth jupyterhub-config --config {dir}/hubauth.toml --client jupyterhub):");
     println!();
     print!("{}", super::jupyterhub_config::fragment(&config, client));
+    println!("c.JupyterHub.spawner_class = \"simple\"  # trying out: no system users needed");
+    println!("if os.geteuid() == 0:  # as root, the single-user server starts only with --allow-root");
+    println!("    c.Spawner.args = [\"--allow-root\"]");
     println!();
     crate::app::serve_on(listener, config, Some(sealer)).await
 }

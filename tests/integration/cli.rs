@@ -536,3 +536,15 @@ id = "uni"
     }
     assert!(stderr.contains(&format!("{} problems", keys.len())), "{stderr}");
 }
+
+/// Secrets::Skip configs hold stand-ins for their secrets: they describe, they never serve.
+#[tokio::test]
+async fn a_config_loaded_without_its_secrets_is_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &config_toml("hubauth.db"));
+    let config = hubauth::config::Config::load_with(path.as_ref(), hubauth::config::Secrets::Skip).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = hubauth::app::serve_on(listener, config, Some(test_sealer())).await.unwrap_err();
+    assert!(err.to_string().contains("without its secrets"), "{err}");
+    assert!(!dir.path().join("hubauth.db").exists(), "refused before opening the store");
+}
