@@ -21,11 +21,11 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync, readFileSync, rmSync, mkdirSync, existsSync } from 'node:fs';
-import { randomBytes, createHash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  freePort, tempDir, run, startProcess, waitForHttp, artifactPath, CookieJar, browse, loginViaForm, HUBAUTH_BIN, REPO_ROOT,
+  freePort, tempDir, run, startProcess, waitForHttp, artifactPath, CookieJar, browse, signInAndRedeem, HUBAUTH_BIN, REPO_ROOT,
 } from './lib/harness.mjs';
 import { VENV_BIN } from './lib/jupyterhub.mjs';
 import { startHubauthServe, tomlStr } from './lib/upstream-oidc.mjs';
@@ -123,27 +123,10 @@ async function eventually(what, check, ms = 20_000) {
 
 /** ada signs in through the login form and the hub client redeems the code; the token response. */
 async function signInAda() {
-  const verifier = randomBytes(32).toString('base64url');
-  const challenge = createHash('sha256').update(verifier).digest('base64url');
-  const url = new URL(`http://127.0.0.1:${ports.main}/authorize`);
-  for (const [k, v] of Object.entries({
-    response_type: 'code', client_id: 'hub', redirect_uri: REDIRECT, scope: 'openid profile groups',
-    state: randomBytes(8).toString('hex'), code_challenge: challenge, code_challenge_method: 'S256',
-  })) url.searchParams.set(k, v);
-  const { redirect } = await loginViaForm(new CookieJar(), url, 'ada', PASSWORD);
-  const code = redirect.searchParams.get('code');
-  assert.ok(code, `a code at the redirect: ${redirect}`);
-  const r = await fetch(`http://127.0.0.1:${ports.main}/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier,
-      client_id: 'hub', client_secret: CLIENT_SECRET,
-    }),
-    signal: AbortSignal.timeout(10_000),
+  return signInAndRedeem({
+    base: `http://127.0.0.1:${ports.main}`, clientId: 'hub', clientSecret: CLIENT_SECRET, redirectUri: REDIRECT,
+    username: 'ada', password: PASSWORD,
   });
-  assert.equal(r.status, 200, await r.clone().text());
-  return r.json();
 }
 
 async function scrape() {

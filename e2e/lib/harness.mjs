@@ -7,6 +7,7 @@
 // - parseForm(): extract a <form> and its inputs from HTML
 import { spawn, execFile } from 'node:child_process';
 import { mkdtempSync, mkdirSync, createWriteStream, readFileSync, existsSync, rmSync } from 'node:fs';
+import { randomBytes, createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
@@ -328,6 +329,34 @@ export async function loginViaForm(jar, authorizeUrl, username, password) {
     throw new Error(`login POST answered ${post.status} (expected 303): ${post.text.slice(0, 800)}`);
   }
   return { redirect: post.location, authorize: a, loginPage: page, form, post, sso: false };
+}
+
+/**
+ * Signs `username` in through hubauth's login form as client `clientId` (authorization code
+ * with PKCE, client_secret_post) and redeems the code; the token response's JSON.
+ */
+export async function signInAndRedeem({ base, clientId, clientSecret, redirectUri, username, password }) {
+  const verifier = randomBytes(32).toString('base64url');
+  const challenge = createHash('sha256').update(verifier).digest('base64url');
+  const url = new URL(`${base}/authorize`);
+  for (const [k, v] of Object.entries({
+    response_type: 'code', client_id: clientId, redirect_uri: redirectUri, scope: 'openid profile groups',
+    state: randomBytes(8).toString('hex'), code_challenge: challenge, code_challenge_method: 'S256',
+  })) url.searchParams.set(k, v);
+  const { redirect } = await loginViaForm(new CookieJar(), url, username, password);
+  const code = redirect.searchParams.get('code');
+  if (!code) throw new Error(`no code at the redirect: ${redirect}`);
+  const r = await fetch(`${base}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'authorization_code', code, redirect_uri: redirectUri, code_verifier: verifier,
+      client_id: clientId, client_secret: clientSecret,
+    }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (r.status !== 200) throw new Error(`the code exchange answered ${r.status}: ${await r.text()}`);
+  return r.json();
 }
 
 export function artifactPath(name) {
