@@ -284,12 +284,44 @@ pub struct IdentityConfig {
 struct RawAdmin {
     #[serde(default)]
     api_tokens: Vec<SecretSource>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    admin_users: Vec<String>,
+    #[serde(default)]
+    viewer_groups: Vec<String>,
+    #[serde(default)]
+    viewer_users: Vec<String>,
 }
 
-/// `[admin]`: who may use the admin API.
+/// The client id the admin console signs people in as (its sign-ins end on the console, with no
+/// authorization code); no configured client may take it.
+pub const CONSOLE_CLIENT_ID: &str = "hubauth-console";
+
+/// `[admin]`: who runs the hub's sign-ins. People are admins (or read-only viewers) through their
+/// groups or usernames, and sign in to the console like anyone else; scripts use API tokens.
 #[derive(Debug, Clone, Default)]
 pub struct AdminConfig {
+    /// Static tokens for scripts, with full (write) access. Tokens made by `hubauth admin tokens
+    /// create` live in the database instead.
     pub api_tokens: Vec<Secret>,
+    /// Members of these groups (hubauth's groups, as in the `groups` claim) are console admins.
+    pub groups: Vec<String>,
+    /// These usernames are console admins.
+    pub admin_users: Vec<String>,
+    /// Members of these groups may look but not change anything.
+    pub viewer_groups: Vec<String>,
+    pub viewer_users: Vec<String>,
+}
+
+impl AdminConfig {
+    /// Whether anyone can sign in to the console (someone is named an admin or viewer).
+    pub fn console_enabled(&self) -> bool {
+        !(self.groups.is_empty()
+            && self.admin_users.is_empty()
+            && self.viewer_groups.is_empty()
+            && self.viewer_users.is_empty())
+    }
 }
 
 /// `[invites]`: workshop invitation links.
@@ -918,7 +950,23 @@ impl Config {
                 problems.push((($key).to_string(), $message))
             };
         }
-        let mut admin = AdminConfig::default();
+        let mut admin = AdminConfig {
+            groups: raw.admin.groups.clone(),
+            admin_users: raw.admin.admin_users.clone(),
+            viewer_groups: raw.admin.viewer_groups.clone(),
+            viewer_users: raw.admin.viewer_users.clone(),
+            ..AdminConfig::default()
+        };
+        for (key, names) in [
+            ("admin.groups", &admin.groups),
+            ("admin.admin_users", &admin.admin_users),
+            ("admin.viewer_groups", &admin.viewer_groups),
+            ("admin.viewer_users", &admin.viewer_users),
+        ] {
+            if let Some(i) = names.iter().position(|n| n.trim().is_empty() || n.trim() != n) {
+                bad!(format!("{key}[{i}]"), "must be a name without surrounding spaces".into());
+            }
+        }
         for (i, source) in raw.admin.api_tokens.iter().enumerate() {
             let key = format!("admin.api_tokens[{i}]");
             match reader.read(source) {
@@ -1015,6 +1063,9 @@ impl Config {
             }
             if !seen.insert(c.id.clone()) {
                 bad!(key("id"), format!("client id {:?} is used twice", c.id));
+            }
+            if c.id == CONSOLE_CLIENT_ID {
+                bad!(key("id"), format!("{CONSOLE_CLIENT_ID:?} is reserved for hubauth's admin console"));
             }
             let secret = match (&c.secret, c.public) {
                 (Some(_), true) => {

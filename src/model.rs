@@ -134,6 +134,55 @@ pub struct AuditEvent {
     pub client_id: Option<String>,
     pub request_id: Option<String>,
     pub detail: Option<String>,
+    /// Who made the change: a console user's username, `token:ID`, `cli:USER`; `None` for what
+    /// happens without anyone's hand (sign-ins, refreshes).
+    pub actor: Option<String>,
+}
+
+/// What an admin API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AdminScope {
+    Read,
+    Write,
+}
+
+impl AdminScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminScope::Read => "read",
+            AdminScope::Write => "write",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "read" => Some(AdminScope::Read),
+            "write" => Some(AdminScope::Write),
+            _ => None,
+        }
+    }
+}
+
+/// An admin API token made by `hubauth admin tokens create`; only its hash is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminToken {
+    pub id: String,
+    pub token_hash: String,
+    /// What it is for, as its creator wrote it.
+    pub name: String,
+    pub scope: AdminScope,
+    pub created_by: String,
+    pub created_at: UnixTime,
+    pub expires_at: Option<UnixTime>,
+    pub revoked_at: Option<UnixTime>,
+    pub last_used_at: Option<UnixTime>,
+}
+
+impl AdminToken {
+    /// Usable at `now`: not revoked, not expired.
+    pub fn live_at(&self, now: UnixTime) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+    }
 }
 
 #[derive(Debug, Clone)]

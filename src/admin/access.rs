@@ -127,7 +127,7 @@ pub async fn allow(
     if let Some(t) = stored.expires_at {
         detail.push_str(&format!("; expires at {t}"));
     }
-    audit(store, "access_allowed", &stored, stored.created_at, request_id, detail).await?;
+    audit(store, "access_allowed", &stored, &stored.created_by, stored.created_at, request_id, detail).await?;
     Ok((stored, replaced))
 }
 
@@ -143,7 +143,7 @@ pub async fn deny(
         return Ok(None);
     };
     let detail = format!("by {actor}: removed {} from the allow-list", removed.selector);
-    audit(store, "access_denied", &removed, now, request_id, detail).await?;
+    audit(store, "access_denied", &removed, actor, now, request_id, detail).await?;
     Ok(Some(removed))
 }
 
@@ -151,6 +151,7 @@ async fn audit(
     store: &dyn Store,
     kind: &str,
     entry: &AccessEntry,
+    actor: &str,
     at: UnixTime,
     request_id: Option<String>,
     detail: String,
@@ -169,6 +170,7 @@ async fn audit(
             connector_id,
             request_id,
             detail: Some(detail),
+            actor: Some(actor.into()),
             ..Default::default()
         })
         .await

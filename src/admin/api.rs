@@ -23,36 +23,22 @@ use serde_json::json;
 
 use super::access::{self, NewEntry};
 use super::invites::{self, NewInvite};
+use super::principal::{self, Principal};
+use super::Actor;
 use crate::app::SharedState;
 
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-/// `None` when the request carries a valid admin token, else the refusal to send.
-fn refusal(state: &SharedState, headers: &HeaderMap) -> Option<Response> {
-    let tokens = &state.config.admin.api_tokens;
-    if tokens.is_empty() {
-        return Some(error(StatusCode::FORBIDDEN, "the admin API is off: configure [admin] api_tokens"));
-    }
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .unwrap_or("");
-    // Every configured token is compared, so timing does not tell which one came close.
-    let ok = tokens.iter().fold(false, |acc, t| t.matches(presented) | acc);
-    if presented.is_empty() || !ok {
-        let mut r = error(StatusCode::UNAUTHORIZED, "a valid admin API token is required");
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer realm=\"hubauth-admin\"".parse().unwrap());
-        return Some(r);
-    }
-    None
+/// Who is asking, if they may: `write` asks for the admin role (a read token or a viewer is
+/// refused), else the viewer role is enough.
+async fn allowed(state: &SharedState, headers: &HeaderMap, write: bool) -> Result<Principal, Response> {
+    principal::for_api(state, headers, write).await.map_err(|r| r.api_response())
 }
 
 pub async fn list_invites(State(state): State<SharedState>, headers: HeaderMap) -> Response {
-    if let Some(r) = refusal(&state, &headers) {
+    if let Err(r) = allowed(&state, &headers, false).await {
         return r;
     }
     let now = state.clock.now();
@@ -66,9 +52,10 @@ pub async fn list_invites(State(state): State<SharedState>, headers: HeaderMap) 
 }
 
 pub async fn create_invite(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = refusal(&state, &headers) {
-        return r;
-    }
+    let who = match allowed(&state, &headers, true).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let new: NewInvite = match serde_json::from_slice(&body) {
         Ok(n) => n,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid invite: {e}")),
@@ -76,7 +63,7 @@ pub async fn create_invite(State(state): State<SharedState>, headers: HeaderMap,
     if let Err(m) = invites::validate(&state.config, &new) {
         return error(StatusCode::BAD_REQUEST, &m);
     }
-    match invites::create(state.store.as_ref(), &state.config, &new, state.clock.now()).await {
+    match invites::create(state.store.as_ref(), &state.config, &new, &Actor::of(&who), state.clock.now()).await {
         Ok(created) => {
             tracing::info!(invite = %created.id, "invite created through the admin API");
             (StatusCode::CREATED, Json(created)).into_response()
@@ -89,10 +76,11 @@ pub async fn create_invite(State(state): State<SharedState>, headers: HeaderMap,
 }
 
 pub async fn revoke_invite(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Some(r) = refusal(&state, &headers) {
-        return r;
-    }
-    match state.store.revoke_invite(&id, state.clock.now()).await {
+    let who = match allowed(&state, &headers, true).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match invites::revoke(state.store.as_ref(), &id, &Actor::of(&who), state.clock.now()).await {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => error(StatusCode::NOT_FOUND, "no open invite with this id"),
         Err(e) => {
@@ -102,16 +90,13 @@ pub async fn revoke_invite(State(state): State<SharedState>, headers: HeaderMap,
     }
 }
 
-/// Who the audit log names for changes through the API: the static tokens carry no name.
-const API_ACTOR: &str = "admin-api";
-
 fn storage_unavailable(what: &str, e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "could not {what}");
     error(StatusCode::SERVICE_UNAVAILABLE, "storage is unavailable; try again")
 }
 
 pub async fn list_access(State(state): State<SharedState>, headers: HeaderMap) -> Response {
-    if let Some(r) = refusal(&state, &headers) {
+    if let Err(r) = allowed(&state, &headers, false).await {
         return r;
     }
     let now = state.clock.now();
@@ -122,15 +107,16 @@ pub async fn list_access(State(state): State<SharedState>, headers: HeaderMap) -
 }
 
 pub async fn allow_access(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = refusal(&state, &headers) {
-        return r;
-    }
+    let who = match allowed(&state, &headers, true).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let new: NewEntry = match serde_json::from_slice(&body) {
         Ok(n) => n,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid allow-list entry: {e}")),
     };
     let now = state.clock.now();
-    let entry = match access::entry(&state.config, &new, API_ACTOR, now) {
+    let entry = match access::entry(&state.config, &new, &who.actor, now) {
         Ok(e) => e,
         Err(m) => return error(StatusCode::BAD_REQUEST, &m),
     };
@@ -145,11 +131,12 @@ pub async fn allow_access(State(state): State<SharedState>, headers: HeaderMap, 
 }
 
 pub async fn deny_access(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Some(r) = refusal(&state, &headers) {
-        return r;
-    }
+    let who = match allowed(&state, &headers, true).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let now = state.clock.now();
-    match access::deny(state.store.as_ref(), &id, API_ACTOR, now, crate::web::request_id::current()).await {
+    match access::deny(state.store.as_ref(), &id, &who.actor, now, crate::web::request_id::current()).await {
         Ok(Some(removed)) => {
             tracing::info!(entry = %removed.id, "allow-list entry removed through the admin API");
             StatusCode::NO_CONTENT.into_response()
@@ -171,7 +158,7 @@ pub async fn activity_report(
     Query(q): Query<ActivityQuery>,
 ) -> Response {
     use super::report::{self, Format};
-    if let Some(r) = refusal(&state, &headers) {
+    if let Err(r) = allowed(&state, &headers, false).await {
         return r;
     }
     let inactive_since = match q.inactive_since.as_deref().map(report::parse_age).transpose() {
@@ -193,5 +180,65 @@ pub async fn activity_report(
             tracing::error!(error = %e, "could not build the activity report");
             error(StatusCode::SERVICE_UNAVAILABLE, "storage is unavailable; try again")
         }
+    }
+}
+
+/// `POST /admin/api/tokens` body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub name: String,
+    /// `read` or `write`.
+    pub scope: String,
+    /// e.g. `90d`; without it the token lives until revoked.
+    pub expires_in: Option<String>,
+}
+
+pub async fn list_tokens(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    if let Err(r) = allowed(&state, &headers, false).await {
+        return r;
+    }
+    let now = state.clock.now();
+    match state.store.admin_tokens().await {
+        Ok(all) => Json(all.iter().map(|t| principal::view(t, now)).collect::<Vec<_>>()).into_response(),
+        Err(e) => storage_unavailable("list admin tokens", e),
+    }
+}
+
+pub async fn create_token(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
+    let who = match allowed(&state, &headers, true).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let new: NewToken = match serde_json::from_slice(&body) {
+        Ok(n) => n,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid token request: {e}")),
+    };
+    let now = state.clock.now();
+    let (name, scope, expires_at) =
+        match principal::check_new_token(&new.name, &new.scope, new.expires_in.as_deref(), now) {
+            Ok(v) => v,
+            Err(m) => return error(StatusCode::BAD_REQUEST, &m),
+        };
+    let actor = Actor::of(&who);
+    match principal::create_token(state.store.as_ref(), &name, scope, &actor, now, expires_at).await {
+        Ok((token, value)) => {
+            let mut body = serde_json::to_value(principal::view(&token, now)).unwrap_or_default();
+            body["token"] = serde_json::Value::String(value);
+            (StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+        }
+        Err(e) => storage_unavailable("create an admin token", e),
+    }
+}
+
+pub async fn revoke_token(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let who = match allowed(&state, &headers, true).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match principal::revoke_token(state.store.as_ref(), &id, &Actor::of(&who), state.clock.now()).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, "no live admin token with this id"),
+        Err(e) => storage_unavailable("revoke an admin token", e),
     }
 }

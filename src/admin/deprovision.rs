@@ -160,11 +160,7 @@ impl HubApi {
     }
 }
 
-/// Who asked, for the audit log.
-pub struct Actor {
-    /// e.g. `cli:alice` (the operating-system user who ran the command).
-    pub name: String,
-}
+pub use super::Actor;
 
 /// Deprovisions `usernames` in order, each on its own. Without `apply` nothing changes: each
 /// outcome says what would happen.
@@ -253,6 +249,8 @@ async fn audit(
         username: Some(username.into()),
         user_id: user_id.map(str::to_owned),
         detail: Some(format!("{what}, by {}", actor.name)),
+        actor: Some(actor.name.clone()),
+        request_id: actor.request_id.clone(),
         ..Default::default()
     };
     if let Err(e) = store.record_audit(&event).await {

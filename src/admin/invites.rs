@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::clock::UnixTime;
 use crate::config::Config;
 use crate::crypto::random::{random_value, value_hash};
-use crate::store::{Invite, Store};
+use crate::store::{AuditEvent, Invite, Store, StoreResult};
 
 /// What an admin asks for.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -59,6 +59,7 @@ pub async fn create(
     store: &dyn Store,
     config: &Config,
     new: &NewInvite,
+    actor: &super::Actor,
     now: UnixTime,
 ) -> anyhow::Result<CreatedInvite> {
     validate(config, new).map_err(|m| anyhow::anyhow!(m))?;
@@ -78,11 +79,43 @@ pub async fn create(
         revoked_at: None,
     };
     store.create_invite(&invite).await?;
+    let mut detail = format!("invite {} created, expires at {}", invite.id, invite.expires_at);
+    if !invite.groups.is_empty() {
+        detail.push_str(&format!("; groups {}", invite.groups.join(", ")));
+    }
+    if let Some(m) = invite.max_uses {
+        detail.push_str(&format!("; at most {m} uses"));
+    }
+    let event = AuditEvent {
+        at: now,
+        kind: "invite_created".into(),
+        reason: Some(format!("invite:{}", invite.id)),
+        connector_id: invite.connector_id.clone(),
+        detail: Some(detail),
+        ..Default::default()
+    };
+    actor.audit(store, event).await;
     Ok(CreatedInvite {
         id: invite.id,
         link: config.endpoint(&format!("/invite/{token}")),
         expires_at: invite.expires_at,
     })
+}
+
+/// Revokes the invite and audits it; false if there was no open invite with this id.
+pub async fn revoke(store: &dyn Store, id: &str, actor: &super::Actor, now: UnixTime) -> StoreResult<bool> {
+    let revoked = store.revoke_invite(id, now).await?;
+    if revoked {
+        let event = AuditEvent {
+            at: now,
+            kind: "invite_revoked".into(),
+            reason: Some(format!("invite:{id}")),
+            detail: Some(format!("invite {id} revoked")),
+            ..Default::default()
+        };
+        actor.audit(store, event).await;
+    }
+    Ok(revoked)
 }
 
 /// An invite as admins see it (never the token).

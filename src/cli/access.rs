@@ -65,20 +65,13 @@ pub enum AccessCommand {
     },
 }
 
-/// Who the audit log names for a change from this command line.
-fn actor() -> String {
-    match std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
-        Ok(u) if !u.is_empty() && u.len() <= 64 && !u.chars().any(char::is_control) => format!("cli:{u}"),
-        _ => "cli".into(),
-    }
-}
-
 pub async fn run(command: AccessCommand) -> anyhow::Result<()> {
     match command {
         AccessCommand::Allow { config, who, groups, note, expires_in } => {
             let config = super::load_config(&config)?;
             let new = NewEntry { username: who.username, email: who.email, login: who.login, groups, note, expires_in };
-            let entry = access::entry(&config, &new, &actor(), SystemClock.now()).map_err(|m| anyhow::anyhow!(m))?;
+            let entry = access::entry(&config, &new, &crate::admin::Actor::cli().name, SystemClock.now())
+                .map_err(|m| anyhow::anyhow!(m))?;
             let store = crate::app::open_store(&config).await?;
             let (stored, replaced) = access::allow(store.as_ref(), &entry, None).await?;
             println!(
@@ -104,7 +97,9 @@ pub async fn run(command: AccessCommand) -> anyhow::Result<()> {
             let Some(entry) = store.access_entry(&selector).await? else {
                 anyhow::bail!("no allow-list entry for {selector} (see `hubauth access list`)");
             };
-            match access::deny(store.as_ref(), &entry.id, &actor(), SystemClock.now(), None).await? {
+            match access::deny(store.as_ref(), &entry.id, &crate::admin::Actor::cli().name, SystemClock.now(), None)
+                .await?
+            {
                 Some(removed) => {
                     println!("removed allow-list entry {} for {}", removed.id, removed.selector);
                     Ok(())

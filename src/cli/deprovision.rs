@@ -54,12 +54,7 @@ pub async fn run(args: DeprovisionArgs) -> anyhow::Result<()> {
     let mut seen = std::collections::HashSet::new();
     usernames.retain(|u| seen.insert(u.clone()));
     let action = if args.delete { Action::Delete } else { Action::Block };
-    let actor = Actor {
-        name: format!(
-            "cli:{}",
-            std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into())
-        ),
-    };
+    let actor = Actor::cli();
     if !args.apply {
         eprintln!("dry run: nothing is changed (add --apply to make these changes)");
     }

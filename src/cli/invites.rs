@@ -52,7 +52,8 @@ pub async fn run(command: InvitesCommand) -> anyhow::Result<()> {
             let config = super::load_config(&config)?;
             let store = crate::app::open_store(&config).await?;
             let new = NewInvite { expires_in, max_uses, groups, connector, note };
-            let created = invites::create(store.as_ref(), &config, &new, SystemClock.now()).await?;
+            let created =
+                invites::create(store.as_ref(), &config, &new, &crate::admin::Actor::cli(), SystemClock.now()).await?;
             println!("invite {} (expires at {})", created.id, created.expires_at);
             println!("{}", created.link);
             Ok(())
@@ -87,7 +88,7 @@ pub async fn run(command: InvitesCommand) -> anyhow::Result<()> {
         InvitesCommand::Revoke { config, id } => {
             let config = super::load_config(&config)?;
             let store = crate::app::open_store(&config).await?;
-            if store.revoke_invite(&id, SystemClock.now()).await? {
+            if invites::revoke(store.as_ref(), &id, &crate::admin::Actor::cli(), SystemClock.now()).await? {
                 println!("invite {id} revoked");
                 Ok(())
             } else {

@@ -1,6 +1,7 @@
 //! The `hubauth` command line.
 
 pub mod access;
+pub mod admin;
 pub mod db;
 pub mod demo;
 pub mod deprovision;
@@ -45,6 +46,11 @@ pub enum Command {
     Invites {
         #[command(subcommand)]
         command: invites::InvitesCommand,
+    },
+    /// Admin API tokens for scripts (people sign in to the console instead).
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
     },
     /// The runtime allow-list: admit people beside the configured [access] rules.
     Access {
@@ -138,6 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { command } => keys::run(command).await,
         Command::Db { command } => db::run(command).await,
         Command::Invites { command } => invites::run(command).await,
+        Command::Admin { command } => admin::run(command).await,
         Command::Users { command } => users::run(command).await,
         Command::Access { command } => access::run(command).await,
         Command::Token(args) => token::run(args).await,

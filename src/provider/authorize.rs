@@ -272,7 +272,7 @@ async fn authorize(state: SharedState, jar: CookieJar, from: ClientAddress, raw:
 }
 
 /// Parks the request and sends the browser to the login page, bound to this browser by a cookie.
-async fn start_login(
+pub(crate) async fn start_login(
     state: &SharedState,
     jar: CookieJar,
     from: ClientAddress,
@@ -347,6 +347,10 @@ pub async fn issue_code(
     session_id: Option<&str>,
     auth_time: i64,
 ) -> Result<Response, PageError> {
+    // The console's own sign-in ends on the console page it came from: no code, no client.
+    if crate::console::gate::is_console(request) {
+        return Ok(crate::console::gate::back_to(state, &request.redirect_uri));
+    }
     let now = state.clock.now();
     let code = bearer_value("hac");
     let record = AuthorizationCode {

@@ -179,6 +179,21 @@ const TABLES: &[(&str, &[Column])] = &[
             ("client_id", "client_id", Text),
             ("request_id", "request_id", Text),
             ("detail", "detail", Text),
+            ("actor", "actor", Text),
+        ],
+    ),
+    (
+        "admin_tokens",
+        &[
+            ("id", "id", Text),
+            ("token_hash", "token_hash", Text),
+            ("name", "name", Text),
+            ("scope", "scope", Text),
+            ("created_by", "created_by", Text),
+            ("created_at", "created_at", Int),
+            ("expires_at", "expires_at", Int),
+            ("revoked_at", "revoked_at", Int),
+            ("last_used_at", "last_used_at", Int),
         ],
     ),
     (

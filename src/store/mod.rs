@@ -386,6 +386,24 @@ pub trait AuditStore: Send + Sync {
     async fn audit_events(&self, limit: u32) -> StoreResult<Vec<AuditEvent>>;
 }
 
+/// Admin API tokens made at run time (`hubauth admin tokens create`).
+#[async_trait]
+pub trait AdminTokenStore: Send + Sync {
+    async fn create_admin_token(&self, token: &AdminToken) -> StoreResult<()>;
+
+    /// The token with this hash, live or not (callers check [`AdminToken::live_at`]).
+    async fn admin_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<AdminToken>>;
+
+    /// Every token, newest first.
+    async fn admin_tokens(&self) -> StoreResult<Vec<AdminToken>>;
+
+    /// Revokes the token at `now`; false if there is none with this id or it was revoked already.
+    async fn revoke_admin_token(&self, id: &str, now: UnixTime) -> StoreResult<bool>;
+
+    /// Records a use at `now`, unless one within the last [`TOKEN_USE_RESOLUTION`] seconds is.
+    async fn note_admin_token_use(&self, id: &str, now: UnixTime) -> StoreResult<()>;
+}
+
 /// The password-login throttle, when the backend can share it between replicas (the defaults keep it in each process).
 #[async_trait]
 pub trait ThrottleStore: Send + Sync {
@@ -426,6 +444,7 @@ pub trait Store:
     + AccessListStore
     + AccountStore
     + AuditStore
+    + AdminTokenStore
     + ThrottleStore
     + 'static
 {

@@ -70,6 +70,9 @@ pub async fn load_pending(
 }
 
 pub fn client_name(state: &SharedState, request: &AuthorizationRequest) -> String {
+    if crate::console::gate::is_console(request) {
+        return "the hub admins' console".into();
+    }
     state.config.client(&request.client_id).map(|c| c.name.clone()).unwrap_or_else(|| request.client_id.clone())
 }
 

@@ -19,7 +19,10 @@ impl Templates {
             ("invite.html", include_str!("templates/invite.html")),
             ("logout.html", include_str!("templates/logout.html")),
             ("home.html", include_str!("templates/home.html")),
-        ] {
+        ]
+        .into_iter()
+        .chain(crate::console::page::TEMPLATES.iter().copied())
+        {
             env.add_template(name, source).expect("built-in templates are valid");
         }
         Self(env)

@@ -26,7 +26,8 @@ fn admin_toml() -> String {
     format!("[admin]\napi_tokens = [\"{ADMIN_TOKEN}\"]\n")
 }
 
-fn hubauth(config: &str, args: &[&str]) -> (bool, String, String) {
+/// Runs the `hubauth` binary with `args --config config` as the OS user `operator`.
+pub fn hubauth(config: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_hubauth"))
         .args(args)
         .args(["--config", config])
@@ -180,7 +181,7 @@ async fn the_admin_api_adds_lists_and_removes_entries() {
     let created = res.json();
     assert_eq!(created["kind"], "login");
     assert_eq!(created["connector"], "dev");
-    assert_eq!(created["created_by"], "admin-api");
+    assert_eq!(created["created_by"], "config-token");
     let res = api(&app, "POST", "/admin/api/access", Some(json!({"login": "dev:sam", "groups": ["g2"]}))).await;
     assert_eq!(res.status, StatusCode::OK, "the same person again replaces the entry");
     assert_eq!(res.json()["id"], created["id"]);
@@ -204,7 +205,8 @@ async fn the_admin_api_adds_lists_and_removes_entries() {
     let audit = app.store.audit_events(50).await.unwrap();
     assert_eq!(audit.iter().filter(|e| e.kind == "access_allowed").count(), 2, "added, then replaced");
     let denied = audit.iter().find(|e| e.kind == "access_denied").unwrap();
-    assert!(denied.detail.as_deref().unwrap().contains("by admin-api: removed login dev:sam"));
+    assert!(denied.detail.as_deref().unwrap().contains("by config-token: removed login dev:sam"));
+    assert_eq!(denied.actor.as_deref(), Some("config-token"), "the audit log names who did it");
     assert_eq!(denied.connector_id.as_deref(), Some("dev"));
     assert!(denied.request_id.is_some(), "an API change carries its request id");
 }

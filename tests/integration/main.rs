@@ -7,6 +7,7 @@ mod pg;
 
 mod access_list;
 mod activity_report;
+mod admins;
 mod at_rest;
 mod authorize;
 mod cli;

@@ -1229,6 +1229,51 @@ async fn blocked_and_deleted_users(store: Arc<dyn Store>) {
     assert_ne!(again.id, sam.id);
 }
 
+async fn admin_tokens_are_found_by_hash_revoked_once_and_note_use_coarsely(store: Arc<dyn Store>) {
+    let token = |id: &str, hash: &str, at: i64| AdminToken {
+        id: id.into(),
+        token_hash: hash.into(),
+        name: format!("job {id}"),
+        scope: if id == "t1" { AdminScope::Read } else { AdminScope::Write },
+        created_by: "cli:op".into(),
+        created_at: at,
+        expires_at: Some(at + 100),
+        revoked_at: None,
+        last_used_at: None,
+    };
+    store.create_admin_token(&token("t1", "h1", 10)).await.unwrap();
+    store.create_admin_token(&token("t2", "h2", 20)).await.unwrap();
+    assert!(store.create_admin_token(&token("t3", "h1", 30)).await.is_err(), "a hash is one token's");
+    assert_eq!(store.admin_token_by_hash("h1").await.unwrap(), Some(token("t1", "h1", 10)));
+    assert!(store.admin_token_by_hash("h9").await.unwrap().is_none());
+    let all: Vec<String> = store.admin_tokens().await.unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(all, ["t2", "t1"], "newest first");
+
+    store.note_admin_token_use("t1", 50).await.unwrap();
+    store.note_admin_token_use("t1", 80).await.unwrap();
+    assert_eq!(store.admin_token_by_hash("h1").await.unwrap().unwrap().last_used_at, Some(50), "within a minute");
+    store.note_admin_token_use("t1", 111).await.unwrap();
+    assert_eq!(store.admin_token_by_hash("h1").await.unwrap().unwrap().last_used_at, Some(111));
+
+    assert!(store.revoke_admin_token("t2", 60).await.unwrap());
+    assert!(!store.revoke_admin_token("t2", 70).await.unwrap(), "once");
+    assert!(!store.revoke_admin_token("nope", 70).await.unwrap());
+    let t2 = store.admin_token_by_hash("h2").await.unwrap().unwrap();
+    assert_eq!(t2.revoked_at, Some(60));
+    assert!(!t2.live_at(61));
+    assert!(store.admin_token_by_hash("h1").await.unwrap().unwrap().live_at(109));
+    assert!(!store.admin_token_by_hash("h1").await.unwrap().unwrap().live_at(110), "expired");
+}
+
+async fn audit_events_keep_their_actor(store: Arc<dyn Store>) {
+    let event = AuditEvent { at: 5, kind: "x".into(), actor: Some("ada".into()), ..Default::default() };
+    store.record_audit(&event).await.unwrap();
+    store.record_audit(&AuditEvent { at: 6, kind: "login".into(), ..Default::default() }).await.unwrap();
+    let read = store.audit_events(10).await.unwrap();
+    assert_eq!(read[1], event);
+    assert_eq!(read[0].actor, None);
+}
+
 macro_rules! backends {
     ($($backend:ident),*) => {
         $(
@@ -1279,6 +1324,8 @@ macro_rules! backends {
                 case!(racing_puts_leave_one_entry);
                 case!(activity_lists_every_user_with_what_they_did);
                 case!(blocked_and_deleted_users);
+                case!(admin_tokens_are_found_by_hash_revoked_once_and_note_use_coarsely);
+                case!(audit_events_keep_their_actor);
             }
         )*
     };

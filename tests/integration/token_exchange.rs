@@ -514,7 +514,7 @@ async fn an_exchange_is_a_token_use_and_a_blocked_user_gets_nothing() {
     }
     assert_eq!(used, Some(START + 5));
 
-    let actor = Actor { name: "test".into() };
+    let actor = Actor { name: "test".into(), request_id: None };
     let now = START + 6;
     let done = deprovision::run(app.store.as_ref(), &["alice".into()], Action::Block, None, true, &actor, || now).await;
     assert!(matches!(done[0].local, Local::Blocked { .. }), "{:?}", done[0]);

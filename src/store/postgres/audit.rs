@@ -7,8 +7,8 @@ impl AuditStore for PostgresStore {
     async fn record_audit(&self, e: &AuditEvent) -> StoreResult<()> {
         self.execute(
             sqlx::query(
-                "INSERT INTO audit_events (at, kind, reason, username, user_id, connector_id, client_id, request_id, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO audit_events (at, kind, reason, username, user_id, connector_id, client_id, request_id, detail, actor) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(e.at)
             .bind(&e.kind)
@@ -18,7 +18,8 @@ impl AuditStore for PostgresStore {
             .bind(&e.connector_id)
             .bind(&e.client_id)
             .bind(&e.request_id)
-            .bind(&e.detail),
+            .bind(&e.detail)
+            .bind(&e.actor),
         )
         .await?;
         Ok(())

@@ -11,6 +11,7 @@
 
 mod access_list;
 mod accounts;
+mod admin_tokens;
 mod audit;
 mod identities;
 mod invites;

@@ -139,7 +139,7 @@ pub(super) fn stored_upstream_from_row(r: &PgRow) -> Result<StoredUpstream, sqlx
 }
 
 pub(super) const AUDIT_COLUMNS: &str =
-    "at, kind, reason, username, user_id, connector_id, client_id, request_id, detail";
+    "at, kind, reason, username, user_id, connector_id, client_id, request_id, detail, actor";
 
 pub(super) fn audit_from_row(r: &PgRow) -> Result<AuditEvent, sqlx::Error> {
     Ok(AuditEvent {
@@ -152,6 +152,7 @@ pub(super) fn audit_from_row(r: &PgRow) -> Result<AuditEvent, sqlx::Error> {
         client_id: r.try_get(6)?,
         request_id: r.try_get(7)?,
         detail: r.try_get(8)?,
+        actor: r.try_get(9)?,
     })
 }
 

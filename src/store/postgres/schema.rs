@@ -13,6 +13,7 @@ fn migrations() -> Vec<Migration> {
         (2, "login throttle", include_str!("../../../migrations/postgres/0002_login_throttle.sql")),
         (3, "access list", include_str!("../../../migrations/postgres/0003_access_list.sql")),
         (4, "user activity", include_str!("../../../migrations/postgres/0004_user_activity.sql")),
+        (5, "admin tokens", include_str!("../../../migrations/postgres/0005_admin_tokens.sql")),
     ]
     .into_iter()
     .map(|(version, description, sql)| {

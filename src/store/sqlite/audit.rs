@@ -8,11 +8,11 @@ impl AuditStore for SqliteStore {
         let e = e.clone();
         self.write(move |conn| {
             conn.prepare_cached(
-                "INSERT INTO audit_events (at, kind, reason, username, user_id, connector_id, client_id, request_id, detail) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO audit_events (at, kind, reason, username, user_id, connector_id, client_id, request_id, detail, actor) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .and_then(|mut s| {
-                s.execute(params![e.at, e.kind, e.reason, e.username, e.user_id, e.connector_id, e.client_id, e.request_id, e.detail])
+                s.execute(params![e.at, e.kind, e.reason, e.username, e.user_id, e.connector_id, e.client_id, e.request_id, e.detail, e.actor])
             })
             .map_err(backend)?;
             Ok(())
@@ -24,7 +24,7 @@ impl AuditStore for SqliteStore {
         let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT at, kind, reason, username, user_id, connector_id, client_id, request_id, detail \
+                "SELECT at, kind, reason, username, user_id, connector_id, client_id, request_id, detail, actor \
                  FROM audit_events ORDER BY id DESC LIMIT ?",
             )
             .map_err(backend)?;
@@ -40,6 +40,7 @@ impl AuditStore for SqliteStore {
                     client_id: r.get(6)?,
                     request_id: r.get(7)?,
                     detail: r.get(8)?,
+                    actor: r.get(9)?,
                 })
             })
             .map_err(backend)?;

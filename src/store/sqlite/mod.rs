@@ -9,6 +9,7 @@
 
 mod access_list;
 mod accounts;
+mod admin_tokens;
 mod audit;
 mod files;
 mod identities;
@@ -91,6 +92,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../../migrations/sqlite/0006_one_active_signing_key.sql")),
         M::up(include_str!("../../../migrations/sqlite/0007_access_list.sql")),
         M::up(include_str!("../../../migrations/sqlite/0008_user_activity.sql")),
+        M::up(include_str!("../../../migrations/sqlite/0009_admin_tokens.sql")),
     ])
 }
 
@@ -99,7 +101,7 @@ pub fn latest_version() -> i64 {
     MIGRATION_COUNT as i64
 }
 
-const MIGRATION_COUNT: usize = 8;
+const MIGRATION_COUNT: usize = 9;
 
 /// The schema version of the database in `conn` (SQLite's `user_version`; 0 when new).
 pub fn applied_version(conn: &Connection) -> rusqlite::Result<i64> {
