@@ -214,6 +214,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/admin/login", get(crate::console::gate::login))
         .route("/admin/", get(crate::console::home))
         .route("/admin", get(|| async { axum::response::Redirect::permanent("admin/") }))
+        .route("/admin/api/openapi.json", get(crate::admin::openapi::serve))
         .route("/admin/api/invites", get(crate::admin::api::list_invites).post(crate::admin::api::create_invite))
         .route("/admin/api/invites/{id}", axum::routing::delete(crate::admin::api::revoke_invite))
         .route("/admin/api/access", get(crate::admin::api::list_access).post(crate::admin::api::allow_access))

@@ -12,7 +12,7 @@ use crate::store::{AccessEntry, AccessSelector, AuditEvent, Store, StoreResult};
 
 /// What an admin asks for, from the API's JSON or the CLI's flags: exactly one of `username`,
 /// `email`, `login` (`CONNECTOR:LOGIN`).
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEntry {
     #[serde(default)]
@@ -27,6 +27,7 @@ pub struct NewEntry {
     pub note: Option<String>,
     /// e.g. "30d"; without it the entry does not expire.
     #[serde(default, with = "humantime_serde")]
+    #[schema(value_type = Option<String>, example = "30d")]
     pub expires_in: Option<Duration>,
 }
 
@@ -185,7 +186,7 @@ pub fn hub_is_open(config: &Config) -> bool {
 }
 
 /// An entry as admins see it.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct EntryView {
     pub id: String,
     pub kind: &'static str,
@@ -194,8 +195,10 @@ pub struct EntryView {
     pub connector: Option<String>,
     pub groups: Vec<String>,
     pub note: Option<String>,
+    #[schema(value_type = Option<i64>)]
     pub expires_at: Option<UnixTime>,
     pub created_by: String,
+    #[schema(value_type = i64)]
     pub created_at: UnixTime,
     /// `active` or `expired`.
     pub state: &'static str,

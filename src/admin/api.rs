@@ -19,16 +19,34 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
+use super::access::EntryView;
 use super::access::{self, NewEntry};
-use super::invites::{self, NewInvite};
+use super::invites::{self, CreatedInvite, InviteView, NewInvite};
+use super::principal::TokenView;
 use super::principal::{self, Principal};
+use super::report::Report;
 use super::Actor;
 use crate::app::SharedState;
 
+/// Every error answer: what went wrong, in a sentence.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// A new token: the stored record as listed, and its value (shown once).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub record: principal::TokenView,
+    /// The Bearer value; only its hash is kept.
+    #[serde(rename = "token")]
+    pub value: String,
+}
+
 fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
+    (status, Json(ErrorBody { error: message.into() })).into_response()
 }
 
 /// Who is asking, if they may: `write` asks for the admin role (a read token or a viewer is
@@ -37,6 +55,19 @@ async fn allowed(state: &SharedState, headers: &HeaderMap, write: bool) -> Resul
     principal::for_api(state, headers, write).await.map_err(|r| r.api_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/api/invites",
+    tag = "invites",
+    summary = "Every invite (never its link)",
+    responses(
+        (status = 200, description = "Every invite", body = [InviteView]),
+        (status = 401, description = "No valid admin token or session", body = ErrorBody),
+        (status = 403, description = "Signed in, but not an admin", body = ErrorBody),
+        (status = 503, description = "Storage is unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub async fn list_invites(State(state): State<SharedState>, headers: HeaderMap) -> Response {
     if let Err(r) = allowed(&state, &headers, false).await {
         return r;
@@ -51,6 +82,21 @@ pub async fn list_invites(State(state): State<SharedState>, headers: HeaderMap) 
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/api/invites",
+    tag = "invites",
+    summary = "Create an invite; its link is shown once",
+    request_body(content = NewInvite, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The invite and its link", body = CreatedInvite),
+        (status = 400, description = "The request says what is wrong", body = ErrorBody),
+        (status = 401, description = "No valid admin token or session (or no CSRF token with a session)", body = ErrorBody),
+        (status = 403, description = "Not an admin, or a read-only credential", body = ErrorBody),
+        (status = 503, description = "Storage is unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub async fn create_invite(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
     let who = match allowed(&state, &headers, true).await {
         Ok(p) => p,
@@ -75,6 +121,21 @@ pub async fn create_invite(State(state): State<SharedState>, headers: HeaderMap,
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/admin/api/invites/{id}",
+    tag = "invites",
+    summary = "Revoke an invite",
+    params(("id" = String, Path, description = "The invite's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No open invite with this id", body = ErrorBody),
+        (status = 401, description = "No valid admin token or session (or no CSRF token with a session)", body = ErrorBody),
+        (status = 403, description = "Not an admin, or a read-only credential", body = ErrorBody),
+        (status = 503, description = "Storage is unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub async fn revoke_invite(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let who = match allowed(&state, &headers, true).await {
         Ok(p) => p,
@@ -95,6 +156,19 @@ fn storage_unavailable(what: &str, e: impl std::fmt::Display) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, "storage is unavailable; try again")
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/api/access",
+    tag = "access",
+    summary = "The runtime allow-list, expired entries included",
+    responses(
+        (status = 200, description = "Every entry", body = [EntryView]),
+        (status = 401, description = "No valid admin token or session", body = ErrorBody),
+        (status = 403, description = "Signed in, but not an admin", body = ErrorBody),
+        (status = 503, description = "Storage is unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub async fn list_access(State(state): State<SharedState>, headers: HeaderMap) -> Response {
     if let Err(r) = allowed(&state, &headers, false).await {
         return r;
@@ -106,6 +180,22 @@ pub async fn list_access(State(state): State<SharedState>, headers: HeaderMap) -
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/api/access",
+    tag = "access",
+    summary = "Add (or replace) an allow-list entry",
+    request_body(content = NewEntry, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Added", body = EntryView),
+        (status = 200, description = "Replaced the entry for the same person", body = EntryView),
+        (status = 400, description = "The request says what is wrong", body = ErrorBody),
+        (status = 401, description = "No valid admin token or session (or no CSRF token with a session)", body = ErrorBody),
+        (status = 403, description = "Not an admin, or a read-only credential", body = ErrorBody),
+        (status = 503, description = "Storage is unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub async fn allow_access(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
     let who = match allowed(&state, &headers, true).await {
         Ok(p) => p,
@@ -130,6 +220,21 @@ pub async fn allow_access(State(state): State<SharedState>, headers: HeaderMap, 
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/admin/api/access/{id}",
+    tag = "access",
+    summary = "Remove an allow-list entry",
+    params(("id" = String, Path, description = "The entry's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No entry with this id", body = ErrorBody),
+        (status = 401, description = "No valid admin token or session (or no CSRF token with a session)", body = ErrorBody),
+        (status = 403, description = "Not an admin, or a read-only credential", body = ErrorBody),
+        (status = 503, description = "Storage is unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub async fn deny_access(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let who = match allowed(&state, &headers, true).await {
         Ok(p) => p,
@@ -146,21 +251,44 @@ pub async fn deny_access(State(state): State<SharedState>, headers: HeaderMap, P
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ActivityQuery {
+    /// Only people inactive (no sign-in, no token use) for this long, e.g. `90d`.
     inactive_since: Option<String>,
+    /// `json` (default) or `csv`.
+    #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/api/report/activity",
+    tag = "report",
+    summary = "The activity report",
+    params(ActivityQuery),
+    responses(
+        (status = 200, description = "The report", content((Report = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A bad parameter", body = ErrorBody),
+        (status = 401, description = "No valid admin token or session", body = ErrorBody),
+        (status = 403, description = "Signed in, but not an admin", body = ErrorBody),
+        (status = 503, description = "Storage is unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub async fn activity_report(
     State(state): State<SharedState>,
     headers: HeaderMap,
-    Query(q): Query<ActivityQuery>,
+    q: Result<Query<ActivityQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     use super::report::{self, Format};
     if let Err(r) = allowed(&state, &headers, false).await {
         return r;
     }
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
+    };
     let inactive_since = match q.inactive_since.as_deref().map(report::parse_age).transpose() {
         Ok(age) => age,
         Err(m) => return error(StatusCode::BAD_REQUEST, &format!("inactive_since: {m}")),
@@ -184,16 +312,30 @@ pub async fn activity_report(
 }
 
 /// `POST /admin/api/tokens` body.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     pub name: String,
     /// `read` or `write`.
+    #[schema(pattern = "^(read|write)$")]
     pub scope: String,
     /// e.g. `90d`; without it the token lives until revoked.
     pub expires_in: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/api/tokens",
+    tag = "tokens",
+    summary = "Admin API tokens (never their values)",
+    responses(
+        (status = 200, description = "Every stored token", body = [TokenView]),
+        (status = 401, description = "No valid admin token or session", body = ErrorBody),
+        (status = 403, description = "Signed in, but not an admin", body = ErrorBody),
+        (status = 503, description = "Storage is unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub async fn list_tokens(State(state): State<SharedState>, headers: HeaderMap) -> Response {
     if let Err(r) = allowed(&state, &headers, false).await {
         return r;
@@ -205,6 +347,21 @@ pub async fn list_tokens(State(state): State<SharedState>, headers: HeaderMap) -
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/api/tokens",
+    tag = "tokens",
+    summary = "Make an admin API token; its value is shown once",
+    request_body(content = NewToken, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The token, with its value", body = CreatedToken),
+        (status = 400, description = "The request says what is wrong", body = ErrorBody),
+        (status = 401, description = "No valid admin token or session (or no CSRF token with a session)", body = ErrorBody),
+        (status = 403, description = "Not an admin, or a read-only credential", body = ErrorBody),
+        (status = 503, description = "Storage is unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub async fn create_token(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
     let who = match allowed(&state, &headers, true).await {
         Ok(p) => p,
@@ -223,14 +380,28 @@ pub async fn create_token(State(state): State<SharedState>, headers: HeaderMap, 
     let actor = Actor::of(&who);
     match principal::create_token(state.store.as_ref(), &name, scope, &actor, now, expires_at).await {
         Ok((token, value)) => {
-            let mut body = serde_json::to_value(principal::view(&token, now)).unwrap_or_default();
-            body["token"] = serde_json::Value::String(value);
+            let body = CreatedToken { record: principal::view(&token, now), value };
             (StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
         }
         Err(e) => storage_unavailable("create an admin token", e),
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/admin/api/tokens/{id}",
+    tag = "tokens",
+    summary = "Revoke an admin API token",
+    params(("id" = String, Path, description = "The token's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No live token with this id", body = ErrorBody),
+        (status = 401, description = "No valid admin token or session (or no CSRF token with a session)", body = ErrorBody),
+        (status = 403, description = "Not an admin, or a read-only credential", body = ErrorBody),
+        (status = 503, description = "Storage is unavailable", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub async fn revoke_token(State(state): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let who = match allowed(&state, &headers, true).await {
         Ok(p) => p,

@@ -8,11 +8,12 @@ use crate::crypto::random::{random_value, value_hash};
 use crate::store::{AuditEvent, Invite, Store, StoreResult};
 
 /// What an admin asks for.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewInvite {
-    /// How long the link works, e.g. "7d".
+    /// How long the link works, e.g. "7d" (at most 366 days).
     #[serde(with = "humantime_serde")]
+    #[schema(value_type = String, example = "7d")]
     pub expires_in: Duration,
     #[serde(default)]
     pub max_uses: Option<i64>,
@@ -25,10 +26,11 @@ pub struct NewInvite {
 }
 
 /// A created invite and its link (shown once: only the hash is stored).
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct CreatedInvite {
     pub id: String,
     pub link: String,
+    #[schema(value_type = i64)]
     pub expires_at: UnixTime,
 }
 
@@ -119,7 +121,7 @@ pub async fn revoke(store: &dyn Store, id: &str, actor: &super::Actor, now: Unix
 }
 
 /// An invite as admins see it (never the token).
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct InviteView {
     pub id: String,
     pub note: Option<String>,
@@ -127,7 +129,9 @@ pub struct InviteView {
     pub connector: Option<String>,
     pub uses: i64,
     pub max_uses: Option<i64>,
+    #[schema(value_type = i64)]
     pub created_at: UnixTime,
+    #[schema(value_type = i64)]
     pub expires_at: UnixTime,
     pub state: &'static str,
 }

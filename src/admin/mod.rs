@@ -4,6 +4,7 @@ pub mod access;
 pub mod api;
 pub mod deprovision;
 pub mod invites;
+pub mod openapi;
 pub mod principal;
 pub mod rename;
 pub mod report;

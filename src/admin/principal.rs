@@ -294,15 +294,19 @@ fn event(kind: &str, id: &str, at: UnixTime, detail: String) -> crate::model::Au
 }
 
 /// A token as admins see it (never its value or hash).
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub id: String,
     pub name: String,
     pub scope: &'static str,
     pub created_by: String,
+    #[schema(value_type = i64)]
     pub created_at: UnixTime,
+    #[schema(value_type = Option<i64>)]
     pub expires_at: Option<UnixTime>,
+    #[schema(value_type = Option<i64>)]
     pub revoked_at: Option<UnixTime>,
+    #[schema(value_type = Option<i64>)]
     pub last_used_at: Option<UnixTime>,
     /// `active`, `expired` or `revoked`.
     pub state: &'static str,

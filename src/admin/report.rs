@@ -43,18 +43,23 @@ pub fn parse_age(s: &str) -> Result<UnixTime, String> {
     i64::try_from(d.as_secs()).map_err(|_| format!("{s:?} is too long"))
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Row {
     pub username: String,
     pub connectors: Vec<String>,
     pub groups: Vec<String>,
+    #[schema(value_type = i64)]
     pub created_at: UnixTime,
+    #[schema(value_type = Option<i64>)]
     pub last_login_at: Option<UnixTime>,
+    #[schema(value_type = Option<i64>)]
     pub last_token_use_at: Option<UnixTime>,
     /// The latest of sign-in, token use and (for who never did either) creation.
+    #[schema(value_type = i64)]
     pub last_active_at: UnixTime,
     pub hub_session_live: bool,
     pub sso_session_live: bool,
+    #[schema(value_type = Option<i64>)]
     pub blocked_at: Option<UnixTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub home_directory: Option<String>,
@@ -66,10 +71,12 @@ pub struct Row {
     pub user_id: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Report {
+    #[schema(value_type = i64)]
     pub generated_at: UnixTime,
     /// Only users inactive for this many seconds (sign-in and token use) are listed.
+    #[schema(value_type = Option<i64>)]
     pub inactive_since_seconds: Option<UnixTime>,
     /// Whether the storage columns (`home_*`) are present: Prometheus was asked and answered.
     pub storage: bool,

@@ -96,6 +96,8 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<PathBuf> {
     // hubauth itself refuses people outside these groups, on its own page with the reason
     // (not_allowed), before the hub ever sees them.
     toml.push_str("[access]\nallowed_groups = [\"students\", \"admins\"]\n\n");
+    // The admins group runs the console at /admin/ too.
+    toml.push_str("[admin]\ngroups = [\"admins\"]\n\n");
     toml.push_str("[[connectors]]\ntype = \"dev\"\nid = \"dev\"\nname = \"Demo accounts\"\n\n");
     for (username, password, name, email, groups) in DEMO_USERS {
         toml.push_str("[[connectors.users]]\n");
@@ -150,6 +152,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  demo users     : ada / ada-demo       groups [admins]   -> JupyterHub admin");
     println!("                   sam / sam-demo       groups [students] -> JupyterHub user");
     println!("                   olivia / olivia-demo no groups         -> refused by hubauth (not_allowed)");
+    println!("  admin console  : {}/admin/  (sign in as ada)", config.issuer.trim_end_matches('/'));
     println!("  client         : jupyterhub (confidential; secret in {dir}/{SECRET_FILE})");
     println!("  crypt key      : {crypt_key_source} (seals the signing keys; `hubauth keys` commands need it in {CRYPT_KEY_ENV})");
     println!();

@@ -274,3 +274,36 @@ async fn a_configured_client_cannot_take_the_consoles_id() {
     let err = hubauth::config::Config::parse(&toml, &dir.path().join("c.toml")).unwrap_err().to_string();
     assert!(err.contains("reserved"), "{err}");
 }
+
+#[tokio::test]
+async fn every_admin_api_route_is_in_the_openapi_document_and_refuses_strangers() {
+    let app = TestApp::with_extra_toml(&roles()).await;
+    let res = app.get("/admin/api/openapi.json").await;
+    assert_eq!(res.status, StatusCode::OK);
+    let doc = res.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."));
+    assert_eq!(doc["servers"][0]["url"], ISSUER);
+    // The routes as the router declares them: none may be missing from the document.
+    let source = include_str!("../../src/app.rs");
+    let routes: Vec<&str> = source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(".route(\"/admin/api/"))
+        .map(|rest| rest.split('"').next().unwrap())
+        .filter(|r| *r != "openapi.json")
+        .collect();
+    assert!(routes.len() >= 7, "{routes:?}");
+    let paths = doc["paths"].as_object().unwrap();
+    for r in &routes {
+        assert!(paths.contains_key(&format!("/admin/api/{r}")), "/admin/api/{r} is not in the OpenAPI document");
+    }
+    // Every documented operation wants a credential, and says so.
+    let nobody = app.browser();
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            assert!(op["responses"]["401"].is_object(), "{method} {path} documents 401");
+            let uri = path.replace("{id}", "x").replace("{username}", "x");
+            let res = api(&nobody, &method.to_uppercase(), &uri, Some(json!({})), None, None).await;
+            assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        }
+    }
+}
