@@ -316,6 +316,8 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 HUB_REV="${HUBAUTH_REV:-$(cd "$ROOT" && git describe --always --dirty --exclude '*' 2>/dev/null || echo "uncommitted")}"
 PEER_VER=$(node -p "require('$BENCH/node_modules/oidc-provider/package.json').version")
+# The footprint section (bench/footprint/run.sh) is kept as it is.
+FOOTPRINT_MD=$(sed -n '/^<!-- footprint:/,/^<!-- \/footprint -->/p' "$BENCH/RESULTS.md" 2>/dev/null || true)
 {
   echo "# hubauth benchmark results"
   echo
@@ -354,6 +356,10 @@ PEER_VER=$(node -p "require('$BENCH/node_modules/oidc-provider/package.json').ve
     echo "## Where hubauth's time goes"
     echo
     cat "$PROFILE_MD"
+  fi
+  if [ -n "$FOOTPRINT_MD" ]; then
+    echo
+    echo "$FOOTPRINT_MD"
   fi
 } > "$BENCH/RESULTS.md"
 

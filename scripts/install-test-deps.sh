@@ -7,6 +7,7 @@
 #   - PostgreSQL server binaries (scripts/postgres.sh runs its own throw-away server from them),
 #     openssl (its test certificates) and HAProxy (end-to-end tests)
 #   - Prometheus (Debian's `prometheus`; e2e/metrics.test.mjs runs its own on a free port)
+#   - systemd-analyze (Debian's `systemd`; e2e/systemd.test.mjs checks contrib/systemd/hubauth.service)
 # Works unattended as root on a fresh Debian 12 machine (CI=true, no stdin).
 set -euo pipefail
 
@@ -51,6 +52,8 @@ if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then need+=(postg
 if ! command -v openssl >/dev/null 2>&1; then need+=(openssl); fi
 if ! have_pkg haproxy; then need+=(haproxy); fi
 if ! command -v prometheus >/dev/null 2>&1; then need+=(prometheus); fi
+# systemd-analyze (verify, security) for e2e/systemd.test.mjs; systemd need not be running.
+if [ ! -x /usr/bin/systemd-analyze ]; then need+=(systemd); fi
 if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
 
 # ---------------------------------------------------------------- python venv

@@ -74,6 +74,11 @@ impl AppState {
                  the stored tokens cannot be read."
             );
         }
+        // Connectors that talk to a provider, and the hub's API, need the HTTP client: built now,
+        // so that a machine without CA certificates fails here and not at the first sign-in.
+        if connectors.keeps_tokens() || config.jupyterhub.api_url.is_some() {
+            http.ready()?;
+        }
         let login_throttle = LoginThrottle::new(limits, clock.clone(), &store, sealer.as_ref());
         let sealer = sealer.map(Arc::new);
         let keys = Arc::new(KeyManager::load_or_init(store.clone(), clock.clone(), sealer.clone()).await?);
@@ -320,6 +325,7 @@ pub async fn serve_on(listener: tokio::net::TcpListener, config: Config, sealer:
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
+        crate::systemd::stopping();
         let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -333,6 +339,9 @@ pub async fn serve_on(listener: tokio::net::TcpListener, config: Config, sealer:
         tokio::spawn(crate::server::serve(listener, operations_router(state.clone()), limits, stopped(stop_rx.clone())))
     });
     tracing::info!(issuer = %state.config.issuer, %listen, "hubauth is listening");
+    // Bound, the store open, the keys loaded: connections already wait in the backlog and are
+    // accepted from the next line on (`Type=notify` units start their dependents now).
+    crate::systemd::ready(&format!("serving {} on {listen}", state.config.issuer));
     crate::server::serve(listener, router(state), limits, stopped(stop_rx)).await;
     if let Some(task) = operations {
         let _ = task.await;

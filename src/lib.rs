@@ -24,4 +24,5 @@ pub mod policy;
 pub mod provider;
 pub mod server;
 pub mod store;
+pub mod systemd;
 pub mod web;

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::crypto::password::hash_password;
 use crate::crypto::random::random_value;
 use crate::crypto::seal::CRYPT_KEY_ENV;
 use crate::crypto::Sealer;
@@ -32,6 +31,16 @@ pub const DEMO_USERS: [(&str, &str, &str, &str, &[&str]); 3] = [
     ("ada", "ada-demo", "Ada Lovelace", "ada@example.org", &["admins"]),
     ("sam", "sam-demo", "Sam Student", "sam@example.org", &["students"]),
     ("olivia", "olivia-demo", "Olivia Outsider", "olivia@example.org", &[]),
+];
+
+/// The argon2id hashes of the demo passwords, made once with `hubauth hash-password` (argon2's
+/// default parameters, the same as every real hash; the test below checks both). The passwords
+/// are public, so a fixed hash gives nothing away, and the demo starts without hashing anything
+/// (three hashes took ≈ 45 ms and 19 MiB each at every start).
+const DEMO_PASSWORD_HASHES: [&str; 3] = [
+    "$argon2id$v=19$m=19456,t=2,p=1$lZDRSW74NNIaGjmKaZd3pg$l2+klVJ0MsDJsJyyLbkDICjI1AaUUIZVqh9wYxkgAoE",
+    "$argon2id$v=19$m=19456,t=2,p=1$CgzC69LrW9jbswNlp7qDiA$phJUgqrCwyJNrh+djB0s4yE4+xC8bMcN6OtPvt4qDwQ",
+    "$argon2id$v=19$m=19456,t=2,p=1$hPtF4IPY3tTojIm+FJFZSw$ki/Zn+1S/DIBbSuizgbMzsfEIFv4l65jimWHeBSU8zE",
 ];
 
 pub const SECRET_FILE: &str = "jupyterhub-client-secret";
@@ -99,10 +108,10 @@ pub fn prepare(args: &DemoArgs) -> anyhow::Result<PathBuf> {
     // The admins group runs the console at /admin/ too.
     toml.push_str("[admin]\ngroups = [\"admins\"]\n\n");
     toml.push_str("[[connectors]]\ntype = \"dev\"\nid = \"dev\"\nname = \"Demo accounts\"\n\n");
-    for (username, password, name, email, groups) in DEMO_USERS {
+    for ((username, password, name, email, groups), hash) in DEMO_USERS.into_iter().zip(DEMO_PASSWORD_HASHES) {
         toml.push_str("[[connectors.users]]\n");
         toml.push_str(&format!("username = {}\n", toml_str(username)));
-        toml.push_str(&format!("password_hash = {}  # {password}\n", toml_str(&hash_password(password)?)));
+        toml.push_str(&format!("password_hash = {}  # {password}\n", toml_str(hash)));
         toml.push_str(&format!("name = {}\nemail = {}\n", toml_str(name), toml_str(email)));
         let groups: Vec<String> = groups.iter().map(|g| toml_str(g)).collect();
         toml.push_str(&format!("groups = [{}]\n\n", groups.join(", ")));
@@ -167,4 +176,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("    c.Spawner.args = [\"--allow-root\"]");
     println!();
     crate::app::serve_on(listener, config, Some(sealer)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::password::{hash_password, verify_password};
+
+    #[test]
+    fn the_fixed_demo_hashes_are_the_demo_passwords_with_the_default_parameters() {
+        // The parameters (`$argon2id$v=19$m=…,t=…,p=…$`) of a hash made now, by the same code
+        // as every real password hash.
+        let fresh = hash_password("x").unwrap();
+        let params = |h: &str| h.splitn(5, '$').take(4).collect::<Vec<_>>().join("$");
+        for ((username, password, ..), hash) in DEMO_USERS.into_iter().zip(DEMO_PASSWORD_HASHES) {
+            assert_eq!(params(hash), params(&fresh), "{username}: not argon2's default parameters");
+            assert!(verify_password(hash, password), "{username}: the hash is not of {password:?}");
+            assert!(!verify_password(hash, "wrong"), "{username}");
+        }
+    }
 }

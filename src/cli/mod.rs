@@ -110,6 +110,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             // serve refuses to start without the keyring when tokens must be kept; say so now.
             let keeps_tokens = c.connectors.iter().any(|k| !matches!(k.kind, crate::config::ConnectorConfig::Dev(_)));
+            if keeps_tokens {
+                crate::connectors::http::UpstreamHttp::new(Default::default())?.ready()?;
+            }
             match crate::crypto::Sealer::from_env() {
                 Err(e) => anyhow::bail!("{e}"),
                 Ok(None) if keeps_tokens => anyhow::bail!(

@@ -36,23 +36,38 @@ impl Default for Timeouts {
 }
 
 /// The shared upstream HTTP client.
+///
+/// Built on first use, not at start: building one loads and parses every CA certificate of the
+/// system (≈ 10 ms and ≈ 1 MiB each time), which a broker with only `dev` users never needs.
+/// Servers whose connectors talk to a provider call [`Self::ready`] at start, so a machine
+/// without CA certificates still fails there, with the reason, not at the first sign-in.
 #[derive(Clone)]
 pub struct UpstreamHttp {
-    client: reqwest::Client,
+    client: Arc<LazyClient>,
     /// Backoff before retry `n` (1-based) is `n * retry_backoff`.
     retry_backoff: Duration,
     /// Where each request's latency and failure are counted, and under which connector id.
     metrics: Option<(Arc<UpstreamMetrics>, Arc<str>)>,
 }
 
+struct LazyClient {
+    timeouts: Timeouts,
+    /// The client, or why it could not be built (kept: every later use gets the same answer).
+    built: std::sync::OnceLock<Result<reqwest::Client, String>>,
+}
+
 impl UpstreamHttp {
     pub fn new(timeouts: Timeouts) -> anyhow::Result<Self> {
-        Ok(Self { client: build_client(timeouts)?, retry_backoff: Duration::from_millis(250), metrics: None })
+        Ok(Self {
+            client: Arc::new(LazyClient { timeouts, built: Default::default() }),
+            retry_backoff: Duration::from_millis(250),
+            metrics: None,
+        })
     }
 
     /// The same client with other timeouts (a connector's own `timeout`), counted the same way.
     pub fn with_timeouts(&self, timeouts: Timeouts) -> anyhow::Result<Self> {
-        Ok(Self { client: build_client(timeouts)?, ..self.clone() })
+        Ok(Self { client: Arc::new(LazyClient { timeouts, built: Default::default() }), ..self.clone() })
     }
 
     /// Counts every request into `metrics` (under connector `-` until [`Self::for_connector`]).
@@ -70,8 +85,19 @@ impl UpstreamHttp {
         http
     }
 
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
+    /// Builds the client now if it is not yet: an error says why it cannot be (e.g. no CA
+    /// certificates on this machine).
+    pub fn ready(&self) -> anyhow::Result<()> {
+        self.client().map(|_| ()).map_err(|e| anyhow::anyhow!("cannot set up the HTTP client: {e}"))
+    }
+
+    /// The client, built on first use.
+    pub fn client(&self) -> Result<&reqwest::Client, String> {
+        let lazy = &*self.client;
+        lazy.built
+            .get_or_init(|| build_client(lazy.timeouts).map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Records one request made through [`Self::client`] directly, started at `started`.
@@ -164,7 +190,9 @@ impl UpstreamHttp {
         extra_headers: &[(&str, &str)],
         form: Option<&[(&str, &str)]>,
     ) -> Result<Answer, ConnectorError> {
-        let mut req = self.client.request(method, url).header(ACCEPT, HeaderValue::from_static("application/json"));
+        let client =
+            self.client().map_err(|e| ConnectorError::failed(format!("cannot set up the HTTP client: {e}")))?;
+        let mut req = client.request(method, url).header(ACCEPT, HeaderValue::from_static("application/json"));
         match auth {
             Auth::None => {}
             Auth::Bearer(token) => req = req.header(AUTHORIZATION, format!("Bearer {token}")),

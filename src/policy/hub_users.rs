@@ -25,7 +25,14 @@ pub async fn lookup(state: &AppState, username: &str) -> HubUser {
     // Counted in the upstream metrics as connector "jupyterhub".
     let http = state.http.for_connector("jupyterhub");
     let started = Instant::now();
-    let request = http.client().get(url).header("Authorization", format!("token {}", token.expose())).send();
+    let client = match http.client() {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up the HTTP client for the JupyterHub API; admit_hub_users cannot admit");
+            return HubUser::Unreachable;
+        }
+    };
+    let request = client.get(url).header("Authorization", format!("token {}", token.expose())).send();
     let answer = match tokio::time::timeout(hub.timeout, request).await {
         Ok(answer) => answer,
         Err(_) => {

@@ -34,6 +34,7 @@ mod postgres;
 mod revoke_introspect;
 mod session;
 mod store_conformance;
+mod systemd_notify;
 mod throttle_replicas;
 mod token_code;
 mod token_exchange;

@@ -58,7 +58,11 @@ pub async fn from_jupyterhub(state: &SharedState, rule: &TokenExchangeConfig, to
     // Counted in the upstream metrics as connector "jupyterhub".
     let hub = state.http.for_connector("jupyterhub");
     let started = std::time::Instant::now();
-    let answer = hub.client().get(&url).header("Authorization", format!("token {token}")).send().await;
+    let client = hub.client().map_err(|e| {
+        tracing::error!(error = %e, "cannot set up the HTTP client for the JupyterHub API");
+        OAuthError::new(ErrorCode::TemporarilyUnavailable, "the hub is not answering; try again shortly")
+    })?;
+    let answer = client.get(&url).header("Authorization", format!("token {token}")).send().await;
     hub.observe(started, answer.as_ref().map(|a| a.status()));
     let answer = answer.map_err(|e| {
         tracing::warn!(error = %e, "could not reach the JupyterHub API");
