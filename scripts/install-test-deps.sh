@@ -51,6 +51,11 @@ if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then need+=(postg
 if ! command -v openssl >/dev/null 2>&1; then need+=(openssl); fi
 if ! have_pkg haproxy; then need+=(haproxy); fi
 if ! command -v prometheus >/dev/null 2>&1; then need+=(prometheus); fi
+# The container image test (e2e/container.sh): podman builds it, Debian's runc runs it (crun
+# cannot set rlimits here), and the base images come from debootstrap (no image registry needed).
+for p in podman runc debootstrap; do
+  if ! have_pkg "$p"; then need+=("$p"); fi
+done
 if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
 
 # ---------------------------------------------------------------- python venv
