@@ -133,7 +133,7 @@ describe('container image', () => {
     assert.ok(bad, 'healthcheck of a dead address must fail');
     assert.equal(bad.code, 1);
     assert.match(bad.message, /stderr: error: unhealthy: cannot reach http:\/\/127\.0\.0\.1:1\/healthz: .+\n?$/);
-    const hc = (await podman(['inspect', '--format', '{{json .Config.Healthcheck.Test}}', IMAGE])).stdout.trim();
+    const hc = (await podman(['inspect', '--format', '{{json .HealthCheck.Test}}', IMAGE])).stdout.trim();
     assert.deepEqual(JSON.parse(hc), ['CMD', '/usr/local/bin/hubauth', 'healthcheck']);
     const run = await podman(['healthcheck', 'run', NAME]).then(() => 'healthy', (e) => e.message);
     assert.equal(run, 'healthy');
