@@ -54,6 +54,11 @@ if ! have_pkg haproxy; then need+=(haproxy); fi
 if ! command -v prometheus >/dev/null 2>&1; then need+=(prometheus); fi
 # systemd-analyze (verify, security) for e2e/systemd.test.mjs; systemd need not be running.
 if [ ! -x /usr/bin/systemd-analyze ]; then need+=(systemd); fi
+# The container image test (e2e/container.sh): podman builds it, Debian's runc runs it (crun
+# cannot set rlimits here), and the base images come from debootstrap (no image registry needed).
+for p in podman runc debootstrap; do
+  if ! have_pkg "$p"; then need+=("$p"); fi
+done
 if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
 
 # ---------------------------------------------------------------- python venv

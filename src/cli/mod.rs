@@ -5,6 +5,7 @@ pub mod admin;
 pub mod db;
 pub mod demo;
 pub mod deprovision;
+pub mod healthcheck;
 pub mod invites;
 pub mod jupyterhub_config;
 pub mod keys;
@@ -81,6 +82,8 @@ pub enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Probe a running broker's /healthz (for container and Kubernetes exec probes): exit 0 or 1.
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Print the argon2 hash of a password, for `dev` connector users (reads stdin without --password).
     HashPassword {
         #[arg(long)]
@@ -153,6 +156,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(args) => token::run(args).await,
         Command::Report { command } => report::run(command).await,
         Command::Deprovision(args) => deprovision::run(args).await,
+        Command::Healthcheck(args) => healthcheck::run(args).await,
         Command::HashPassword { password } => {
             let password = match password {
                 Some(p) => p,
