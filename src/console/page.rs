@@ -27,6 +27,11 @@ pub const SECTIONS: &[(&str, &str, &str)] = &[
 pub const TEMPLATES: &[(&str, &str)] = &[
     ("console/layout.html", include_str!("templates/layout.html")),
     ("console/home.html", include_str!("templates/home.html")),
+    ("console/access.html", include_str!("templates/access.html")),
+    ("console/invites.html", include_str!("templates/invites.html")),
+    ("console/invite_created.html", include_str!("templates/invite_created.html")),
+    ("console/audit.html", include_str!("templates/audit.html")),
+    ("console/report.html", include_str!("templates/report.html")),
 ];
 
 /// An absolute path to a console page, e.g. `path(state, "users")` → `/hubauth/admin/users`.
