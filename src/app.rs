@@ -221,6 +221,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/admin/audit", get(crate::console::audit::list))
         .route("/admin/report", get(crate::console::report::show))
         .route("/admin/report.csv", get(crate::console::report::csv))
+        .route("/admin/tokens", get(crate::console::tokens::list).post(crate::console::tokens::create))
+        .route("/admin/tokens/{id}/revoke", post(crate::console::tokens::revoke))
         .route("/admin/api/audit", get(crate::admin::api_audit::list_audit))
         .route("/admin/api/invites", get(crate::admin::api::list_invites).post(crate::admin::api::create_invite))
         .route("/admin/api/invites/{id}", axum::routing::delete(crate::admin::api::revoke_invite))

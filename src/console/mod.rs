@@ -9,6 +9,7 @@ pub mod gate;
 pub mod invites;
 pub mod page;
 pub mod report;
+pub mod tokens;
 
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};

@@ -32,6 +32,8 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("console/invite_created.html", include_str!("templates/invite_created.html")),
     ("console/audit.html", include_str!("templates/audit.html")),
     ("console/report.html", include_str!("templates/report.html")),
+    ("console/tokens.html", include_str!("templates/tokens.html")),
+    ("console/token_created.html", include_str!("templates/token_created.html")),
 ];
 
 /// An absolute path to a console page, e.g. `path(state, "users")` → `/hubauth/admin/users`.
