@@ -66,7 +66,15 @@ pub fn parse_time(name: &str, text: &str, end: bool) -> Result<UnixTime, String>
         return Ok(n);
     }
     let is_date = text.len() == 10 && text.as_bytes().get(4) == Some(&b'-');
-    let full = if is_date { format!("{text}T00:00:00Z") } else { text.to_owned() };
+    // Minutes without seconds (`2026-12-02 13:00`) are common enough to take.
+    let no_seconds = text.len() == 16 && text.as_bytes().get(13) == Some(&b':');
+    let full = if is_date {
+        format!("{text}T00:00:00Z")
+    } else if no_seconds {
+        format!("{text}:00")
+    } else {
+        text.to_owned()
+    };
     let at = humantime::parse_rfc3339_weak(&full)
         .or_else(|_| humantime::parse_rfc3339(&full))
         .map_err(|_| format!("{name}: {text:?} is not a time like 2026-12-02, 2026-12-02 13:00 or Unix seconds"))?;
@@ -137,5 +145,21 @@ pub async fn list_audit(State(state): State<SharedState>, headers: HeaderMap, Ra
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "storage is unavailable; try again" })))
                 .into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_are_unix_seconds_rfc3339_or_dates() {
+        assert_eq!(parse_time("since", "1764633600", false), Ok(1_764_633_600));
+        assert_eq!(parse_time("since", "2025-12-02", false), Ok(1_764_633_600));
+        assert_eq!(parse_time("until", "2025-12-02", true), Ok(1_764_633_600 + 86_399));
+        assert_eq!(parse_time("since", "2025-12-02T01:00:00Z", false), Ok(1_764_637_200));
+        assert_eq!(parse_time("since", "2025-12-02 01:00:00", false), Ok(1_764_637_200));
+        assert_eq!(parse_time("since", "2025-12-02 01:00", false), Ok(1_764_637_200));
+        assert!(parse_time("since", "yesterday", false).unwrap_err().contains("since"));
     }
 }
