@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod api;
+pub mod api_audit;
 pub mod deprovision;
 pub mod invites;
 pub mod openapi;

@@ -8,7 +8,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::server::Server;
 use utoipa::{Modify, OpenApi};
 
-use super::api;
+use super::{api, api_audit};
 use crate::app::SharedState;
 
 #[derive(OpenApi)]
@@ -31,6 +31,7 @@ use crate::app::SharedState;
         api::list_tokens,
         api::create_token,
         api::revoke_token,
+        api_audit::list_audit,
     ),
     modifiers(&Credentials)
 )]

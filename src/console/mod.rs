@@ -2,8 +2,14 @@
 //! people `[admin]` names. Who may see what is decided in [`gate`]; the pages only call into
 //! [`crate::admin`], which the CLI and the API share.
 
+pub mod access;
+pub mod audit;
+pub mod form;
 pub mod gate;
+pub mod invites;
 pub mod page;
+pub mod report;
+pub mod tokens;
 
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};

@@ -20,6 +20,7 @@ pub const SECTIONS: &[(&str, &str, &str)] = &[
     ("invites", "Invites", "workshop links: create, see their uses, revoke"),
     ("audit", "Audit log", "who changed what, and every sign-in and refusal"),
     ("report", "Activity", "who is still active, and what their storage costs"),
+    ("tokens", "API tokens", "tokens for scripts: create, see their last use, revoke"),
 ];
 
 /// The (templates') built-in console templates, registered with the login pages' so they share
@@ -27,6 +28,13 @@ pub const SECTIONS: &[(&str, &str, &str)] = &[
 pub const TEMPLATES: &[(&str, &str)] = &[
     ("console/layout.html", include_str!("templates/layout.html")),
     ("console/home.html", include_str!("templates/home.html")),
+    ("console/access.html", include_str!("templates/access.html")),
+    ("console/invites.html", include_str!("templates/invites.html")),
+    ("console/invite_created.html", include_str!("templates/invite_created.html")),
+    ("console/audit.html", include_str!("templates/audit.html")),
+    ("console/report.html", include_str!("templates/report.html")),
+    ("console/tokens.html", include_str!("templates/tokens.html")),
+    ("console/token_created.html", include_str!("templates/token_created.html")),
 ];
 
 /// An absolute path to a console page, e.g. `path(state, "users")` → `/hubauth/admin/users`.

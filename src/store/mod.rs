@@ -384,6 +384,47 @@ pub trait AuditStore: Send + Sync {
 
     /// The newest `limit` events, newest first.
     async fn audit_events(&self, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+
+    /// One page of the audit log, newest first: the events matching `query`'s filters with an
+    /// id below `query.before`, at most [`AuditQuery::bounded_limit`] of them, with their ids
+    /// (the next page's `before` is the last one's id).
+    async fn audit_page(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
+}
+
+/// What [`AuditStore::audit_page`] reads: every filter that is set must match (exactly, for
+/// the text ones; `since` and `until` bound `at`, both inclusive).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditQuery {
+    pub kind: Option<String>,
+    pub actor: Option<String>,
+    pub username: Option<String>,
+    pub since: Option<UnixTime>,
+    pub until: Option<UnixTime>,
+    /// Only events with a smaller id (the paging cursor).
+    pub before: Option<i64>,
+    /// How many at most (0 reads as the default; bounded by [`AUDIT_PAGE_MAX`]).
+    pub limit: u32,
+}
+
+/// The most events one audit page holds.
+pub const AUDIT_PAGE_MAX: u32 = 500;
+/// How many an audit page holds when the caller does not say.
+pub const AUDIT_PAGE_DEFAULT: u32 = 50;
+
+impl AuditQuery {
+    pub fn bounded_limit(&self) -> u32 {
+        match self.limit {
+            0 => AUDIT_PAGE_DEFAULT,
+            n => n.min(AUDIT_PAGE_MAX),
+        }
+    }
+}
+
+/// An audit event with its id (ids grow with time; the audit page's cursor).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub event: AuditEvent,
 }
 
 /// Admin API tokens made at run time (`hubauth admin tokens create`).

@@ -139,7 +139,7 @@ async fn csv_has_a_header_and_one_parsable_line_per_user() {
 
 /// What prometheus-dirsize-exporter's series look like through `/api/v1/query`: one instant
 /// vector per metric, `directory` the home directory's name, values as strings.
-fn fake_prometheus(sizes: &[(&str, &str)], mtimes: &[(&str, &str)]) -> Router {
+pub(crate) fn fake_prometheus(sizes: &[(&str, &str)], mtimes: &[(&str, &str)]) -> Router {
     let series = |name: &str, values: &[(&str, &str)]| -> Vec<Value> {
         values
             .iter()

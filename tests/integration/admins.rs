@@ -17,7 +17,7 @@ fn roles() -> String {
 }
 
 /// Signs `user` in to the console from a fresh browser and returns it, back on `next`.
-async fn console_sign_in<'a>(app: &'a TestApp, user: &str, password: &str, next: &str) -> Browser<'a> {
+pub(crate) async fn console_sign_in<'a>(app: &'a TestApp, user: &str, password: &str, next: &str) -> Browser<'a> {
     let mut browser = app.browser();
     let res = browser.get(next).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text());

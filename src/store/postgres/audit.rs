@@ -34,4 +34,32 @@ impl AuditStore for PostgresStore {
                 .map_err(backend)?;
         rows.iter().map(audit_from_row).collect::<SqlResult<_>>().map_err(backend)
     }
+
+    async fn audit_page(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        // Every filter is a bound parameter; an unset one (NULL) matches everything.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, {AUDIT_COLUMNS} FROM audit_events \
+             WHERE ($1::TEXT IS NULL OR kind = $1) AND ($2::TEXT IS NULL OR actor = $2) \
+               AND ($3::TEXT IS NULL OR username = $3) \
+               AND ($4::BIGINT IS NULL OR at >= $4) AND ($5::BIGINT IS NULL OR at <= $5) \
+               AND ($6::BIGINT IS NULL OR id < $6) \
+             ORDER BY id DESC LIMIT $7"
+        )))
+        .bind(&q.kind)
+        .bind(&q.actor)
+        .bind(&q.username)
+        .bind(q.since)
+        .bind(q.until)
+        .bind(q.before)
+        .bind(i64::from(q.bounded_limit()))
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| -> SqlResult<AuditRecord> {
+                Ok(AuditRecord { id: r.try_get(0)?, event: audit_from_row_at(r, 1)? })
+            })
+            .collect::<SqlResult<_>>()
+            .map_err(backend)
+    }
 }

@@ -142,17 +142,22 @@ pub(super) const AUDIT_COLUMNS: &str =
     "at, kind, reason, username, user_id, connector_id, client_id, request_id, detail, actor";
 
 pub(super) fn audit_from_row(r: &PgRow) -> Result<AuditEvent, sqlx::Error> {
+    audit_from_row_at(r, 0)
+}
+
+/// An event whose [`AUDIT_COLUMNS`] start at column `o`.
+pub(super) fn audit_from_row_at(r: &PgRow, o: usize) -> Result<AuditEvent, sqlx::Error> {
     Ok(AuditEvent {
-        at: r.try_get(0)?,
-        kind: r.try_get(1)?,
-        reason: r.try_get(2)?,
-        username: r.try_get(3)?,
-        user_id: r.try_get(4)?,
-        connector_id: r.try_get(5)?,
-        client_id: r.try_get(6)?,
-        request_id: r.try_get(7)?,
-        detail: r.try_get(8)?,
-        actor: r.try_get(9)?,
+        at: r.try_get(o)?,
+        kind: r.try_get(o + 1)?,
+        reason: r.try_get(o + 2)?,
+        username: r.try_get(o + 3)?,
+        user_id: r.try_get(o + 4)?,
+        connector_id: r.try_get(o + 5)?,
+        client_id: r.try_get(o + 6)?,
+        request_id: r.try_get(o + 7)?,
+        detail: r.try_get(o + 8)?,
+        actor: r.try_get(o + 9)?,
     })
 }
 

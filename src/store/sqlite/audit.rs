@@ -46,4 +46,46 @@ impl AuditStore for SqliteStore {
             .map_err(backend)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(backend)
     }
+
+    async fn audit_page(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        let conn = self.reader();
+        // Every filter is a bound parameter; an unset one (NULL) matches everything.
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, at, kind, reason, username, user_id, connector_id, client_id, request_id, detail, actor \
+                 FROM audit_events \
+                 WHERE (:kind IS NULL OR kind = :kind) AND (:actor IS NULL OR actor = :actor) \
+                   AND (:username IS NULL OR username = :username) \
+                   AND (:since IS NULL OR at >= :since) AND (:until IS NULL OR at <= :until) \
+                   AND (:before IS NULL OR id < :before) \
+                 ORDER BY id DESC LIMIT :limit",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(
+                named_params! {
+                    ":kind": q.kind, ":actor": q.actor, ":username": q.username,
+                    ":since": q.since, ":until": q.until, ":before": q.before, ":limit": q.bounded_limit(),
+                },
+                |r| {
+                    Ok(AuditRecord {
+                        id: r.get(0)?,
+                        event: AuditEvent {
+                            at: r.get(1)?,
+                            kind: r.get(2)?,
+                            reason: r.get(3)?,
+                            username: r.get(4)?,
+                            user_id: r.get(5)?,
+                            connector_id: r.get(6)?,
+                            client_id: r.get(7)?,
+                            request_id: r.get(8)?,
+                            detail: r.get(9)?,
+                            actor: r.get(10)?,
+                        },
+                    })
+                },
+            )
+            .map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+    }
 }
