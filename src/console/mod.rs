@@ -4,6 +4,7 @@
 
 pub mod gate;
 pub mod page;
+pub mod users;
 
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};

@@ -27,6 +27,10 @@ pub const SECTIONS: &[(&str, &str, &str)] = &[
 pub const TEMPLATES: &[(&str, &str)] = &[
     ("console/layout.html", include_str!("templates/layout.html")),
     ("console/home.html", include_str!("templates/home.html")),
+    ("console/users.html", include_str!("templates/users.html")),
+    ("console/user.html", include_str!("templates/user.html")),
+    ("console/users_confirm.html", include_str!("templates/users_confirm.html")),
+    ("console/users_result.html", include_str!("templates/users_result.html")),
 ];
 
 /// An absolute path to a console page, e.g. `path(state, "users")` → `/hubauth/admin/users`.
