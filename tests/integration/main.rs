@@ -13,6 +13,7 @@ mod authorize;
 mod cli;
 mod config;
 mod connections;
+mod console_users;
 mod custody;
 mod deprovision;
 mod discovery;
