@@ -38,7 +38,8 @@ else
   files=("$ROOT/e2e/rp.test.mjs" "$ROOT/e2e/authlib.test.mjs" "$ROOT/e2e/jupyterhub.test.mjs"
          "$ROOT/e2e/upstream-oidc.test.mjs" "$ROOT/e2e/jupyterhub-upstream.test.mjs"
          "$ROOT/e2e/jupyterhub-access.test.mjs" "$ROOT/e2e/custody.test.mjs"
-         "$ROOT/e2e/replicas.test.mjs" "$ROOT/e2e/metrics.test.mjs" "$ROOT/e2e/report.test.mjs")
+         "$ROOT/e2e/replicas.test.mjs" "$ROOT/e2e/metrics.test.mjs" "$ROOT/e2e/report.test.mjs"
+         "$ROOT/e2e/console-users.test.mjs")
 fi
 
 cd "$ROOT/e2e"
