@@ -106,6 +106,7 @@ async fn change(state: &SharedState, headers: &HeaderMap, username: &str, change
     let outcome = users::apply(state.store.as_ref(), username, change, &Actor::of(&who), state.clock.now()).await;
     let status = match outcome.outcome.as_str() {
         "not_found" => StatusCode::NOT_FOUND,
+        "skipped" => StatusCode::CONFLICT,
         "failed" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::OK,
     };

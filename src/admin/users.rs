@@ -276,7 +276,7 @@ pub async fn detail(store: &dyn Store, username: &str, now: UnixTime) -> Result<
 pub struct Outcome {
     pub username: String,
     /// `blocked`, `already_blocked`, `unblocked`, `not_blocked`, `sessions_revoked`, `deleted`,
-    /// `not_found` or `failed`.
+    /// `not_found`, `skipped` (an admin's own account, for block or delete) or `failed`.
     pub outcome: String,
     pub revoked_grants: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -337,7 +337,13 @@ fn event(kind: &str, username: &str, user_id: &str, now: UnixTime, detail: Strin
 
 /// Applies `change` to one person. Block and delete go through [`deprovision::run`] (revoke
 /// first, then block or delete, audited as `user_blocked` / `user_deleted`).
+/// An admin cannot block or delete themselves (they would lock themselves out of the console);
+/// such a request comes back `skipped`.
 pub async fn apply(store: &dyn Store, username: &str, change: Change, actor: &Actor, now: UnixTime) -> Outcome {
+    if matches!(change, Change::Block | Change::Delete) && actor.name == username {
+        let error = Some(format!("you cannot {} yourself", change.as_str()));
+        return Outcome { error, ..Outcome::new(username, "skipped", 0) };
+    }
     match apply_one(store, username, change, actor, now).await {
         Ok(o) => o,
         Err(e) => Outcome { error: Some(e.to_string()), ..Outcome::new(username, "failed", 0) },

@@ -306,6 +306,7 @@ pub async fn act(
     let base = page::path(&state, "users");
     match outcome.outcome.as_str() {
         "not_found" => error_page(Error::NotFound(username)),
+        "skipped" => error_page(Error::BadInput(outcome.error.unwrap_or_default())),
         "failed" => {
             tracing::error!(error = ?outcome.error, user = %username, "console: a change failed");
             PageError::internal().into_response()

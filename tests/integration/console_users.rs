@@ -172,6 +172,12 @@ async fn an_admin_blocks_unblocks_revokes_and_deletes_one_person_with_the_csrf_t
     let res = ada.post("/admin/users/sam/frobnicate", &[("csrf", &csrf)]).await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
 
+    // Not oneself: that would lock ada out.
+    let res = ada.post("/admin/users/ada/block", &[("csrf", &csrf)]).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert!(res.text().contains("you cannot block yourself"), "{}", res.text());
+    assert!(!blocked(&app, "ada").await);
+
     // Delete asks first.
     let res = ada.post("/admin/users/sam/delete", &[("csrf", &csrf)]).await;
     assert_eq!(res.status, StatusCode::OK);
@@ -354,7 +360,45 @@ async fn the_users_api_lists_shows_changes_and_bulk_changes() {
         assert!(audit.iter().any(|e| e.kind == kind && e.actor.as_deref() == Some("config-token")), "{kind}");
     }
 
-    // No token, no answer; the viewer's session can read but not change.
+    // No token, no answer.
     let res = app.send(Request::get("/admin/api/users").body(Body::empty()).unwrap()).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn through_the_api_a_viewer_reads_and_a_read_token_cannot_change() {
+    let app = TestApp::with_extra_toml(&roles()).await;
+    people(&app, 2).await;
+    let mut sam = console_sign_in(&app, "sam", "sam-pw").await;
+    assert_eq!(sam.get("/admin/users").await.status, StatusCode::OK);
+    let csrf = {
+        use hubauth::clock::Clock;
+        let hash = hubauth::crypto::random::value_hash(&sam.cookies["hubauth_session"]);
+        app.store.browser_session(&hash, app.clock.now()).await.unwrap().unwrap().csrf_token
+    };
+    let send = |method: &str, uri: &str, csrf: &str| {
+        let cookies = sam.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::COOKIE, cookies)
+            .header("x-csrf-token", csrf)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"action": "delete", "usernames": ["user01"]}"#))
+            .unwrap()
+    };
+    let res = app.send(send("GET", "/admin/api/users/user01", &csrf)).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    for (method, uri) in [
+        ("POST", "/admin/api/users/user01/block"),
+        ("DELETE", "/admin/api/users/user01"),
+        ("POST", "/admin/api/users/bulk"),
+    ] {
+        assert_eq!(app.send(send(method, uri, &csrf)).await.status, StatusCode::FORBIDDEN, "{method} {uri}");
+    }
+    let token = api(&app, "POST", "/admin/api/tokens", Some(json!({"name": "r", "scope": "read"})), TOKEN).await;
+    let token = token.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(api(&app, "GET", "/admin/api/users", None, &token).await.status, StatusCode::OK);
+    assert_eq!(api(&app, "POST", "/admin/api/users/user01/block", None, &token).await.status, StatusCode::FORBIDDEN);
+    assert!(exists(&app, "user01").await && !blocked(&app, "user01").await);
 }
