@@ -237,6 +237,20 @@ pub fn router(state: SharedState) -> Router {
         .route("/admin/api/report/activity", get(crate::admin::api::activity_report))
         .route("/admin/api/tokens", get(crate::admin::api::list_tokens).post(crate::admin::api::create_token))
         .route("/admin/api/tokens/{id}", axum::routing::delete(crate::admin::api::revoke_token))
+        .route("/admin/users", get(crate::console::users::list))
+        .route("/admin/users/bulk", post(crate::console::users::bulk))
+        .route("/admin/users/bulk/apply", post(crate::console::users::bulk_apply))
+        .route("/admin/users/{username}", get(crate::console::users::show))
+        .route("/admin/users/{username}/{action}", post(crate::console::users::act))
+        .route("/admin/api/users", get(crate::admin::api_users::list))
+        .route("/admin/api/users/bulk", post(crate::admin::api_users::bulk))
+        .route(
+            "/admin/api/users/{username}",
+            get(crate::admin::api_users::show).delete(crate::admin::api_users::delete),
+        )
+        .route("/admin/api/users/{username}/block", post(crate::admin::api_users::block))
+        .route("/admin/api/users/{username}/unblock", post(crate::admin::api_users::unblock))
+        .route("/admin/api/users/{username}/revoke-sessions", post(crate::admin::api_users::revoke_sessions))
         .route("/token", post(token::token))
         .route("/userinfo", get(userinfo::userinfo_get).post(userinfo::userinfo_post))
         .route("/revoke", post(revoke::revoke))

@@ -473,3 +473,58 @@ pub struct UserActivity {
     /// A browser session at hubauth itself (single sign-on) neither ended nor expired.
     pub sso_session_live: bool,
 }
+
+/// Which users a listing asks for (`AccountStore::users_page`): every filter that is set must
+/// hold; users come by username, after `after`, at most `limit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserQuery {
+    /// A case-insensitive substring of the username, name or e-mail address.
+    pub q: Option<String>,
+    /// Holds this group.
+    pub group: Option<String>,
+    /// Has an identity at this connector.
+    pub connector: Option<String>,
+    /// Signed in or used a token at or after this time.
+    pub active_since: Option<UnixTime>,
+    /// Neither signed in nor used a token since this time (or never).
+    pub inactive_since: Option<UnixTime>,
+    /// Blocked (`true`) or not (`false`).
+    pub blocked: Option<bool>,
+    /// Exactly this username.
+    pub username: Option<String>,
+    /// Only usernames after this one (the previous page's last).
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// One user in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub user_id: String,
+    pub username: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    /// The connectors the user has an identity at, sorted.
+    pub connectors: Vec<String>,
+    pub created_at: UnixTime,
+    pub last_login_at: Option<UnixTime>,
+    pub last_token_use_at: Option<UnixTime>,
+    pub blocked_at: Option<UnixTime>,
+}
+
+/// A user's live session: a browser session at hubauth (single sign-on) or a grant (what a hub
+/// holds after a login) with a usable token. Never a token or its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSession {
+    /// `browser` or `grant`.
+    pub kind: String,
+    pub id: String,
+    /// The connector a browser session signed in through.
+    pub connector_id: Option<String>,
+    /// The client a grant was given to.
+    pub client_id: Option<String>,
+    pub created_at: UnixTime,
+    /// When a browser session ends by itself.
+    pub expires_at: Option<UnixTime>,
+}

@@ -3,12 +3,14 @@
 pub mod access;
 pub mod api;
 pub mod api_audit;
+pub mod api_users;
 pub mod deprovision;
 pub mod invites;
 pub mod openapi;
 pub mod principal;
 pub mod rename;
 pub mod report;
+pub mod users;
 
 /// Who made a change, for the audit log: every change by anyone names its actor and, through the
 /// console or the API, the request.

@@ -8,7 +8,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::server::Server;
 use utoipa::{Modify, OpenApi};
 
-use super::{api, api_audit};
+use super::{api, api_audit, api_users};
 use crate::app::SharedState;
 
 #[derive(OpenApi)]
@@ -32,6 +32,13 @@ use crate::app::SharedState;
         api::create_token,
         api::revoke_token,
         api_audit::list_audit,
+        api_users::list,
+        api_users::show,
+        api_users::block,
+        api_users::unblock,
+        api_users::revoke_sessions,
+        api_users::delete,
+        api_users::bulk,
     ),
     modifiers(&Credentials)
 )]

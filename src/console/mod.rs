@@ -10,6 +10,7 @@ pub mod invites;
 pub mod page;
 pub mod report;
 pub mod tokens;
+pub mod users;
 
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};

@@ -35,6 +35,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("console/report.html", include_str!("templates/report.html")),
     ("console/tokens.html", include_str!("templates/tokens.html")),
     ("console/token_created.html", include_str!("templates/token_created.html")),
+    ("console/users.html", include_str!("templates/users.html")),
+    ("console/user.html", include_str!("templates/user.html")),
+    ("console/users_confirm.html", include_str!("templates/users_confirm.html")),
+    ("console/users_result.html", include_str!("templates/users_result.html")),
 ];
 
 /// An absolute path to a console page, e.g. `path(state, "users")` → `/hubauth/admin/users`.

@@ -372,6 +372,20 @@ pub trait AccountStore: Send + Sync {
     /// Deletes the user and everything of theirs (identities, sessions, grants and tokens,
     /// invite uses), in one step; the audit log keeps their name. False if there was no such user.
     async fn delete_user(&self, user_id: &str) -> StoreResult<bool>;
+
+    /// Lifts a block; false if the user was not blocked (or is unknown).
+    async fn unblock_user(&self, user_id: &str) -> StoreResult<bool>;
+
+    /// One page of the users `query` selects, by username (byte order), filtered and paged by
+    /// the database: at most `query.limit` rows after `query.after`.
+    async fn users_page(&self, query: &UserQuery) -> StoreResult<Vec<UserRow>>;
+
+    /// How many users `query` selects, ignoring its `after` and `limit`.
+    async fn count_users(&self, query: &UserQuery) -> StoreResult<u64>;
+
+    /// The user's live browser sessions and unrevoked grants holding a usable token at `now`,
+    /// newest first, at most `limit` of each.
+    async fn live_sessions(&self, user_id: &str, now: UnixTime, limit: u32) -> StoreResult<Vec<LiveSession>>;
 }
 
 /// How precisely a user's last token use is kept, in seconds: written at most this often.
@@ -384,6 +398,10 @@ pub trait AuditStore: Send + Sync {
 
     /// The newest `limit` events, newest first.
     async fn audit_events(&self, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+
+    /// The newest `limit` events about one user (their id, or their username for events that
+    /// carry no id), newest first.
+    async fn audit_events_of_user(&self, user_id: &str, username: &str, limit: u32) -> StoreResult<Vec<AuditEvent>>;
 
     /// One page of the audit log, newest first: the events matching `query`'s filters with an
     /// id below `query.before`, at most [`AuditQuery::bounded_limit`] of them, with their ids

@@ -14,6 +14,7 @@ mod cli;
 mod config;
 mod connections;
 mod console_pages;
+mod console_users;
 mod custody;
 mod deprovision;
 mod discovery;

@@ -1326,6 +1326,139 @@ async fn audit_pages_filter_and_page_by_id(store: Arc<dyn Store>) {
     assert_eq!(store.audit_page(&AuditQuery { limit: 1, ..Default::default() }).await.unwrap().len(), 1);
 }
 
+/// The console's listing: every filter in SQL, keyset pages by username, counts.
+async fn users_are_listed_filtered_and_paged(store: Arc<dyn Store>) {
+    let mut ids = std::collections::HashMap::new();
+    for (i, name) in ["carol", "ada", "bob", "dave", "Eve"].iter().enumerate() {
+        let mut who = identity(if i % 2 == 0 { "dev" } else { "github" }, name, name);
+        who.groups = if i < 2 { vec!["admins".into()] } else { vec!["students".into()] };
+        who.name = Some(format!("Person {}", name.to_uppercase()));
+        let u = store.upsert_user_for_identity(&who, 100 * (i as i64 + 1)).await.unwrap();
+        ids.insert(*name, u.id);
+    }
+    store.note_token_use(&ids["bob"], 1000).await.unwrap();
+    assert!(store.block_user(&ids["dave"], 50).await.unwrap());
+    let q = |f: &dyn Fn(&mut UserQuery)| {
+        let mut q = UserQuery { limit: 100, ..Default::default() };
+        f(&mut q);
+        q
+    };
+    let names = |rows: Vec<UserRow>| rows.into_iter().map(|r| r.username).collect::<Vec<_>>();
+    let all = store.users_page(&q(&|_| {})).await.unwrap();
+    assert_eq!(names(all.clone()), ["Eve", "ada", "bob", "carol", "dave"], "byte order on both backends");
+    let bob = all.iter().find(|r| r.username == "bob").unwrap();
+    assert_eq!((bob.connectors.clone(), bob.groups.clone()), (vec!["dev".to_string()], vec!["students".to_string()]));
+    assert_eq!((bob.last_login_at, bob.last_token_use_at), (Some(300), Some(1000)));
+    assert_eq!(bob.email.as_deref(), Some("bob@example.org"));
+
+    // Paging: two at a time, each page after the last username of the one before.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .users_page(&q(&|q| {
+                q.limit = 2;
+                q.after = after.clone();
+            }))
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|r| r.username.clone());
+        seen.extend(names(page));
+    }
+    assert_eq!(seen, ["Eve", "ada", "bob", "carol", "dave"]);
+
+    let find = |f: &'static dyn Fn(&mut UserQuery)| {
+        let store = store.clone();
+        async move { names(store.users_page(&q(f)).await.unwrap()) }
+    };
+    assert_eq!(find(&|q| q.q = Some("E".into())).await, ["Eve", "ada", "bob", "carol", "dave"], "e-mail holds an e");
+    assert_eq!(find(&|q| q.q = Some("person a".into())).await, ["ada"], "the name, case-insensitively");
+    assert_eq!(find(&|q| q.q = Some("eve@EXAMPLE".into())).await, ["Eve"]);
+    assert_eq!(find(&|q| q.q = Some("%".into())).await, Vec::<String>::new(), "no wildcards");
+    assert_eq!(find(&|q| q.group = Some("admins".into())).await, ["ada", "carol"]);
+    assert_eq!(find(&|q| q.group = Some("admin".into())).await, Vec::<String>::new(), "whole groups only");
+    assert_eq!(find(&|q| q.connector = Some("github".into())).await, ["ada", "dave"]);
+    assert_eq!(find(&|q| q.blocked = Some(true)).await, ["dave"]);
+    assert_eq!(find(&|q| q.blocked = Some(false)).await.len(), 4);
+    assert_eq!(find(&|q| q.active_since = Some(400)).await, ["Eve", "bob", "dave"], "bob by his token use");
+    assert_eq!(find(&|q| q.inactive_since = Some(400)).await, ["ada", "carol"]);
+    assert_eq!(find(&|q| q.username = Some("bob".into())).await, ["bob"]);
+    let both = q(&|q| {
+        q.group = Some("students".into());
+        q.active_since = Some(400);
+        q.blocked = Some(false);
+        q.after = Some("Eve".into());
+        q.limit = 1;
+    });
+    assert_eq!(names(store.users_page(&both).await.unwrap()), ["bob"]);
+    assert_eq!(store.count_users(&both).await.unwrap(), 2, "counts ignore the cursor and the limit");
+    assert_eq!(store.count_users(&q(&|_| {})).await.unwrap(), 5);
+
+    assert!(store.unblock_user(&ids["dave"]).await.unwrap());
+    assert!(!store.unblock_user(&ids["dave"]).await.unwrap(), "not blocked any more");
+    assert!(!store.unblock_user("nobody").await.unwrap());
+    assert_eq!(find(&|q| q.blocked = Some(true)).await, Vec::<String>::new());
+}
+
+/// A person's live sessions: browser sessions neither ended nor expired, grants with a usable
+/// token; revoking ends them all.
+async fn live_sessions_are_listed_until_revoked(store: Arc<dyn Store>) {
+    let u = store.upsert_user_for_identity(&identity("dev", "u1", "ada"), 1).await.unwrap();
+    let other = store.upsert_user_for_identity(&identity("dev", "u2", "bob"), 1).await.unwrap();
+    for (id, user, expires) in [("s1", &u, 100), ("s2", &u, 10), ("s3", &other, 100)] {
+        let s = BrowserSession {
+            id: id.into(),
+            token_hash: format!("th-{id}"),
+            user_id: user.id.clone(),
+            connector_id: "dev".into(),
+            csrf_token: "c".into(),
+            auth_time: 1,
+            created_at: 1,
+            expires_at: expires,
+        };
+        store.create_browser_session(&s).await.unwrap();
+    }
+    grant_for(store.as_ref(), &u, "g1", "a1", "r1").await;
+    grant_for(store.as_ref(), &other, "g2", "a2", "r2").await;
+    let live = store.live_sessions(&u.id, 50, 10).await.unwrap();
+    let kinds: Vec<_> = live.iter().map(|s| (s.kind.as_str(), s.id.as_str())).collect();
+    assert_eq!(kinds, [("browser", "s1"), ("grant", "g1")]);
+    assert_eq!(live[1].client_id.as_deref(), Some("c"));
+    assert_eq!(live[0].connector_id.as_deref(), Some("dev"));
+    assert!(store.live_sessions(&u.id, 5000, 10).await.unwrap().is_empty(), "all expired by then");
+    assert_eq!(store.revoke_user(&u.id, "test", 51).await.unwrap(), 1);
+    assert!(store.live_sessions(&u.id, 52, 10).await.unwrap().is_empty());
+    assert_eq!(store.live_sessions(&other.id, 52, 10).await.unwrap().len(), 2, "others keep theirs");
+}
+
+/// A person's audit trail: by id, or by username where an event has no id; newest first, bounded.
+async fn a_users_audit_trail_is_theirs_newest_first(store: Arc<dyn Store>) {
+    let ev = |at: i64, kind: &str, user: Option<&str>, id: Option<&str>| AuditEvent {
+        at,
+        kind: kind.into(),
+        username: user.map(str::to_owned),
+        user_id: id.map(str::to_owned),
+        ..Default::default()
+    };
+    for e in [
+        ev(1, "login_denied", Some("ada"), None),
+        ev(2, "login", Some("ada"), Some("id-ada")),
+        ev(3, "login", Some("bob"), Some("id-bob")),
+        ev(4, "renamed", Some("ada2"), Some("id-ada")),
+        ev(5, "login_denied", Some("ada"), Some("id-other")),
+    ] {
+        store.record_audit(&e).await.unwrap();
+    }
+    let trail = store.audit_events_of_user("id-ada", "ada", 10).await.unwrap();
+    assert_eq!(trail.iter().map(|e| e.at).collect::<Vec<_>>(), [4, 2, 1]);
+    let trail = store.audit_events_of_user("id-ada", "ada", 2).await.unwrap();
+    assert_eq!(trail.iter().map(|e| e.at).collect::<Vec<_>>(), [4, 2]);
+    assert!(store.audit_events_of_user("nobody", "nobody", 10).await.unwrap().is_empty());
+}
+
 macro_rules! backends {
     ($($backend:ident),*) => {
         $(
@@ -1379,6 +1512,9 @@ macro_rules! backends {
                 case!(admin_tokens_are_found_by_hash_revoked_once_and_note_use_coarsely);
                 case!(audit_events_keep_their_actor);
                 case!(audit_pages_filter_and_page_by_id);
+                case!(users_are_listed_filtered_and_paged);
+                case!(live_sessions_are_listed_until_revoked);
+                case!(a_users_audit_trail_is_theirs_newest_first);
             }
         )*
     };

@@ -62,4 +62,21 @@ impl AuditStore for PostgresStore {
             .collect::<SqlResult<_>>()
             .map_err(backend)
     }
+
+    async fn audit_events_of_user(&self, user_id: &str, username: &str, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {AUDIT_COLUMNS} FROM ( \
+               (SELECT * FROM audit_events WHERE user_id = $1 ORDER BY id DESC LIMIT $3) \
+               UNION \
+               (SELECT * FROM audit_events WHERE username = $2 AND user_id IS NULL ORDER BY id DESC LIMIT $3)) e \
+             ORDER BY id DESC LIMIT $3"
+        )))
+        .bind(user_id)
+        .bind(username)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(audit_from_row).collect::<SqlResult<_>>().map_err(backend)
+    }
 }

@@ -14,6 +14,7 @@ fn migrations() -> Vec<Migration> {
         (3, "access list", include_str!("../../../migrations/postgres/0003_access_list.sql")),
         (4, "user activity", include_str!("../../../migrations/postgres/0004_user_activity.sql")),
         (5, "admin tokens", include_str!("../../../migrations/postgres/0005_admin_tokens.sql")),
+        (6, "user audit", include_str!("../../../migrations/postgres/0006_user_audit.sql")),
     ]
     .into_iter()
     .map(|(version, description, sql)| {

@@ -88,4 +88,34 @@ impl AuditStore for SqliteStore {
             .map_err(backend)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(backend)
     }
+
+    async fn audit_events_of_user(&self, user_id: &str, username: &str, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT at, kind, reason, username, user_id, connector_id, client_id, request_id, detail, actor FROM ( \
+                   SELECT * FROM (SELECT * FROM audit_events WHERE user_id = ?1 ORDER BY id DESC LIMIT ?3) \
+                   UNION \
+                   SELECT * FROM (SELECT * FROM audit_events WHERE username = ?2 AND user_id IS NULL ORDER BY id DESC LIMIT ?3)) \
+                 ORDER BY id DESC LIMIT ?3",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![user_id, username, limit], |r| {
+                Ok(AuditEvent {
+                    at: r.get(0)?,
+                    kind: r.get(1)?,
+                    reason: r.get(2)?,
+                    username: r.get(3)?,
+                    user_id: r.get(4)?,
+                    connector_id: r.get(5)?,
+                    client_id: r.get(6)?,
+                    request_id: r.get(7)?,
+                    detail: r.get(8)?,
+                    actor: r.get(9)?,
+                })
+            })
+            .map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+    }
 }

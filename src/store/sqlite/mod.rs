@@ -93,6 +93,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../../migrations/sqlite/0007_access_list.sql")),
         M::up(include_str!("../../../migrations/sqlite/0008_user_activity.sql")),
         M::up(include_str!("../../../migrations/sqlite/0009_admin_tokens.sql")),
+        M::up(include_str!("../../../migrations/sqlite/0010_user_audit.sql")),
     ])
 }
 
@@ -101,7 +102,7 @@ pub fn latest_version() -> i64 {
     MIGRATION_COUNT as i64
 }
 
-const MIGRATION_COUNT: usize = 9;
+const MIGRATION_COUNT: usize = 10;
 
 /// The schema version of the database in `conn` (SQLite's `user_version`; 0 when new).
 pub fn applied_version(conn: &Connection) -> rusqlite::Result<i64> {
