@@ -40,7 +40,8 @@ else
          "$ROOT/e2e/jupyterhub-access.test.mjs" "$ROOT/e2e/custody.test.mjs"
          "$ROOT/e2e/replicas.test.mjs" "$ROOT/e2e/metrics.test.mjs" "$ROOT/e2e/report.test.mjs"
          "$ROOT/e2e/openapi.test.mjs" "$ROOT/e2e/systemd.test.mjs" "$ROOT/e2e/console.test.mjs"
-         "$ROOT/e2e/console-users.test.mjs" "$ROOT/e2e/container.test.mjs")
+         "$ROOT/e2e/console-users.test.mjs" "$ROOT/e2e/readme.test.mjs"
+         "$ROOT/e2e/container.test.mjs")
 fi
 
 cd "$ROOT/e2e"

@@ -67,7 +67,7 @@ REQ="$E2E/requirements.txt"
 req_sum="$(sha256sum "$REQ" | cut -d' ' -f1)"
 stamp="$VENV/.hubauth-requirements.sha256"
 if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$req_sum" ] \
-   && "$VENV/bin/python" -c 'import jupyterhub, oauthenticator, prometheus_client' 2>/dev/null; then
+   && "$VENV/bin/python" -c 'import jupyterhub, oauthenticator, prometheus_client, jupyterlab' 2>/dev/null; then
   log "python venv up to date ($VENV)"
 else
   PY="$(command -v python3)"

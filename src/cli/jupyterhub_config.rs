@@ -44,6 +44,20 @@ fn py_set(items: &[String]) -> String {
     }
 }
 
+/// JupyterHub's own listeners default to 127.0.0.1:8001 (the proxy's API) and :8081 (the hub's
+/// API); a hub told to listen on one of those ports would collide with itself at start.
+fn default_ports_moved_aside(bind_url: &str) -> String {
+    match url::Url::parse(bind_url).ok().and_then(|u| u.port_or_known_default()) {
+        Some(8001) => "# The hub listens on :8001, the proxy API's default port: that API moves to :8002.\n\
+                       c.ConfigurableHTTPProxy.api_url = \"http://127.0.0.1:8002\"\n"
+            .into(),
+        Some(8081) => "# The hub listens on :8081, the hub API's default port: that API moves to :8082.\n\
+                       c.JupyterHub.hub_port = 8082\n"
+            .into(),
+        _ => String::new(),
+    }
+}
+
 pub fn fragment(config: &Config, client: &ClientConfig) -> String {
     let callback =
         client.redirect_uris.iter().find(|u| u.ends_with("/hub/oauth_callback")).unwrap_or(&client.redirect_uris[0]);
@@ -62,6 +76,7 @@ pub fn fragment(config: &Config, client: &ClientConfig) -> String {
     if let Some(bind) = &client.hub.bind_url {
         // The hub listens where its callback points ([clients.hub] bind_url).
         out.push_str(&format!("c.JupyterHub.bind_url = {}\n", py_str(bind)));
+        out.push_str(&default_ports_moved_aside(bind));
     }
     let g = "c.GenericOAuthenticator";
     let lines = [

@@ -142,6 +142,35 @@ fn demo_writes_a_config_that_check_config_accepts() {
     assert_compiles_as_python(&py);
 }
 
+/// `--hub-url` on a port JupyterHub uses for itself by default (8001: the proxy's API, 8081: the
+/// hub's internal API) moves that default aside, so the hub starts without an edit by hand.
+#[test]
+fn a_hub_url_on_jupyterhubs_own_default_ports_moves_them_aside() {
+    let fragment_for = |hub_url: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let args = hubauth::cli::demo::DemoArgs {
+            listen: "127.0.0.1:5599".parse().unwrap(),
+            data_dir: dir.path().join("data"),
+            hub_url: hub_url.into(),
+            issuer: None,
+        };
+        let path = hubauth::cli::demo::prepare(&args).unwrap();
+        let (ok, py, stderr) =
+            hubauth(&["jupyterhub-config", "--config", path.to_str().unwrap(), "--client", "jupyterhub"]);
+        assert!(ok, "{stderr}");
+        assert_compiles_as_python(&py);
+        py
+    };
+    let py = fragment_for("http://127.0.0.1:8001");
+    assert!(py.contains("c.ConfigurableHTTPProxy.api_url = \"http://127.0.0.1:8002\"\n"), "{py}");
+    assert!(!py.contains("c.JupyterHub.hub_port"), "{py}");
+    let py = fragment_for("http://127.0.0.1:8081");
+    assert!(py.contains("c.JupyterHub.hub_port = 8082\n"), "{py}");
+    assert!(!py.contains("c.ConfigurableHTTPProxy.api_url"), "{py}");
+    let py = fragment_for("http://127.0.0.1:8000");
+    assert!(!py.contains("c.ConfigurableHTTPProxy.api_url") && !py.contains("c.JupyterHub.hub_port"), "{py}");
+}
+
 #[test]
 fn demo_on_a_busy_port_fails_at_once_naming_the_address_and_writes_nothing() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
