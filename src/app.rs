@@ -362,13 +362,18 @@ pub async fn serve_on(listener: tokio::net::TcpListener, config: Config, sealer:
         let limits = crate::config::ServerConfig { max_connections: limits.max_connections.min(64), ..limits.clone() };
         tokio::spawn(crate::server::serve(listener, operations_router(state.clone()), limits, stopped(stop_rx.clone())))
     });
+    crate::crypto::random::warm_up();
     tracing::info!(issuer = %state.config.issuer, %listen, "hubauth is listening");
     // Bound, the store open, the keys loaded: connections already wait in the backlog and are
     // accepted from the next line on (`Type=notify` units start their dependents now).
     crate::systemd::ready(&format!("serving {} on {listen}", state.config.issuer));
+    let store = state.store.clone();
     crate::server::serve(listener, router(state), limits, stopped(stop_rx)).await;
     if let Some(task) = operations {
         let _ = task.await;
+    }
+    if let Err(e) = store.close().await {
+        tracing::warn!(error = %e, "could not tidy the storage on the way out; the next start reads through it");
     }
     Ok(())
 }

@@ -13,6 +13,18 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
+/// aws-lc seeds its CSPRNG from CPU-jitter entropy on first use (≈ 45 ms of CPU on the machines
+/// we measured): a server does that on a thread of its own at start, beside its first answers,
+/// instead of inside its first sign-in.
+pub fn warm_up() {
+    let spawned = std::thread::Builder::new().name("hubauth-rng-warm-up".into()).spawn(|| {
+        let _ = random_bytes::<1>();
+    });
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "no thread to warm up the random source; the first use does it");
+    }
+}
+
 /// 256 bits from the system CSPRNG, base64url without padding.
 pub fn random_value() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<32>())

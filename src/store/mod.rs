@@ -524,4 +524,11 @@ pub trait Store:
     /// Deletes what can no longer be used, in small batches so other writes go on in between,
     /// and hands freed space back; returns how many rows went.
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64>;
+
+    /// The server has stopped and made its last write: leave the storage tidy for the next
+    /// start (SQLite folds its write-ahead log into the database file, which the next start
+    /// would otherwise read through first). A backend with nothing to do keeps this default.
+    async fn close(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }

@@ -18,12 +18,17 @@ pub fn current() -> Option<String> {
 }
 
 /// Unique per process run without a system call per request: a random start, then a counter,
-/// spread over 12 lowercase base32 characters. Ids only need to be unique, not secret.
+/// spread over 12 lowercase base32 characters. Ids only need to be unique, not secret, so the
+/// start comes from std's per-process random hash keys (the OS's random source), not from the
+/// CSPRNG: aws-lc gathers CPU-jitter entropy on its first use (≈ 45 ms of CPU), which would
+/// otherwise delay the first answer after every start.
 fn new_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let next = NEXT.get_or_init(|| AtomicU64::new(u64::from_le_bytes(crate::crypto::random::random_bytes::<8>())));
+    let next =
+        NEXT.get_or_init(|| AtomicU64::new(std::collections::hash_map::RandomState::new().build_hasher().finish()));
     // A multiplicative mix so consecutive ids do not look consecutive in logs.
     let mut n = next.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut out = String::with_capacity(12);

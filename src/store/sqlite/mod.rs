@@ -15,6 +15,7 @@ mod files;
 mod identities;
 mod invites;
 mod keys;
+mod readers;
 mod rows;
 mod sign_ins;
 mod tokens;
@@ -22,7 +23,6 @@ mod vacuum;
 mod writer;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -32,20 +32,20 @@ use rusqlite::{named_params, params, Connection, OpenFlags, OptionalExtension, R
 use rusqlite_migration::{Migrations, M};
 
 pub use self::files::create_private_dir;
+use self::readers::Readers;
 use self::rows::*;
 use self::vacuum::*;
 use self::writer::Writer;
 use super::*;
 
-const READERS: usize = 4;
 /// SQLite's default: checkpoint once the WAL holds ~4 MiB.
 const WAL_CHECKPOINT_PAGES: i64 = 1000;
 const WAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
 
 pub struct SqliteStore {
+    path: PathBuf,
     writer: Writer,
-    readers: Vec<Mutex<Connection>>,
-    next_reader: AtomicUsize,
+    readers: Readers,
 }
 
 fn backend(e: impl Into<anyhow::Error>) -> StoreError {
@@ -176,15 +176,8 @@ impl SqliteStore {
         // the WAL grows without end.) The size limit hands the space back after a burst.
         writer.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
         writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
-        let mut readers = Vec::with_capacity(READERS);
-        for _ in 0..READERS {
-            let r =
-                Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                    .with_context(|| format!("cannot open {} for reading", path.display()))?;
-            configure(&r)?;
-            readers.push(Mutex::new(r));
-        }
-        Ok(Self { writer: Writer::spawn(writer)?, readers, next_reader: AtomicUsize::new(0) })
+        let readers = Readers::open(&path)?;
+        Ok(Self { writer: Writer::spawn(writer)?, readers, path })
     }
 
     /// (schema version of the file, newest this binary knows); 0 for a file that does not exist.
@@ -200,13 +193,7 @@ impl SqliteStore {
 
     /// A free read connection if there is one, else wait for the next in turn.
     fn reader(&self) -> MutexGuard<'_, Connection> {
-        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        for i in 0..self.readers.len() {
-            if let Ok(guard) = self.readers[(start + i) % self.readers.len()].try_lock() {
-                return guard;
-            }
-        }
-        lock(&self.readers[start % self.readers.len()])
+        self.readers.get()
     }
 
     /// Runs `f` on the writer inside a transaction; its changes stand once this returns Ok.
@@ -253,6 +240,24 @@ impl Store for SqliteStore {
             }
         }
         Ok(usage)
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        // From a connection of its own: the writer's sits in its thread, and a checkpoint cannot
+        // run inside the transactions it wraps every write in. TRUNCATE waits (busy_timeout) for
+        // a write still in flight from a background task, then empties the WAL file.
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(backend)?;
+            conn.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
+            let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(backend)?;
+            if busy != 0 {
+                return Err(backend(anyhow::anyhow!("the checkpoint of {} was blocked by a reader", path.display())));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(backend)?
     }
 
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64> {
