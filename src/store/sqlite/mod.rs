@@ -191,7 +191,7 @@ impl SqliteStore {
         Ok((applied_version(&conn)?, latest_version()))
     }
 
-    /// A free read connection if there is one, else wait for the next in turn.
+    /// A read connection (see [`Readers::get`]).
     fn reader(&self) -> MutexGuard<'_, Connection> {
         self.readers.get()
     }
@@ -252,7 +252,10 @@ impl Store for SqliteStore {
             conn.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
             let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(backend)?;
             if busy != 0 {
-                return Err(backend(anyhow::anyhow!("the checkpoint of {} was blocked by a reader", path.display())));
+                return Err(backend(anyhow::anyhow!(
+                    "the checkpoint of {} was blocked by another connection",
+                    path.display()
+                )));
             }
             Ok(())
         })
