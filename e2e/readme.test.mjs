@@ -30,6 +30,9 @@ import { VENV_BIN } from './lib/jupyterhub.mjs';
 const PREFIX = 'readme';
 const HEADING = '### Try it with a real JupyterHub';
 const HUB_DIR = '/tmp/hubauth-hub'; // the README's scratch folder for the hub
+// The simple spawner's home for each person (/tmp/<username>): removed afterwards if this test made
+// it, so that a later try as another (non-root) user is not refused its own home.
+const SPAWNER_HOMES = ['/tmp/ada', '/tmp/olivia'];
 // The release build may be cold (≈ 10 min on 2 cores), JupyterLab's first start slow.
 const BUILD_TIMEOUT_MS = 45 * 60_000;
 
@@ -112,9 +115,10 @@ describe("the README's try-it steps, run as written", () => {
   const issuer = `http://${steps.listen}`;
   const screenshot = screenshotter(PREFIX);
   const where = (page) => whereIn(page, PREFIX);
-  let scratch; let terminal1; let terminal2; let browser;
+  let scratch; let terminal1; let terminal2; let browser; let homesMadeHere = [];
 
   before(async () => {
+    homesMadeHere = SPAWNER_HOMES.filter((home) => !existsSync(home));
     await assertPortFree(listenHost, listenPort, 'the demo broker');
     await assertPortFree(hub.hostname, Number(hub.port || 80), 'the hub');
     scratch = await scratchCopy();
@@ -148,6 +152,7 @@ describe("the README's try-it steps, run as written", () => {
     await terminal1?.stop();
     if (!process.env.E2E_KEEP_TMP) {
       rmSync(HUB_DIR, { recursive: true, force: true });
+      for (const home of homesMadeHere) rmSync(home, { recursive: true, force: true });
       if (scratch) rmSync(scratch.repo, { recursive: true, force: true });
     }
   });
